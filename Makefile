@@ -1,0 +1,68 @@
+# edge: every target sets up .venv on first use. Run `make help` for the list.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EDGE   := $(BIN)/edge
+RUN    ?= default
+TARGET ?= cortex-m
+PORT   ?=
+STAMP  := $(VENV)/.installed
+
+# NNCF otherwise compiles a C++ extension on first use (over 60 s here, FINDINGS.md).
+export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help setup test test-slow lint data train prune qat export battery-gate flash bench devices bench-all clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -c constraints.txt --pre -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install everything (once)
+
+test: $(STAMP)  ## run the test suite (fast tests, ~10 min on 2 cores)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)  ## run the slow end-to-end tests too
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check .
+
+data: $(STAMP)  ## build the default data set
+	$(EDGE) data --run $(RUN)
+
+train: $(STAMP)  ## train the default ViT-lite (runs/$(RUN)/)
+	$(EDGE) train --run $(RUN)
+
+prune: $(STAMP)  ## structured pruning of the trained model
+	$(EDGE) prune --run $(RUN)
+
+qat: $(STAMP)  ## quantisation-aware training of the pruned model
+	$(EDGE) qat --run $(RUN)
+
+export: $(STAMP)  ## the whole default pipeline for TARGET (default cortex-m) -> build/$(TARGET)/
+	$(EDGE) run --run $(RUN) --target $(TARGET)
+
+battery-gate: $(STAMP)  ## the CI battery gate on the default run
+	$(EDGE) battery check --run $(RUN)
+
+flash: $(STAMP)  ## upload build/$(TARGET)/model_int8.tflite to the board on PORT
+	$(EDGE) flash --port $(PORT) --model build/$(TARGET)/model_int8.tflite
+
+bench: $(STAMP)  ## benchmark the board on PORT (MLPerf Tiny protocol)
+	$(EDGE) bench --port $(PORT)
+
+devices: $(STAMP)  ## list serial ports
+	$(EDGE) devices
+
+bench-all: $(STAMP)  ## run every benchmark script in bench/
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:  ## remove runs/ and build/ (keeps .venv)
+	rm -rf runs build

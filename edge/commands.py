@@ -1,0 +1,124 @@
+"""Pipeline subcommands: run, data, train, prune, qat, export, stage, config, status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from edge.config import load_config
+from edge.manifest import Manifest
+from edge.pipeline import STAGE_NAMES, run_pipeline, run_stage_here
+
+RUNS_DIR = Path("runs")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default="default", metavar="NAME", help="run name: artifacts go to runs/NAME/")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs live (default: runs/)")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML config file (see `edge config --show`)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override one config value, e.g. --set train.epochs=10 (repeatable)",
+    )
+    parser.add_argument("--target", help="hardware target, e.g. cortex-m, cortex-m4, nrf52840")
+    parser.add_argument("--data", metavar="SOURCE", help="'synthetic', 'imagefolder:PATH' or 'vww:COCO_ROOT'")
+    parser.add_argument("--force", action="append", default=[], choices=STAGE_NAMES, help="rerun this stage")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Path, Any]:
+    overrides = list(args.overrides)
+    if getattr(args, "target", None):
+        overrides.append(f"target={args.target}")
+    if getattr(args, "data", None):
+        overrides.append(f"data.source={args.data}")
+    if getattr(args, "epochs", None):
+        overrides.append(f"train.epochs={args.epochs}")
+    run_dir = args.runs_dir / args.run
+    previous = Manifest(run_dir).config if args.config is None and not args.fresh_config else None
+    config = load_config(args.config, overrides, base=previous)
+    return run_dir, config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    run_dir, config = _resolve(args)
+    options: dict[str, dict[str, Any]] = {}
+    if getattr(args, "resume", False):
+        options["train"] = {"resume": True}
+    return run_pipeline(run_dir, config, until=args.until, force=tuple(args.force), options=options)
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    run_stage_here(args.run_dir, args.name, json.loads(args.options) if args.options else None)
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    _, config = _resolve(args)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    manifest = Manifest(args.runs_dir / args.run)
+    if not manifest.stages:
+        print(f"run '{args.run}' has no finished stages yet ({manifest.file})")
+        return 0
+    for name in STAGE_NAMES:
+        record = manifest.stages.get(name)
+        if record is None:
+            print(f"{name:8s}  -")
+            continue
+        metrics = ", ".join(f"{k}={v}" for k, v in record.metrics.items() if not isinstance(v, (dict, list)))
+        print(f"{name:8s}  {record.wall_s:8.1f} s  {metrics}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the pipeline subcommands."""
+    run = subparsers.add_parser(
+        "run", help="run the pipeline up to a stage (default: all)",
+        description="Run data -> train -> prune -> qat -> export -> profile -> battery, skipping "
+        "stages whose config and inputs are unchanged. Each stage runs in its own process.",
+    )
+    _add_run_options(run)
+    run.add_argument("--until", default=STAGE_NAMES[-1], choices=STAGE_NAMES, help="last stage to run")
+    run.add_argument("--resume", action="store_true", help="resume an interrupted training from its checkpoint")
+    run.add_argument("--fresh-config", action="store_true", help="ignore the config stored in the run")
+    run.set_defaults(func=_cmd_run)
+
+    shortcuts = {
+        "data": "build the data set (stage 'data')",
+        "train": "train the float ViT-lite (stages up to 'train')",
+        "prune": "structurally prune the trained model (stages up to 'prune')",
+        "qat": "quantisation-aware training (stages up to 'qat')",
+        "export": "export ONNX, int8 TFLite and firmware sources for --target (stages up to 'export')",
+    }
+    for name, text in shortcuts.items():
+        sub = subparsers.add_parser(name, help=text, description=text)
+        _add_run_options(sub)
+        sub.add_argument("--fresh-config", action="store_true", help="ignore the config stored in the run")
+        if name == "train":
+            sub.add_argument("--epochs", type=int, help="training epochs (same as --set train.epochs=N)")
+            sub.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
+        sub.set_defaults(func=_cmd_run, until=name)
+
+    stage = subparsers.add_parser("stage", help="run one stage in this process (used by `edge run`)")
+    stage.add_argument("name", choices=STAGE_NAMES)
+    stage.add_argument("--run-dir", type=Path, required=True)
+    stage.add_argument("--options", help="JSON run-time options for the stage")
+    stage.set_defaults(func=_cmd_stage)
+
+    config = subparsers.add_parser("config", help="show the resolved configuration as YAML")
+    _add_run_options(config)
+    config.add_argument("--show", action="store_true", help="print the config (default action)")
+    config.add_argument("--fresh-config", action="store_true", help="ignore the config stored in the run")
+    config.set_defaults(func=_cmd_config)
+
+    status = subparsers.add_parser("status", help="list the stages of a run with their metrics")
+    status.add_argument("--run", default="default")
+    status.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
+    status.set_defaults(func=_cmd_status)

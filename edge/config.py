@@ -1,0 +1,190 @@
+"""The run configuration: strict pydantic sections, one per stage, with defaults.
+
+The built-in default is what `make export TARGET=cortex-m` runs. Users change it with a YAML
+file (`--config my.yaml`) and/or dotted overrides (`--set train.epochs=10`). Unknown keys are
+rejected with the offending field named.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the images come from and how they are shaped for the model."""
+
+    source: str = Field(
+        "synthetic",
+        description="'synthetic' (built-in motion-camera set), 'imagefolder:PATH' or 'vww:COCO_ROOT'",
+    )
+    image_size: int = Field(64, ge=16, le=512, description="square model input side, pixels")
+    channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB")
+    n_train: int = Field(4000, ge=10, description="synthetic: training images")
+    n_val: int = Field(800, ge=10, description="synthetic: validation images")
+    n_test: int = Field(800, ge=10, description="synthetic: test images")
+    n_calib: int = Field(200, ge=1, description="fixed calibration subset size (taken from train)")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="imagefolder/vww: share of images for val")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="imagefolder/vww: share of images for test")
+    vww_min_area_fraction: float = Field(0.005, gt=0, lt=1, description="vww: person box area / image area")
+    seed: int = 0
+
+
+class ModelConfig(Section):
+    """Which ViT-lite to build (a timm model name registered by edge.training.models)."""
+
+    name: str = "vit_lite_s"
+
+
+class DistillConfig(Section):
+    """Knowledge distillation from a teacher trained first."""
+
+    teacher: Literal["none", "cnn", "vit_lite_m"] = "none"
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation loss")
+    temperature: float = Field(4.0, gt=0)
+    teacher_epochs: int = Field(10, ge=1)
+
+
+class TrainConfig(Section):
+    """AdamW + cosine schedule training of the float model."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(2, ge=0)
+    label_smoothing: float = Field(0.05, ge=0, lt=1)
+    early_stop_patience: int = Field(6, ge=1, description="epochs without val improvement before stopping")
+    target_val_top1: float | None = Field(None, gt=0, le=1, description="stop once val_top1 reaches this")
+    augment: bool = True
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    distill: DistillConfig = DistillConfig()
+    carbon_country: str = Field("SWE", min_length=3, max_length=3, description="ISO 3166 alpha-3 for CodeCarbon")
+
+
+class PruneConfig(Section):
+    """Structured pruning (torch-pruning); filled in by the compression stage."""
+
+    enabled: bool = True
+
+
+class QATConfig(Section):
+    """Quantisation-aware training (NNCF)."""
+
+    enabled: bool = True
+
+
+class ExportConfig(Section):
+    """ONNX and TFLite export."""
+
+    int16_activations: bool = False
+
+
+class BatteryConfig(Section):
+    """Battery simulation and the lifetime gate."""
+
+    device: str = "camera-trap-nrf52840"
+
+
+class RunConfig(Section):
+    """The whole, resolved configuration of one run."""
+
+    target: str = "cortex-m"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    prune: PruneConfig = PruneConfig()
+    qat: QATConfig = QATConfig()
+    export: ExportConfig = ExportConfig()
+    battery: BatteryConfig = BatteryConfig()
+
+    def section(self, *keys: str) -> dict[str, Any]:
+        """The named top-level sections as plain data (used to fingerprint a stage's config)."""
+        dumped = self.model_dump(mode="json")
+        return {key: dumped[key] for key in keys}
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{part}' is a value, not a section", where=f"--set {dotted}")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `key.path=value`; the value is read as YAML (numbers, booleans, null, strings)."""
+    if "=" not in text:
+        raise ConfigError("expected KEY=VALUE", where=f"--set {text}", hint="e.g. --set train.epochs=10")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _format_validation(exc: ValidationError, origin: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"field '{field}': {msg} (got {err.get('input')!r})")
+    return ConfigError(
+        "; ".join(lines),
+        where=origin,
+        hint="see `edge config --show` for every key, its default and its meaning",
+    )
+
+
+def load_config(
+    file: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a RunConfig from a base dict, an optional YAML file and `--set` overrides."""
+    tree: dict[str, Any] = dict(base or {})
+    origin = "built-in defaults"
+    if file is not None:
+        path = Path(file)
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file: {exc.strerror}", where=str(path)) from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError("the top level must be a mapping of sections", where=str(path))
+        tree = _deep_merge(tree, loaded)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+        origin = f"{origin} + --set"
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise _format_validation(exc, origin) from exc
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

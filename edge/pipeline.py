@@ -1,0 +1,126 @@
+"""The default flow and its runner: data -> train -> prune -> qat -> export -> profile -> battery.
+
+Each stage runs in its own Python process (torch and TensorFlow must not share one, FINDINGS.md)
+and meets the others only through artifacts recorded in the manifest. A stage whose config
+fingerprint and input hashes are unchanged is skipped.
+
+A stage entry point has the signature `run_stage(run: StageRun, config: RunConfig) -> None`:
+it reads inputs with `run.input(...)`, declares outputs with `run.output(...)` and fills
+`run.metrics`; the runner hashes the outputs and commits the record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.atomic import sha256_json
+from edge.config import RunConfig
+from edge.errors import ConfigError, EdgeError
+from edge.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the flow: where its code is, which config sections it depends on."""
+
+    name: str
+    entry: str  # "module:function"
+    config_keys: tuple[str, ...]
+    tools: tuple[str, ...] = ()
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("data", "edge.training.data:run_stage", ("data",), ("numpy", "pillow")),
+    StageSpec("train", "edge.training.train:run_stage", ("model", "train"), ("torch", "timm", "codecarbon")),
+    StageSpec("prune", "edge.training.prune:run_stage", ("prune",), ("torch", "timm", "torch-pruning")),
+    StageSpec("qat", "edge.training.qat:run_stage", ("qat",), ("torch", "timm", "nncf")),
+    StageSpec(
+        "export",
+        "edge.export.stage:run_stage",
+        ("target", "export"),
+        ("tensorflow-cpu", "onnx", "onnxruntime", "ai-edge-litert", "tflite-micro"),
+    ),
+    StageSpec("profile", "edge.profile:run_stage", ("target", "battery"), ()),
+    StageSpec("battery", "edge.battery_stage:run_stage", ("battery",), ()),
+)
+STAGE_NAMES = tuple(spec.name for spec in STAGES)
+
+
+def stage_spec(name: str) -> StageSpec:
+    """Look up a stage by name, with a clear error listing the known ones."""
+    for spec in STAGES:
+        if spec.name == name:
+            return spec
+    raise ConfigError(f"unknown stage '{name}'", hint=f"stages are: {', '.join(STAGE_NAMES)}")
+
+
+def config_fingerprint(config: RunConfig, spec: StageSpec) -> str:
+    """SHA-256 of the config sections a stage depends on."""
+    return sha256_json(config.section(*spec.config_keys))
+
+
+def run_stage_here(run_dir: Path, name: str, options: dict[str, Any] | None = None) -> None:
+    """Run one stage in this process and commit its record (used by the child process)."""
+    manifest = Manifest(run_dir)
+    config = RunConfig.model_validate(manifest.config)
+    spec = stage_spec(name)
+    module_name, func_name = spec.entry.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    run = manifest.begin(name, config_fingerprint(config, spec))
+    run.options = dict(options or {})
+    func(run, config)
+    manifest.commit(run.finish(spec.tools))
+
+
+def run_pipeline(
+    run_dir: Path,
+    config: RunConfig,
+    until: str = STAGE_NAMES[-1],
+    force: tuple[str, ...] = (),
+    options: dict[str, dict[str, Any]] | None = None,
+) -> int:
+    """Run every stage up to and including `until`, each in a child process; returns exit code."""
+    stage_spec(until)
+    for name in force:
+        stage_spec(name)
+    manifest = Manifest(run_dir)
+    manifest.config = config.model_dump(mode="json")
+    manifest.save()
+    for spec in STAGES:
+        reason = "forced" if spec.name in force else manifest.staleness(spec.name, config_fingerprint(config, spec))
+        if reason is None:
+            print(f"[edge] {spec.name}: up to date, skipped", file=sys.stderr)
+        else:
+            print(f"[edge] {spec.name}: running ({reason})", file=sys.stderr)
+            stage_options = (options or {}).get(spec.name, {})
+            code = _run_child(run_dir, spec.name, stage_options)
+            if code != 0:
+                print(f"[edge] {spec.name}: failed (exit {code})", file=sys.stderr)
+                return code
+            manifest = Manifest(run_dir)
+        if spec.name == until:
+            break
+    return 0
+
+
+def _run_child(run_dir: Path, name: str, options: dict[str, Any]) -> int:
+    cmd = [sys.executable, "-m", "edge", "stage", name, "--run-dir", str(run_dir)]
+    if options:
+        cmd += ["--options", json.dumps(options)]
+    try:
+        return subprocess.call(cmd, env=os.environ.copy())
+    except KeyboardInterrupt:
+        return 130
+
+
+def stage_error_exit(exc: EdgeError) -> int:
+    """Print an EdgeError for people and return its exit code."""
+    print(f"error: {exc.render()}", file=sys.stderr)
+    return exc.exit_code

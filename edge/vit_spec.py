@@ -1,0 +1,133 @@
+"""The ViT-lite architecture as plain data: the contract between the torch and TensorFlow sides.
+
+The train/prune/qat stages write a `VitSpec` as JSON next to safetensors weights; the export
+stage rebuilds the same forward pass in TensorFlow from it without importing torch. Per-block
+head counts and MLP widths are explicit because structured pruning changes them block by block.
+
+Weight names (safetensors keys) are the torch state_dict keys of `edge.training.models.VitLite`:
+
+    patch_embed.proj.weight [E, C, P, P]    patch_embed.proj.bias [E]
+    cls_token [1, 1, E]                     pos_embed [1, T, E]
+    blocks.{i}.norm1.weight/.bias [E]
+    blocks.{i}.attn.{q,k,v}.weight [H*D, E] blocks.{i}.attn.{q,k,v}.bias [H*D]
+    blocks.{i}.attn.proj.weight [E, H*D]    blocks.{i}.attn.proj.bias [E]
+    blocks.{i}.norm2.weight/.bias [E]
+    blocks.{i}.mlp.fc1.weight [M_i, E]      blocks.{i}.mlp.fc1.bias [M_i]
+    blocks.{i}.mlp.fc2.weight [E, M_i]      blocks.{i}.mlp.fc2.bias [E]
+    norm.weight/.bias [E]                   head.weight [K, E]   head.bias [K]
+
+The forward pass (pre-norm ViT, class token taken by slice `x[:, 0:1]`):
+    x = conv(img, patch_embed, stride P) -> [B, N, E]; x = concat(cls, x) + pos_embed
+    per block: x += proj(softmax(q k^T * D^-0.5) v) on norm1(x);  x += fc2(act(fc1(norm2(x))))
+    logits = head(norm(x)[:, 0:1])
+LayerNorm is exact (biased variance, eps `norm_eps`); `act` is one of ACTIVATIONS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge.errors import ConfigError
+
+ACTIVATIONS = ("gelu_tanh", "relu", "hardswish", "quick_gelu")
+
+
+class BlockSpec(BaseModel):
+    """One transformer block: attention heads x head width, and MLP hidden width."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+    mlp_hidden: int = Field(ge=1)
+
+
+class VitSpec(BaseModel):
+    """A ViT-lite, fully described: enough to rebuild it in any framework."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    img_size: int = Field(ge=8)
+    in_chans: Literal[1, 3]
+    patch_size: int = Field(ge=1)
+    embed_dim: int = Field(ge=1)
+    num_classes: int = Field(ge=2)
+    blocks: list[BlockSpec] = Field(min_length=1)
+    act: Literal["gelu_tanh", "relu", "hardswish", "quick_gelu"] = "gelu_tanh"
+    norm_eps: float = Field(1e-6, gt=0)
+    labels: list[str] = Field(default_factory=list)
+    input_mean: float = Field(0.5, description="model input = (pixel/255 - mean) / std")
+    input_std: float = Field(0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> VitSpec:
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.labels and len(self.labels) != self.num_classes:
+            raise ValueError(f"{len(self.labels)} labels for {self.num_classes} classes")
+        return self
+
+    @property
+    def grid(self) -> int:
+        """Patches per image side."""
+        return self.img_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        """Sequence length: patches plus the class token."""
+        return self.grid * self.grid + 1
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spec as JSON atomically."""
+        from edge.atomic import atomic_write_json
+
+        return atomic_write_json(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VitSpec:
+        """Read a spec JSON with a clear error naming the file and field."""
+        try:
+            return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read model spec: {exc}", where=str(path)) from exc
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"invalid model spec, field '{field}': {err['msg']}", where=str(path)) from exc
+
+
+# Named, MCU-sized members of the family (img_size / in_chans / num_classes come from the data).
+FAMILY: dict[str, dict[str, int | float]] = {
+    "vit_lite_xs": {"patch_size": 8, "embed_dim": 64, "depth": 4, "num_heads": 2, "mlp_ratio": 2.0},
+    "vit_lite_s": {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3, "mlp_ratio": 2.0},
+    "vit_lite_m": {"patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 4, "mlp_ratio": 2.0},
+}
+
+
+def family_spec(
+    name: str, img_size: int, in_chans: int, num_classes: int, labels: list[str] | None = None
+) -> VitSpec:
+    """The spec of a named family member for a given input and class count."""
+    if name not in FAMILY:
+        import difflib
+
+        close = difflib.get_close_matches(name, FAMILY, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(FAMILY)}"
+        raise ConfigError(f"unknown ViT-lite model '{name}'", where="model.name", hint=hint)
+    cfg = FAMILY[name]
+    embed, heads = int(cfg["embed_dim"]), int(cfg["num_heads"])
+    block = BlockSpec(num_heads=heads, head_dim=embed // heads, mlp_hidden=int(embed * cfg["mlp_ratio"]))
+    return VitSpec(
+        name=name,
+        img_size=img_size,
+        in_chans=in_chans,  # type: ignore[arg-type]
+        patch_size=int(cfg["patch_size"]),
+        embed_dim=embed,
+        num_classes=num_classes,
+        blocks=[block] * int(cfg["depth"]),
+        labels=labels or [],
+    )

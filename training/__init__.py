@@ -1,0 +1,1 @@
+"""edge.training: ViT-lite models, data loaders, training, pruning and QAT (torch side)."""
