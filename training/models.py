@@ -108,7 +108,7 @@ def build_model(spec: VitSpec) -> VitLite:
         norm_layer=functools.partial(nn.LayerNorm, eps=spec.norm_eps),
         attn_layer=LiteAttention,
     )
-    for block, block_spec in zip(model.blocks, spec.blocks):
+    for block, block_spec in zip(model.blocks, spec.blocks, strict=True):
         _resize_block(block, spec.embed_dim, block_spec)
     return model
 
@@ -130,7 +130,9 @@ def spec_of(model: VitLite, like: VitSpec) -> VitSpec:
     return like.model_copy(update={"embed_dim": model.embed_dim, "blocks": blocks})
 
 
-def save_model(model: nn.Module, spec: VitSpec, weights: str | os.PathLike[str], spec_path: str | os.PathLike[str]) -> None:
+def save_model(
+    model: nn.Module, spec: VitSpec, weights: str | os.PathLike[str], spec_path: str | os.PathLike[str]
+) -> None:
     """Write weights as safetensors and the spec as JSON, both atomically."""
     from safetensors.torch import save_file
 
@@ -200,7 +202,8 @@ class SmallCNN(nn.Module):
         layers: list[nn.Module] = []
         channels = in_chans
         for out in (width, width * 2, width * 4, width * 4):
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
+            conv = nn.Conv2d(channels, out, 3, padding=1, bias=False)
+            layers += [conv, nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
             channels = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)

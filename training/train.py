@@ -1,0 +1,117 @@
+"""The `train` stage: the float ViT-lite, optionally distilled from a teacher trained first."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge.atomic import atomic_write_json
+from edge.config import RunConfig, TrainConfig
+from edge.manifest import StageRun
+from edge.training.loop import FitConfig, FitResult, evaluate, fit, set_threads, to_input
+from edge.training.models import SmallCNN, build_model, count_macs, count_params, save_model
+from edge.training.plots import plot_history
+from edge.vit_spec import family_spec
+
+
+def fit_config(train: TrainConfig, **changes: Any) -> FitConfig:
+    """The loop settings of a TrainConfig (the distillation weights included)."""
+    base = FitConfig(
+        epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
+        warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
+        patience=train.early_stop_patience, target_val_top1=train.target_val_top1, augment=train.augment,
+        seed=train.seed, distill_alpha=train.distill.alpha, distill_temperature=train.distill.temperature,
+    )
+    return FitConfig(**{**base.__dict__, **changes})
+
+
+@contextlib.contextmanager
+def carbon_tracker(country: str, metrics: dict[str, Any], notes: list[str]) -> Iterator[None]:
+    """Measure energy (kWh) and CO2 (kg) of the block with CodeCarbon's offline tracker."""
+    try:
+        from codecarbon import OfflineEmissionsTracker
+
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
+        tracker = OfflineEmissionsTracker(country_iso_code=country, save_to_file=False, log_level="error")
+        tracker.start()
+    except Exception as exc:  # CodeCarbon is best effort: never fail training for it
+        notes.append(f"CodeCarbon unavailable: {type(exc).__name__}: {exc}")
+        yield
+        return
+    try:
+        yield
+    finally:
+        emissions = tracker.stop()
+        data = tracker.final_emissions_data
+        metrics["train_energy_kWh"] = round(float(data.energy_consumed), 9) if data else None
+        metrics["train_co2_kg"] = round(float(emissions or 0.0), 9)
+        metrics["carbon_country"] = country
+
+
+def run_stage(run: StageRun, config: RunConfig) -> None:
+    """Train the configured ViT-lite on the run's data set and record it in the manifest."""
+    from edge.training.data import load_dataset
+
+    set_threads(config.train.threads)
+    data = load_dataset(run.input("data", "dataset"))
+    spec = family_spec(config.model.name, data.image_size, data.channels, len(data.labels), list(data.labels))
+    train_xy = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
+    val_xy = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
+    resume = bool(run.options.get("resume"))
+    cfg = fit_config(config.train)
+
+    with carbon_tracker(config.train.carbon_country, run.metrics, run.notes):
+        teacher = _teacher(run, config, spec, train_xy, val_xy, resume)
+        torch.manual_seed(config.train.seed)
+        model = build_model(spec)
+        result = fit(model, train_xy, val_xy, cfg, teacher=teacher, checkpoint=run.dir / "checkpoint.pt",
+                     resume=resume, desc=f"train {spec.name}")
+
+    model.load_state_dict(result.best_state)
+    test_top1, _, _ = evaluate(model, to_input(data.test.x, spec.input_mean, spec.input_std),
+                               torch.as_tensor(data.test.y))
+    save_model(model, spec, run.output("weights", run.dir / "model.safetensors"),
+               run.output("spec", run.dir / "model_spec.json"))
+    _write_history(run, result)
+    run.metrics.update({
+        "val_top1": round(result.best_val_top1, 4), "test_top1": round(test_top1, 4),
+        "params": count_params(model), "macs": count_macs(model, (spec.in_chans, spec.img_size, spec.img_size)),
+        "float32_bytes": 4 * count_params(model), "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+    })
+
+
+def _teacher(run: StageRun, config: RunConfig, spec: Any, train_xy: Any, val_xy: Any, resume: bool) -> nn.Module | None:
+    kind = config.train.distill.teacher
+    if kind == "none":
+        return None
+    torch.manual_seed(config.train.seed + 1)
+    teacher: nn.Module = (
+        SmallCNN(spec.in_chans, spec.num_classes) if kind == "cnn"
+        else build_model(family_spec(kind, spec.img_size, spec.in_chans, spec.num_classes))
+    )
+    cfg = fit_config(config.train, epochs=config.train.distill.teacher_epochs, label_smoothing=0.0)
+    result = fit(teacher, train_xy, val_xy, cfg, checkpoint=run.dir / "teacher_checkpoint.pt",
+                 resume=resume and (run.dir / "teacher_checkpoint.pt").is_file(), desc=f"teacher {kind}")
+    teacher.load_state_dict(result.best_state)
+    run.metrics["teacher"] = kind
+    run.metrics["teacher_val_top1"] = round(result.best_val_top1, 4)
+    run.metrics["teacher_params"] = count_params(teacher)
+    return teacher
+
+
+def _write_history(run: StageRun, result: FitResult) -> None:
+    atomic_write_json(run.output("history", run.dir / "history.json"), result.history)
+    plot_history(result.history, run.output("curves", run.dir / "curves.png"), title="training")
+
+
+def load_history(path: Path) -> list[dict[str, float]]:
+    """Read a history.json written by a stage."""
+    return json.loads(path.read_text(encoding="utf-8"))
