@@ -43,9 +43,11 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     run_dir, config = _resolve(args)
-    options: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = {"train": {}}
     if getattr(args, "resume", False):
-        options["train"] = {"resume": True}
+        options["train"]["resume"] = True
+    if getattr(args, "nproc", 1) > 1:
+        options["train"]["nproc"] = args.nproc
     return run_pipeline(run_dir, config, until=args.until, force=tuple(args.force), options=options)
 
 
@@ -104,6 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "train":
             sub.add_argument("--epochs", type=int, help="training epochs (same as --set train.epochs=N)")
             sub.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
+            sub.add_argument("--nproc", type=int, default=1,
+                             help="train with N processes (torchrun, DistributedDataParallel); default 1")
         sub.set_defaults(func=_cmd_run, until=name)
 
     stage = subparsers.add_parser("stage", help="run one stage in this process (used by `edge run`)")

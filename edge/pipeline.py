@@ -76,7 +76,8 @@ def run_stage_here(run_dir: Path, name: str, options: dict[str, Any] | None = No
     run = manifest.begin(name, config_fingerprint(config, spec))
     run.options = dict(options or {})
     func(run, config)
-    manifest.commit(run.finish(spec.tools))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 records the stage
+        manifest.commit(run.finish(spec.tools))
 
 
 def run_pipeline(
@@ -111,7 +112,9 @@ def run_pipeline(
 
 
 def _run_child(run_dir: Path, name: str, options: dict[str, Any]) -> int:
-    cmd = [sys.executable, "-m", "edge", "stage", name, "--run-dir", str(run_dir)]
+    nproc = int(options.get("nproc", 1))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = [*(launcher if nproc > 1 else [sys.executable]), "-m", "edge", "stage", name, "--run-dir", str(run_dir)]
     if options:
         cmd += ["--options", json.dumps(options)]
     try:

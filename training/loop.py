@@ -131,6 +131,8 @@ def fit(
     x_train, y_train = train
     steps = math.ceil(len(x_train) / cfg.batch_size)
     torch.manual_seed(cfg.seed)
+    rank, world = distributed_rank_world()
+    trainable = _wrap_distributed(model) if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps))
     result = FitResult()
@@ -140,12 +142,13 @@ def fit(
     if teacher is not None:
         teacher.eval()
 
-    bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=desc, unit="batch", dynamic_ncols=True)
+    bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=desc, unit="batch", dynamic_ncols=True,
+               disable=rank != 0)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if stop_after_epochs is not None and epoch - start_epoch >= stop_after_epochs:
                 break
-            train_loss = _train_epoch(model, x_train, y_train, cfg, epoch, optimizer, scheduler, teacher, bar)
+            train_loss = _train_epoch(trainable, x_train, y_train, cfg, epoch, optimizer, scheduler, teacher, bar)
             val_top1, val_loss, _ = evaluate(model, *val)
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_top1": val_top1,
                    "lr": optimizer.param_groups[0]["lr"]}
@@ -159,7 +162,7 @@ def fit(
             done = bad_epochs >= cfg.patience or (
                 cfg.target_val_top1 is not None and result.best_val_top1 >= cfg.target_val_top1
             )
-            if checkpoint is not None:
+            if checkpoint is not None and rank == 0:
                 _save_checkpoint(checkpoint, cfg, epoch, bad_epochs, done, model, optimizer, scheduler, result)
             if on_epoch is not None:
                 on_epoch(row)
@@ -184,13 +187,16 @@ def _train_epoch(
 ) -> float:
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     order = torch.randperm(len(x), generator=gen)
+    rank, world = distributed_rank_world()
     model.train()
     total, count = 0.0, 0
     for start in range(0, len(x), cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
         xb, yb = x[idx], y[idx]
         if cfg.augment:
-            xb = augment_batch(xb, gen)
+            xb = augment_batch(xb, gen)  # every rank draws the same numbers, then keeps its share
+        if world > 1:
+            xb, yb, idx = xb[rank::world], yb[rank::world], idx[rank::world]
         logits = model(xb)
         loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
         if teacher is not None:
@@ -242,6 +248,21 @@ def _load_checkpoint(path: Path | None, cfg: FitConfig, model: nn.Module, optimi
     result.best_state = state["best_state"]
     next_epoch = cfg.epochs if state["done"] else state["epoch"] + 1
     return next_epoch, state["bad_epochs"]
+
+
+def distributed_rank_world() -> tuple[int, int]:
+    """(rank, world size) under torchrun with an initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _wrap_distributed(model: nn.Module) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model)
 
 
 def set_threads(threads: int | None) -> int:

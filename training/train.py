@@ -60,6 +60,28 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     from edge.training.data import load_dataset
 
     set_threads(config.train.threads)
+    with distributed_group():
+        _train(run, config, load_dataset)
+
+
+@contextlib.contextmanager
+def distributed_group() -> Iterator[None]:
+    """Join the torchrun process group when launched with several processes (gloo on CPU)."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield
+        return
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
     data = load_dataset(run.input("data", "dataset"))
     spec = family_spec(config.model.name, data.image_size, data.channels, len(data.labels), list(data.labels))
     train_xy = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
