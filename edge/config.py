@@ -39,6 +39,10 @@ class DataConfig(Section):
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="imagefolder/vww: share of images for val")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="imagefolder/vww: share of images for test")
     vww_min_area_fraction: float = Field(0.005, gt=0, lt=1, description="vww: person box area / image area")
+    skip_corrupt: bool = Field(
+        False,
+        description="imagefolder/vww: leave unreadable images out (listed in data/source.json) instead of failing",
+    )
     seed: int = 0
 
 
