@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,13 @@ from edge.atomic import atomic_path, atomic_write_json, sha256_json
 from edge.config import DataConfig, RunConfig
 from edge.errors import DataError
 from edge.manifest import StageRun
-from edge.training.dataset import Dataset, Split, load_dataset, save_dataset
+from edge.training.dataset import Built, Dataset, Split, load_dataset, save_dataset
 from edge.training.splits import calib_indices
 
 __all__ = ["Built", "Dataset", "Split", "build", "load_dataset", "parse_source", "run_stage"]
 
 SCHEMES = ("synthetic", "imagefolder", "vww")
 SYNTHETIC_VERSION = "synthetic-motion/1"
-
-
-@dataclass
-class Built:
-    """A data set and how it was made: `info` goes to source.json, `notes` to the manifest."""
-
-    dataset: Dataset
-    info: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
 
 
 def parse_source(text: str) -> tuple[str, str]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,15 @@ class Dataset:
     def split(self, name: str) -> Split:
         """A split by name ('train', 'val', 'test' or 'calib')."""
         return getattr(self, name)
+
+
+@dataclass
+class Built:
+    """A data set and how it was made: `info` goes to data/source.json, `notes` to the manifest."""
+
+    dataset: Dataset
+    info: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
