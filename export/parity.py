@@ -1,0 +1,81 @@
+"""One agreement table across runtimes: top-1 agreement and logit error against a reference.
+
+Runtimes (when present): PyTorch float, PyTorch fake-quant (the qat stage's reference logits),
+onnxruntime float and QDQ, LiteRT (ai-edge-litert) float and int8, TFLite Micro int8.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edge.export.pixels import centred_pixels
+from edge.export.tflite_inspect import dequantize, quantize, read_tflite
+
+
+@dataclass
+class ParityRow:
+    """One runtime compared with the reference (and with the labels, when known)."""
+
+    runtime: str
+    top1_agreement: float
+    max_logit_error: float
+    mean_logit_error: float
+    accuracy: float | None
+
+
+def run_litert(path: str | os.PathLike[str], images_u8: np.ndarray) -> np.ndarray:
+    """Logits of a .tflite (float or integer) in LiteRT, one image at a time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    info = read_tflite(path)
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    in_t, out_t = info.io("input"), info.io("output")
+    x = centred_pixels(images_u8)
+    if in_t.dtype in ("INT8", "INT16"):
+        x = quantize(x, in_t)
+    in_index = interp.get_input_details()[0]["index"]
+    out_index = interp.get_output_details()[0]["index"]
+    outs = []
+    for sample in x:
+        interp.set_tensor(in_index, sample[None])
+        interp.invoke()
+        outs.append(interp.get_tensor(out_index).reshape(-1).copy())
+    q = np.stack(outs)
+    return dequantize(q, out_t) if out_t.dtype in ("INT8", "INT16") else q.astype(np.float32)
+
+
+def compare(runtime: str, logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None) -> ParityRow:
+    """Agreement of `logits` with `reference` (same images, same order)."""
+    if logits.shape != reference.shape:
+        raise ValueError(f"{runtime}: logits {logits.shape} vs reference {reference.shape}")
+    err = np.abs(logits.astype(np.float64) - reference.astype(np.float64))
+    pred = logits.argmax(axis=1)
+    return ParityRow(
+        runtime=runtime,
+        top1_agreement=round(float(np.mean(pred == reference.argmax(axis=1))), 4),
+        max_logit_error=round(float(err.max()), 6),
+        mean_logit_error=round(float(err.mean()), 6),
+        accuracy=None if labels is None else round(float(np.mean(pred == labels)), 4),
+    )
+
+
+def parity_table(logits: dict[str, np.ndarray], reference: str,
+                 labels: np.ndarray | None = None) -> list[dict[str, object]]:
+    """Rows (as dicts) for every runtime in `logits`, compared with `logits[reference]`."""
+    ref = logits[reference]
+    return [asdict(compare(name, value, ref, labels)) for name, value in logits.items()]
+
+
+def markdown_table(rows: list[dict[str, object]], reference: str) -> str:
+    """The parity rows as a Markdown table."""
+    lines = [f"| runtime | top-1 agreement vs {reference} | max logit error | mean logit error | accuracy |",
+             "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+        lines.append(f"| {row['runtime']} | {row['top1_agreement']:.4f} | {row['max_logit_error']:.4g} | "
+                     f"{row['mean_logit_error']:.4g} | {acc} |")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""report.json + report.md for build/<target>/, and the manifest metrics drawn from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.atomic import atomic_write_json, atomic_write_text
+from edge.export.parity import markdown_table
+from edge.export.targets import Target
+from edge.export.tflite_inspect import TfliteModel, quant_params
+from edge.export.tflm_check import TFLM_OPS
+from edge.manifest import tool_versions
+from edge.vit_spec import VitSpec
+
+TOOLS = ("tensorflow-cpu", "torch", "onnx", "onnxruntime", "ai-edge-litert", "tflite-micro", "ethos-u-vela")
+
+
+def build(*, target: Target, source: str, spec: VitSpec, int_model: TfliteModel, float_model: TfliteModel,
+          convert: dict[str, Any], torch: dict[str, Any], onnx: dict[str, Any], tflm: dict[str, Any],
+          arena_const: int, rows: list[dict[str, Any]], reference: str, sizes: dict[str, Any],
+          fit: dict[str, Any], vela: dict[str, Any] | None, timings: dict[str, float], test_images: int,
+          notes: list[str]) -> dict[str, Any]:
+    """Everything the export measured, as one JSON-ready dict."""
+    in_t, out_t = int_model.io("input"), int_model.io("output")
+    in_scale, in_zero = quant_params(in_t)
+    out_scale, out_zero = quant_params(out_t)
+    by_name = {row["runtime"]: row for row in rows}
+    tflm_row = by_name["TFLM int8"]
+    return {
+        "format": "edge-export-report/1",
+        "target": target.as_dict(),
+        "model": {
+            "source_stage": source, "name": spec.name, "img_size": spec.img_size, "in_chans": spec.in_chans,
+            "patch_size": spec.patch_size, "embed_dim": spec.embed_dim, "depth": len(spec.blocks),
+            "blocks": [b.model_dump() for b in spec.blocks], "act": spec.act, "labels": spec.labels,
+            "params": torch["params"], "macs": torch["macs"],
+        },
+        "quantization": {
+            "mode": convert["quantization"], "qat_points": convert["qat_points"],
+            "calibrated_points": convert["calibrated_points"], "fixed_points": convert["fixed_points"],
+            "unknown_points": convert["unknown_points"], "clipped_weights": convert["clipped_weights"],
+            "calibration_images": convert["calibration_images"],
+        },
+        "input": {"dtype": in_t.dtype.lower(), "shape": in_t.shape, "scale": in_scale, "zero_point": in_zero,
+                  "layout": "NHWC",
+                  "from_pixels": "int8 = pixel - 128 (= pixel XOR 0x80)" if in_t.dtype == "INT8" and in_zero == 0
+                  else "q = round((pixel - 128) / 127.5 / scale) + zero_point"},
+        "output": {"dtype": out_t.dtype.lower(), "shape": out_t.shape, "scale": out_scale, "zero_point": out_zero},
+        "full_integer": not int_model.float_tensors(),
+        "tensor_types": int_model.tensor_types(),
+        "size": {**sizes, "float_tflite_ops": float_model.op_counts()},
+        "tflm": {"arena_bytes": tflm["arena_bytes"], "arena_constant_bytes": arena_const, "ops": tflm["ops"],
+                 "op_counts": tflm["op_counts"], "resolver": tflm["resolver"],
+                 "invoke_ms_host": tflm["invoke_ms_host"], "bisect_s": tflm["bisect_s"]},
+        "onnx": {**onnx, "torch_opset": torch["opset"]},
+        "agreement": {
+            "reference": reference, "test_images": test_images,
+            "tflm_vs_qat_top1": tflm_row["top1_agreement"],
+            "tflm_vs_qat_max_logit_error": tflm_row["max_logit_error"],
+            "tflm_vs_qat_mean_logit_error": tflm_row["mean_logit_error"],
+            "table": rows,
+        },
+        "fit": fit,
+        "vela": vela,
+        "timings_s": timings,
+        "tools": tool_versions(TOOLS),
+        "notes": list(notes),
+    }
+
+
+def metrics(data: dict[str, Any]) -> dict[str, Any]:
+    """The flat manifest metrics (units in the key names)."""
+    agreement = data["agreement"]
+    out = {
+        "tflite_int8_bytes": data["size"]["tflite_bytes"],
+        "tflite_float_bytes": data["size"]["tflite_float_bytes"],
+        "onnx_bytes": data["size"]["onnx_bytes"],
+        "tflm_arena_bytes": data["tflm"]["arena_bytes"],
+        "tflm_vs_qat_top1": agreement["tflm_vs_qat_top1"],
+        "tflm_max_logit_error": agreement["tflm_vs_qat_max_logit_error"],
+        "agreement_reference": agreement["reference"],
+        "params": data["model"]["params"],
+        "macs": data["model"]["macs"],
+        "model_source": data["model"]["source_stage"],
+        "calibrated_points": len(data["quantization"]["calibrated_points"]),
+        "flash_needed_bytes": data["fit"]["flash_needed_bytes"],
+        "ram_needed_bytes": data["fit"]["ram_needed_bytes"],
+        "tflm_invoke_ms_host": data["tflm"]["invoke_ms_host"],
+    }
+    if data["size"].get("fraction_of_unpruned_float32") is not None:
+        out["int8_fraction_of_unpruned_float32"] = data["size"]["fraction_of_unpruned_float32"]
+    for row in agreement["table"]:
+        if row["accuracy"] is not None:
+            out[f"test_top1_{row['runtime'].split(' (')[0].replace(' ', '_').lower()}"] = row["accuracy"]
+    if data.get("vela"):
+        out["vela_inference_ms"] = data["vela"]["inference_ms"]
+        out["vela_sram_bytes"] = data["vela"]["sram_bytes"]
+    return out
+
+
+def write(out: Path, data: dict[str, Any]) -> None:
+    """Write report.json and report.md into `out`."""
+    atomic_write_json(out / "report.json", data)
+    atomic_write_text(out / "report.md", markdown(data))
+
+
+def _kib(n: int | None) -> str:
+    return "-" if n is None else f"{n:,} B ({n / 1024:.1f} KiB)"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The human-readable report."""
+    t, m, s, q, tflm, fit = (data[k] for k in ("target", "model", "size", "quantization", "tflm", "fit"))
+    frac = s.get("fraction_of_unpruned_float32")
+    lines = [
+        f"# Export report: {t['name']}",
+        "",
+        f"Target: **{t['name']}** — {t['description']} ({t['core']}, runtime {t['runtime']}, kernels {t['kernels']}).",
+        f"Model: `{m['name']}` from the **{m['source_stage']}** stage, "
+        f"{m['img_size']}x{m['img_size']}x{m['in_chans']}, {m['depth']} blocks, embed {m['embed_dim']}, "
+        f"{m['params']:,} params, {m['macs']:,} MACs.",
+        "",
+        "## Sizes and memory",
+        "",
+        "| item | value |", "|---|---:|",
+        f"| int8 TFLite (`model_int8.tflite`) | {_kib(s['tflite_bytes'])} |",
+        f"| float TFLite | {_kib(s['tflite_float_bytes'])} |",
+        f"| float ONNX | {_kib(s['onnx_bytes'])} |",
+        f"| QDQ ONNX | {_kib(s.get('onnx_qdq_bytes'))} |",
+        f"| unpruned float32 model | {_kib(s.get('unpruned_float32_bytes'))} |",
+        f"| int8 / unpruned float32 | {'-' if frac is None else f'{frac:.1%}'} |",
+        f"| TFLM arena (smallest that works) | {_kib(tflm['arena_bytes'])} |",
+        f"| `kTensorArenaSize` (with margin) | {_kib(tflm['arena_constant_bytes'])} |",
+        f"| flash needed / available | {fit['flash_needed_bytes']:,} / {fit['flash_available_bytes']:,} B "
+        f"({fit['flash_used_fraction']:.0%}) |",
+        f"| RAM needed / available | {fit['ram_needed_bytes']:,} / {fit['ram_available_bytes']:,} B "
+        f"({fit['ram_used_fraction']:.0%}) |",
+        "",
+        f"Input: {data['input']['dtype']} {data['input']['shape']} NHWC, scale {data['input']['scale']:.9g}, "
+        f"zero point {data['input']['zero_point']}: {data['input']['from_pixels']}.",
+        f"Full-integer: **{data['full_integer']}** (tensor types {data['tensor_types']}).",
+        "",
+        "## Agreement (test split)",
+        "",
+        markdown_table(data["agreement"]["table"], data["agreement"]["reference"]),
+        "",
+        f"TFLM int8 vs {data['agreement']['reference']}: top-1 agreement "
+        f"**{data['agreement']['tflm_vs_qat_top1']:.4f}** on {data['agreement']['test_images']} images.",
+        "",
+        "## Quantisation",
+        "",
+        f"Mode {q['mode']}; {len(q['qat_points'])} points use QAT ranges, "
+        f"{len(q['calibrated_points'])} were calibrated on {q['calibration_images']} calibration images.",
+        "",
+        f"- QAT ranges: {', '.join(q['qat_points']) or 'none'}",
+        f"- calibrated: {', '.join(q['calibrated_points']) or 'none'}",
+        f"- fixed: {', '.join(f'{k} ({v})' for k, v in q['fixed_points'].items()) or 'none'}",
+        "",
+        "## TFLite Micro ops",
+        "",
+        "| op | count | resolver call |", "|---|---:|---|",
+    ]
+    lines += [f"| {op} | {n} | `Add{TFLM_OPS.get(op, '?')}()` |" for op, n in tflm["op_counts"].items()]
+    if data.get("vela"):
+        v = data["vela"]
+        lines += ["", "## Ethos-U (vela)", "",
+                  f"{v['accelerator_config']} / {v['system_config']} / {v['memory_mode']}: {v['npu_ops']} NPU ops, "
+                  f"{v['cpu_ops']} CPU ops, SRAM {_kib(v['sram_bytes'])}, "
+                  f"off-chip flash {_kib(v['off_chip_flash_bytes'])}, {v['cycles']:,} cycles = "
+                  f"{v['inference_ms']} ms at {v['npu_clock_hz'] / 1e6:.0f} MHz (vela estimate)."]
+    lines += ["", "## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in data["timings_s"].items())]
+    if data["notes"]:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in data["notes"]]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,261 @@
+"""The `export` stage: ONNX, full-integer TFLite, the TFLite Micro check, firmware sources, report.
+
+This process imports neither torch nor TensorFlow: a torch child writes the float ONNX and the
+PyTorch logits, a TensorFlow child converts to TFLite (both run at once), a TFLM child measures
+the arena and runs the test split. LiteRT and onnxruntime run here.
+
+The model comes from the newest upstream stage in the run: qat (with its learned ranges), else
+prune, else train (every quantisation point calibrated). The report says which.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.atomic import atomic_write_json, atomic_write_text
+from edge.config import RunConfig
+from edge.errors import ConfigError, ExportError
+from edge.export import c_array, onnx_check, parity, report
+from edge.export.child import run_module
+from edge.export.targets import check_fit, resolve_target
+from edge.export.tflite_inspect import quant_params, read_tflite, require_full_integer
+from edge.export.tflm_check import check_tflm, require_tflm_ops, resolver_calls
+from edge.manifest import StageRun
+from edge.vit_spec import VitSpec
+
+MODEL_STAGES = ("qat", "prune", "train")
+
+
+def build_dir(run: StageRun, config: RunConfig) -> Path:
+    """build/<target>/: under export.build_dir, else build/ next to the runs folder."""
+    runs_root = run.manifest.run_dir.resolve().parent.parent
+    root = Path(config.export.build_dir) if config.export.build_dir else runs_root / "build"
+    out = root / config.target
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def upstream_model(run: StageRun, require_qat: bool) -> tuple[str, Path, Path]:
+    """(stage, weights, spec) of the newest model stage in the run, recorded as inputs."""
+    for stage in MODEL_STAGES:
+        record = run.manifest.stages.get(stage)
+        if record and "weights" in record.outputs and "spec" in record.outputs:
+            if stage != "qat" and require_qat:
+                break
+            return stage, run.input(stage, "weights"), run.input(stage, "spec")
+    raise ConfigError("no model in this run: the qat, prune and train stages have not written one"
+                      if not require_qat else "export.require_qat is set but the qat stage has not run",
+                      where=str(run.manifest.file), hint="run the pipeline up to qat first (`edge run --until qat`)")
+
+
+class _Timer:
+    """Wall time of each step, for report.json and bench/bench_export.py."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    def __call__(self, name: str, started: float) -> None:
+        self.steps[name] = round(time.perf_counter() - started, 3)
+
+
+def run_stage(run: StageRun, config: RunConfig) -> None:
+    """Export the run's newest model for config.target and record everything in the manifest."""
+    from edge.training.data import load_dataset
+
+    cfg = config.export
+    timer = _Timer()
+    started_all = time.perf_counter()
+    target = resolve_target(config.target)
+    out = build_dir(run, config)
+    for stale in ("model_int8.onnx", "model_int8_vela.tflite"):  # optional outputs of an earlier export
+        (out / stale).unlink(missing_ok=True)
+    work = run.dir
+    source, weights, spec_path = upstream_model(run, cfg.require_qat)
+    spec = VitSpec.load(spec_path)
+    data = load_dataset(run.input("data", "dataset"))
+    test_x, test_y = data.test.x, data.test.y
+    if cfg.eval_images:
+        test_x, test_y = test_x[:cfg.eval_images], test_y[:cfg.eval_images]
+    np.save(work / "calib_x.npy", data.calib.x)
+    np.save(work / "test_x.npy", test_x)
+    qat = _qat_inputs(run) if source == "qat" else {}
+    if source != "qat":
+        run.notes.append(f"no qat stage in this run: exported the {source} model with every quantisation "
+                         "point calibrated on calib_x")
+
+    bar = tqdm(total=6, desc=f"export {config.target}", unit="step", file=sys.stderr)
+    job = {"spec": str(spec_path), "weights": str(weights), "ranges": str(qat["ranges"]) if qat else None,
+           "calib": str(work / "calib_x.npy"), "out_dir": str(out), "int16": cfg.int16_activations}
+    atomic_write_json(work / "convert_job.json", job)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the torch and TF children run side by side
+        onnx_job = pool.submit(_timed, run_module, "edge.export.onnx_export",
+                               [str(spec_path), str(weights), str(work / "test_x.npy"), str(work),
+                                "--opset", str(cfg.opset)], what="ONNX export (torch)")
+        tf_job = pool.submit(_timed, run_module, "edge.export.tflite_convert", [str(work / "convert_job.json")],
+                             what="TFLite conversion (TensorFlow)")
+        timer.steps["tflite_convert_child"] = tf_job.result()
+        timer.steps["onnx_export_child"] = onnx_job.result()
+    timer("convert_and_onnx_parallel", started)
+    bar.update(2)
+    convert_info = json.loads((out / "convert.json").read_text(encoding="utf-8"))
+    torch_info = json.loads((work / "torch.json").read_text(encoding="utf-8"))
+    (work / "model.onnx").replace(out / "model.onnx")
+
+    started = time.perf_counter()
+    int_model = read_tflite(out / "model_int8.tflite")
+    require_full_integer(int_model)
+    require_tflm_ops(int_model)
+    float_model = read_tflite(out / "model_float.tflite")
+    timer("inspect", started)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # TFLM child runs while LiteRT/onnxruntime run here
+        tflm_job = pool.submit(check_tflm, out / "model_int8.tflite", work / "test_x.npy", work)
+        logits, onnx_info = _other_runtimes(out, work, spec, test_x, qat)
+        tflm_info, logits["TFLM int8"] = tflm_job.result()
+    timer("runtimes", started)
+    bar.update(2)
+
+    reference = "PyTorch fake-quant (QAT)" if "PyTorch fake-quant (QAT)" in logits else "PyTorch float"
+    rows = parity.parity_table(logits, reference, test_y)
+    tflm_row = next(r for r in rows if r["runtime"] == "TFLM int8")
+
+    started = time.perf_counter()
+    arena = tflm_info["arena_bytes"]
+    arena_const = int(-(-arena * (1 + cfg.arena_margin_fraction) // 16) * 16)
+    frame = spec.img_size * spec.img_size * spec.in_chans
+    vela = None
+    if target.runtime == "vela":
+        from edge.export.vela import compile_vela
+
+        vela = compile_vela(out / "model_int8.tflite", work / "vela", target.vela)
+        Path(vela["vela_model"]).replace(out / "model_int8_vela.tflite")
+        vela["vela_model"] = "model_int8_vela.tflite"
+        fit = check_fit(target, (out / "model_int8_vela.tflite").stat().st_size, vela["sram_bytes"], frame)
+    else:
+        fit = check_fit(target, int_model.size_bytes, arena_const, frame)
+    timer("fit_and_vela", started)
+
+    started = time.perf_counter()
+    _write_firmware(out, int_model, spec, arena_const, config.target)
+    timer("c_array", started)
+    bar.update(1)
+
+    sizes = _sizes(run, out, int_model.size_bytes, source)
+    report_data = report.build(
+        target=target, source=source, spec=spec, int_model=int_model, float_model=float_model,
+        convert=convert_info, torch=torch_info, onnx=onnx_info, tflm=tflm_info, arena_const=arena_const,
+        rows=rows, reference=reference, sizes=sizes, fit=fit, vela=vela, timings=timer.steps,
+        test_images=len(test_x), notes=run.notes,
+    )
+    timer("total", started_all)
+    report_data["timings_s"] = timer.steps
+    report.write(out, report_data)  # written before the gates so a failed gate can be inspected
+    bar.update(1)
+    bar.close()
+    _gates(cfg, tflm_row, sizes, source, reference)
+    _record(run, out, report_data)
+
+
+def _timed(func: Any, *args: Any, **kwargs: Any) -> float:
+    started = time.perf_counter()
+    func(*args, **kwargs)
+    return round(time.perf_counter() - started, 3)
+
+
+def _qat_inputs(run: StageRun) -> dict[str, Path]:
+    """The qat stage's ranges, QDQ ONNX and reference logits (those it recorded)."""
+    found = {}
+    outputs = run.manifest.stages["qat"].outputs
+    for key, name in (("quant_ranges", "ranges"), ("onnx_qdq", "onnx_qdq"), ("reference", "reference")):
+        if key in outputs:
+            found[name] = run.input("qat", key)
+    return found
+
+
+def _other_runtimes(out: Path, work: Path, spec: VitSpec, test_x: np.ndarray,
+                    qat: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Logits of PyTorch (saved by the torch child), the QAT reference, onnxruntime and LiteRT."""
+    logits: dict[str, np.ndarray] = {"PyTorch float": np.load(work / "torch_float.npz")["logits"]}
+    if "reference" in qat:
+        ref = np.load(qat["reference"])
+        if "test_qat" in ref and len(ref["test_qat"]) >= len(test_x):
+            logits["PyTorch fake-quant (QAT)"] = ref["test_qat"][: len(test_x)].astype(np.float32)
+    x = onnx_check.model_input(test_x, spec.input_mean, spec.input_std)
+    info = {"float": onnx_check.describe_onnx(onnx_check.read_onnx(out / "model.onnx"))}
+    logits["onnxruntime float"] = onnx_check.run_onnx(out / "model.onnx", x)
+    if "onnx_qdq" in qat:
+        (out / "model_int8.onnx").write_bytes(qat["onnx_qdq"].read_bytes())
+        info["qdq"] = onnx_check.describe_onnx(onnx_check.read_onnx(out / "model_int8.onnx"))
+        logits["onnxruntime QDQ"] = onnx_check.run_onnx(out / "model_int8.onnx", x)
+    logits["LiteRT float"] = parity.run_litert(out / "model_float.tflite", test_x)
+    logits["LiteRT int8"] = parity.run_litert(out / "model_int8.tflite", test_x)
+    return logits, info
+
+
+def _write_firmware(out: Path, model: Any, spec: VitSpec, arena_const: int, target: str) -> None:
+    in_t, out_t = model.io("input"), model.io("output")
+    in_scale, in_zero = quant_params(in_t)
+    out_scale, out_zero = quant_params(out_t)
+    info = c_array.FirmwareInfo(
+        resolver_calls=resolver_calls(model), arena_bytes=arena_const, input_shape=in_t.shape,
+        input_type=in_t.dtype.lower(), input_scale=in_scale, input_zero_point=in_zero, output_scale=out_scale,
+        output_zero_point=out_zero, labels=spec.labels or [f"class_{i}" for i in range(spec.num_classes)],
+        source=f"edge export (target {target})",
+    )
+    data = (out / "model_int8.tflite").read_bytes()
+    atomic_write_text(out / "model_data.h", c_array.render_header(info, len(data)))
+    atomic_write_text(out / "model_data.cc", c_array.render_source(data, info))
+
+
+def _sizes(run: StageRun, out: Path, int8_bytes: int, source: str) -> dict[str, Any]:
+    """Model sizes, and the int8 model's share of the unpruned float32 model (the train stage's)."""
+    sizes: dict[str, Any] = {
+        "tflite_bytes": int8_bytes,
+        "tflite_float_bytes": (out / "model_float.tflite").stat().st_size,
+        "onnx_bytes": (out / "model.onnx").stat().st_size,
+        "onnx_qdq_bytes": (out / "model_int8.onnx").stat().st_size if (out / "model_int8.onnx").is_file() else None,
+        "model_source": source,
+    }
+    train = run.manifest.stages.get("train")
+    if train and "weights" in train.outputs:
+        from safetensors.numpy import load_file
+
+        params = sum(int(v.size) for v in load_file(str(run.manifest.artifact("train", "weights"))).values())
+        sizes["unpruned_float32_bytes"] = 4 * params
+        sizes["fraction_of_unpruned_float32"] = round(int8_bytes / (4 * params), 4)
+    return sizes
+
+
+def _gates(cfg: Any, tflm_row: dict[str, Any], sizes: dict[str, Any], source: str, reference: str) -> None:
+    if tflm_row["top1_agreement"] < cfg.min_tflm_agreement:
+        raise ExportError(
+            f"TFLite Micro int8 agrees with {reference} on only {tflm_row['top1_agreement']:.4f} of the test "
+            f"images (export.min_tflm_agreement is {cfg.min_tflm_agreement})",
+            where="report.json agreement", hint="check the calibrated points in report.md; QAT ranges help most")
+    fraction = sizes.get("fraction_of_unpruned_float32")
+    if cfg.max_size_fraction is not None and fraction is not None and source in ("qat", "prune") \
+            and fraction > cfg.max_size_fraction:
+        raise ExportError(
+            f"int8 model is {sizes['tflite_bytes']:,} B = {fraction:.1%} of the unpruned float32 model "
+            f"({sizes['unpruned_float32_bytes']:,} B); the limit is {cfg.max_size_fraction:.0%}",
+            where="export.max_size_fraction", hint="prune harder (prune.*) or raise export.max_size_fraction")
+
+
+def _record(run: StageRun, out: Path, data: dict[str, Any]) -> None:
+    for key, name in (("tflite_int8", "model_int8.tflite"), ("tflite_float", "model_float.tflite"),
+                      ("onnx", "model.onnx"), ("onnx_qdq", "model_int8.onnx"), ("c_source", "model_data.cc"),
+                      ("c_header", "model_data.h"), ("report", "report.json"), ("report_md", "report.md"),
+                      ("tflite_vela", "model_int8_vela.tflite")):
+        if (out / name).is_file():
+            run.output(key, out / name)
+    run.metrics.update(report.metrics(data))

@@ -1,0 +1,156 @@
+"""The ViT-lite forward pass in plain TensorFlow ops, rebuilt from a VitSpec and numpy weights.
+
+No torch here: weights come from safetensors via `safetensors.numpy`. The graph is written in the
+form TensorFlow Lite Micro runs (FINDINGS.md): tanh GELU, <= 4-D tensors, class token by slice,
+LayerNorm as d * rsqrt(mean(d*d) + eps). Two exact rewrites make the int8 model cheaper:
+
+* The graph input is *centred pixels* `x_in = (pixel - 128) / 127.5`, so the int8 input tensor
+  (scale 1/127.5, zero point 0) is exactly `pixel - 128` (a firmware XORs each byte with 0x80).
+  The affine map to the model's own normalisation `(pixel/255 - mean)/std` is folded into the
+  patch-embedding convolution's weights and bias.
+* The attention scale D^-0.5 is folded into the q projection (and into q's learned range).
+
+`ranges` (point name -> (min, max)) inserts `tf.quantization.fake_quant_with_min_max_vars` at the
+named points (docs/artifacts.md lists them); the TFLite converter keeps those ranges and
+calibrates every other tensor on the representative data set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from edge.export.pixels import INPUT_POINT, INPUT_RANGE
+from edge.vit_spec import VitSpec
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """safetensors file -> {name: float32 array} (numpy only)."""
+    from safetensors.numpy import load_file
+
+    return {k: np.asarray(v, dtype=np.float32) for k, v in load_file(str(path)).items()}
+
+
+class TfVit:
+    """Builds the TensorFlow forward pass of one ViT-lite (weights held as tf constants)."""
+
+    def __init__(self, spec: VitSpec, weights: dict[str, np.ndarray],
+                 ranges: dict[str, tuple[float, float]] | None = None, quantize_input: bool = True) -> None:
+        self.spec = spec
+        self.w = _prepare_weights(spec, weights)
+        self.ranges = dict(ranges or {})
+        if quantize_input:
+            self.ranges[INPUT_POINT] = INPUT_RANGE
+        self.used_points: list[str] = []
+
+    # -- building blocks -------------------------------------------------------------------
+    def _fq(self, x: tf.Tensor, point: str, scale: float = 1.0) -> tf.Tensor:
+        """Fake-quantise `x` with the learned range of `point`, if there is one."""
+        if point not in self.ranges:
+            return x
+        lo, hi = self.ranges[point]
+        lo, hi = min(lo * scale, 0.0), max(hi * scale, 0.0)  # a quantised range must contain 0
+        if hi - lo < 1e-8:
+            hi = lo + 1e-8
+        if point not in self.used_points:
+            self.used_points.append(point)
+        return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8, narrow_range=False)
+
+    def _dense(self, x: tf.Tensor, name: str) -> tf.Tensor:
+        """Linear layer on [B, N, E] (as a 2-D FULLY_CONNECTED) or [B, E]."""
+        kernel, bias = self.w[f"{name}.weight"], self.w[f"{name}.bias"]
+        shape = x.shape
+        flat = tf.reshape(x, [-1, shape[-1]]) if len(shape) == 3 else x
+        out = tf.matmul(flat, kernel) + bias
+        return tf.reshape(out, [-1, shape[1], kernel.shape[-1]]) if len(shape) == 3 else out
+
+    def _norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
+        d = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+        var = tf.reduce_mean(d * d, axis=-1, keepdims=True)
+        return d * tf.math.rsqrt(var + self.spec.norm_eps) * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
+
+    def _act(self, x: tf.Tensor) -> tf.Tensor:
+        act = self.spec.act
+        if act == "gelu_tanh":
+            return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+        if act == "relu":
+            return tf.nn.relu(x)
+        if act == "hardswish":
+            return x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+        return x * tf.sigmoid(1.702 * x)  # quick_gelu
+
+    def _attention(self, x: tf.Tensor, i: int) -> tf.Tensor:
+        b = f"blocks.{i}.attn"
+        block = self.spec.blocks[i]
+        heads, width, tokens = block.num_heads, block.head_dim, x.shape[1]
+
+        def split(t: tf.Tensor) -> tf.Tensor:  # [B, N, H*D] -> [B, H, N, D]
+            return tf.transpose(tf.reshape(t, [-1, tokens, heads, width]), [0, 2, 1, 3])
+
+        q = self._fq(self._dense(x, f"{b}.q"), f"{b}.q", scale=width**-0.5)  # scale folded into q
+        k = self._fq(self._dense(x, f"{b}.k"), f"{b}.k")
+        v = self._fq(self._dense(x, f"{b}.v"), f"{b}.v")
+        scores = self._fq(tf.matmul(split(q), split(k), transpose_b=True), f"{b}.scores")
+        probs = self._fq(tf.nn.softmax(scores, axis=-1), f"{b}.softmax")
+        context = self._fq(tf.matmul(probs, split(v)), f"{b}.context")
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, tokens, heads * width])
+        return self._fq(self._dense(context, f"{b}.proj"), f"{b}.proj")
+
+    # -- the whole model -------------------------------------------------------------------
+    def __call__(self, x_in: tf.Tensor) -> tf.Tensor:
+        """Centred pixels [B, H, W, C] -> logits [B, K]."""
+        spec = self.spec
+        batch = x_in.shape[0]
+        x = self._fq(x_in, INPUT_POINT)  # range fixed by construction (see module doc)
+        x = tf.nn.conv2d(x, self.w["patch_embed.proj.weight"], strides=spec.patch_size, padding="VALID")
+        x = self._fq(x + self.w["patch_embed.proj.bias"], "patch_embed")
+        x = tf.reshape(x, [-1, spec.grid * spec.grid, spec.embed_dim])
+        cls = tf.broadcast_to(self.w["cls_token"], [batch, 1, spec.embed_dim])
+        x = self._fq(tf.concat([cls, x], axis=1) + self.w["pos_embed"], "tokens")
+        for i in range(len(spec.blocks)):
+            b = f"blocks.{i}"
+            x = self._fq(x + self._attention(self._fq(self._norm(x, f"{b}.norm1"), f"{b}.norm1"), i), f"{b}.add1")
+            h = self._fq(self._dense(self._fq(self._norm(x, f"{b}.norm2"), f"{b}.norm2"), f"{b}.mlp.fc1"),
+                         f"{b}.mlp.fc1")
+            h = self._fq(self._dense(self._fq(self._act(h), f"{b}.mlp.act"), f"{b}.mlp.fc2"), f"{b}.mlp.fc2")
+            x = self._fq(x + h, f"{b}.add2")
+        x = tf.reshape(x[:, 0:1, :], [-1, spec.embed_dim])  # class token by slice (no GATHER)
+        x = self._fq(self._norm(x, "norm"), "norm")
+        return self._fq(self._dense(x, "head"), "head")
+
+    def concrete(self, batch: int = 1) -> Any:
+        """A traced tf.function with a static input shape [batch, H, W, C]."""
+        spec = self.spec
+        signature = [tf.TensorSpec([batch, spec.img_size, spec.img_size, spec.in_chans], tf.float32, name="image")]
+        fn: Callable[[tf.Tensor], tf.Tensor] = tf.function(lambda image: {"logits": self(image)},
+                                                           input_signature=signature)
+        return fn.get_concrete_function()
+
+
+def _prepare_weights(spec: VitSpec, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Torch layouts -> TF layouts, with the input normalisation and q scale folded in."""
+    out: dict[str, np.ndarray] = {}
+    conv = weights["patch_embed.proj.weight"].astype(np.float64)  # [E, C, P, P]
+    gain = 0.5 / spec.input_std  # x = gain * x_in + offset (module doc)
+    offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
+    out["patch_embed.proj.weight"] = np.transpose(conv * gain, (2, 3, 1, 0)).astype(np.float32)
+    out["patch_embed.proj.bias"] = (weights["patch_embed.proj.bias"] + offset * conv.sum(axis=(1, 2, 3))).astype(
+        np.float32)
+    out["cls_token"] = weights["cls_token"]
+    out["pos_embed"] = weights["pos_embed"]
+    for name, value in weights.items():
+        if name.endswith(".weight") and value.ndim == 2:
+            out[name] = np.ascontiguousarray(value.T)
+        elif name not in out:
+            out[name] = value
+    for i, block in enumerate(spec.blocks):
+        scale = np.float32(block.head_dim**-0.5)
+        out[f"blocks.{i}.attn.q.weight"] = out[f"blocks.{i}.attn.q.weight"] * scale
+        out[f"blocks.{i}.attn.q.bias"] = out[f"blocks.{i}.attn.q.bias"] * scale
+    return out
+

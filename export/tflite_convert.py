@@ -1,0 +1,116 @@
+"""TensorFlow child process: VitSpec + safetensors (+ QAT ranges) -> float and full-integer TFLite.
+
+Run as `python -m edge.export.tflite_convert JOB.json` (the export stage does this; TensorFlow must
+not load in the stage process). JOB.json holds:
+
+    spec, weights          model files (edge/vit_spec.py)
+    ranges                 quant_ranges.json or null (then every point is calibrated)
+    calib                  .npy of uint8 NHWC calibration images
+    out_dir                where model_float.tflite / model_int8.tflite / convert.json go
+    int16                  true: int16 activations, int8 weights (TFLM "16x8"), int16 in/out
+    probe, probe_out       optional: .npy uint8 images -> .npy float logits of the TF graph
+
+Integer mode: optimizations DEFAULT, representative data set, TFLITE_BUILTINS_INT8 only, int8
+input and output. The converter keeps FakeQuant ranges (the QAT points) and calibrates the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.atomic import atomic_write_bytes, atomic_write_json
+from edge.export.pixels import INPUT_POINT, centred_pixels
+from edge.export.quant_ranges import activation_points, clip_weights, load_ranges
+from edge.export.tf_vit import TfVit, load_weights
+from edge.vit_spec import VitSpec
+
+
+def convert(job: dict[str, Any]) -> dict[str, Any]:
+    """Do one conversion job (see module doc); returns what convert.json records."""
+    import tensorflow as tf
+
+    spec = VitSpec.load(job["spec"])
+    weights = load_weights(job["weights"])
+    out_dir = Path(job["out_dir"])
+    int16 = bool(job.get("int16", False))
+    ranges = load_ranges(job["ranges"]) if job.get("ranges") else None
+    clipped = clip_weights(weights, ranges, where=str(job["ranges"])) if ranges and not int16 else []
+    learned = dict(ranges.activations) if ranges and not int16 else {}
+    learned.pop("input", None)  # the input range is fixed by the centred-pixel input (tf_vit.py)
+    calib = centred_pixels(np.load(job["calib"]))
+    if not int16:  # make the calibrated input range equal the fixed one, else a float requantise appears
+        calib = np.concatenate([_range_probe(calib.shape[1:]), calib])
+    info: dict[str, Any] = {"timings_s": {}}
+
+    float_model = TfVit(spec, weights, quantize_input=False)
+    if job.get("probe"):
+        probe = centred_pixels(np.load(job["probe"]))
+        logits = float_model.concrete(len(probe))(tf.constant(probe))["logits"].numpy()
+        np.save(job["probe_out"], logits)
+
+    started = time.perf_counter()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([float_model.concrete(1)], float_model)
+    atomic_write_bytes(out_dir / "model_float.tflite", converter.convert())
+    info["timings_s"]["convert_float"] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    model = TfVit(spec, weights, ranges=learned, quantize_input=not int16)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([model.concrete(1)], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample[None]] for sample in calib)
+    if int16:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int16
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    atomic_write_bytes(out_dir / "model_int8.tflite", converter.convert())
+    info["timings_s"]["convert_int"] = round(time.perf_counter() - started, 3)
+
+    points = activation_points(spec)
+    info.update(
+        quantization="int16x8" if int16 else "int8",
+        qat_points=[p for p in points if p in model.used_points],
+        calibrated_points=[p for p in points if p != "input" and p not in model.used_points],
+        fixed_points={"input": "pixel - 128 (scale 1/127.5, zero point 0)"} if INPUT_POINT in model.used_points
+        else {},
+        unknown_points=sorted(set(learned) - set(points)),
+        clipped_weights=clipped,
+        calibration_images=len(calib) - (0 if int16 else 1),
+        tensorflow=tf.__version__,
+    )
+    atomic_write_json(out_dir / "convert.json", info)
+    return info
+
+
+def _range_probe(shape: tuple[int, ...]) -> np.ndarray:
+    """One image of mid-grey with a single black and a single white pixel: spans the input range."""
+    probe = np.full((1, *shape), 128, dtype=np.uint8)
+    probe.reshape(-1)[:2] = (0, 255)
+    return centred_pixels(probe)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child-process entry point: run the job file named on the command line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = sys.argv[1:] if argv is None else argv
+    from edge.errors import EdgeError
+
+    try:
+        convert(json.loads(Path(args[0]).read_text(encoding="utf-8")))
+    except EdgeError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
