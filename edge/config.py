@@ -92,9 +92,18 @@ class QATConfig(Section):
 
 
 class ExportConfig(Section):
-    """ONNX and TFLite export."""
+    """ONNX and TFLite export, the TFLite Micro check and the firmware sources (docs/export.md)."""
 
-    int16_activations: bool = False
+    int16_activations: bool = Field(False, description="int16 activations / int8 weights (TFLM 16x8) instead of int8")
+    build_dir: str | None = Field(None, description="output folder root (default: build/ next to runs/)")
+    opset: int = Field(17, ge=17, le=23, description="ONNX opset of model.onnx")
+    arena_margin_fraction: float = Field(0.05, ge=0, le=1, description="kTensorArenaSize = measured x (1 + this)")
+    min_tflm_agreement: float = Field(0.99, ge=0, le=1, description="fail if TFLM top-1 agreement is lower")
+    max_size_fraction: float | None = Field(
+        0.10, gt=0, le=1, description="fail if int8 bytes exceed this share of the unpruned float32 bytes "
+        "(checked when the model was pruned; null = report only)")
+    eval_images: int | None = Field(None, ge=1, description="test images for the agreement table (null = all)")
+    require_qat: bool = Field(False, description="fail instead of falling back to the prune/train model")
 
 
 class BatteryConfig(Section):
