@@ -18,6 +18,7 @@ from edge.errors import EdgeError
 # Modules that add subcommands; each has register(subparsers) -> None.
 COMMAND_MODULES: tuple[str, ...] = (
     "edge.commands",
+    "edge.export.cli",
 )
 
 

@@ -149,7 +149,8 @@ def _child(model_path: Path, images_path: Path, out_dir: Path) -> None:
     images = np.load(images_path)
     from edge.export.pixels import centred_pixels
 
-    inputs = quantize(centred_pixels(images), model.io("input"))
+    in_t = model.io("input")
+    inputs = centred_pixels(images) if in_t.dtype == "FLOAT32" else quantize(centred_pixels(images), in_t)
     started = time.perf_counter()
     arena = smallest_arena(data, inputs[:1])
     bisect_s = time.perf_counter() - started
@@ -162,7 +163,9 @@ def _child(model_path: Path, images_path: Path, out_dir: Path) -> None:
         outs.append(np.array(interp.get_output(0)).reshape(-1))
     invoke_s = time.perf_counter() - started
     q = np.stack(outs)
-    np.savez(out_dir / "tflm_outputs.npz", q=q, logits=dequantize(q, model.io("output")))
+    out_t = model.io("output")
+    logits = q.astype(np.float32) if out_t.dtype == "FLOAT32" else dequantize(q, out_t)
+    np.savez(out_dir / "tflm_outputs.npz", q=q, logits=logits)
     atomic_write_json(out_dir / "tflm_check.json", {
         "arena_bytes": arena,
         "ops": model.op_names,
