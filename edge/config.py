@@ -80,9 +80,28 @@ class TrainConfig(Section):
 
 
 class PruneConfig(Section):
-    """Structured pruning (torch-pruning); filled in by the compression stage."""
+    """Structured pruning (torch-pruning): heads, MLP units and embedding channels, in steps with
+    distillation fine-tuning. Every budget given must hold; see docs/compression.md."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: pass the trained model through unchanged")
+    params_ratio: float | None = Field(0.30, gt=0, le=1, description="keep at most this share of the params")
+    max_macs: int | None = Field(None, gt=0, description="MAC budget of one inference")
+    flash_bytes: int | None = Field(None, gt=0, description="budget for the estimated int8 TFLite size")
+    ram_bytes: int | None = Field(None, gt=0, description="budget for the estimated int8 activation RAM")
+    importance: Literal["taylor", "magnitude"] = "taylor"
+    heads: bool = Field(True, description="remove whole attention heads (head_dim is kept)")
+    mlp: bool = Field(True, description="remove MLP hidden units")
+    embed: bool = Field(True, description="remove embedding channels (every residual, norm, token)")
+    min_embed_dim: int = Field(16, ge=1, description="never shrink the embedding below this")
+    steps: int = Field(3, ge=1, description="pruning steps, each followed by fine-tuning")
+    finetune_epochs: int = Field(3, ge=0, description="fine-tuning epochs after each step")
+    final_epochs: int = Field(6, ge=0, description="extra fine-tuning epochs after the last step")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    importance_batches: int = Field(8, ge=1, description="taylor: training batches for the gradients")
+    distill_alpha: float = Field(0.7, ge=0, le=1, description="weight of distillation from the unpruned model")
+    distill_temperature: float = Field(2.0, gt=0)
+    seed: int = 0
 
 
 class QATConfig(Section):

@@ -1,0 +1,181 @@
+"""Structured pruning: dense result, exact size figures, whole heads, budgets, ONNX, the stage."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edge.config import load_config
+from edge.errors import ConfigError
+from edge.training.models import build_model, count_macs, count_params, load_model, save_model, spec_of
+from edge.training.prune_plan import (
+    Budget,
+    Dims,
+    int8_bytes_estimate,
+    plan_spec,
+    ram_bytes_estimate,
+    solve_plan,
+    spec_macs,
+    spec_params,
+)
+from edge.training.pruning import prune_to
+from edge.vit_spec import BlockSpec, VitSpec, family_spec
+
+torch.set_num_threads(1)
+
+
+def tiny_spec(**changes) -> VitSpec:
+    spec = VitSpec(name="tiny", img_size=16, in_chans=1, patch_size=4, embed_dim=16, num_classes=3,
+                   blocks=[BlockSpec(num_heads=2, head_dim=8, mlp_hidden=32)] * 2)
+    return spec.model_copy(update=changes)
+
+
+def tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(tiny_spec()).eval()
+
+
+def tiny_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 16, 16, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+
+
+def test_spec_arithmetic_matches_the_model_for_pruned_widths():
+    for spec in (tiny_spec(), family_spec("vit_lite_s", 64, 1, 2),
+                 tiny_spec(embed_dim=11, blocks=[BlockSpec(num_heads=1, head_dim=8, mlp_hidden=5),
+                                                 BlockSpec(num_heads=2, head_dim=8, mlp_hidden=1)])):
+        model = build_model(spec)
+        assert spec_params(spec) == count_params(model)
+        assert spec_macs(spec) == count_macs(model, (spec.in_chans, spec.img_size, spec.img_size))
+
+
+def test_pruned_model_is_dense_and_rebuilds_from_its_spec(tmp_path):
+    model = tiny_model()
+    target = tiny_spec(embed_dim=10, blocks=[BlockSpec(num_heads=1, head_dim=8, mlp_hidden=12),
+                                             BlockSpec(num_heads=2, head_dim=8, mlp_hidden=5)])
+    prune_to(model, target, "magnitude")
+    block0, block1 = model.blocks
+    assert block0.attn.q.weight.shape == (8, 10) and block0.attn.proj.weight.shape == (10, 8)
+    assert block1.attn.k.weight.shape == (16, 10) and block1.mlp.fc2.weight.shape == (10, 5)
+    assert block0.mlp.fc1.weight.shape == (12, 10) and model.norm.weight.shape == (10,)
+    assert model.pos_embed.shape == (1, 17, 10) and model.cls_token.shape == (1, 1, 10)
+    assert model.patch_embed.proj.weight.shape == (10, 1, 4, 4) and model.head.weight.shape == (3, 10)
+    assert spec_of(model, tiny_spec()) == target
+    # 5,091 -> 1,912 parameters (hand count: 560 + 2 x 2,224 + 83 -> 350 + 656 + 853 + 53)
+    assert (count_params(tiny_model()), count_params(model)) == (spec_params(tiny_spec()), spec_params(target))
+    assert spec_params(target) == 1912 and spec_params(tiny_spec()) == 5091
+    assert count_macs(model, (1, 16, 16)) == spec_macs(target) < spec_macs(tiny_spec())
+
+    save_model(model, target, tmp_path / "w.safetensors", tmp_path / "spec.json")
+    rebuilt, spec = load_model(tmp_path / "w.safetensors", tmp_path / "spec.json")  # strict load
+    x = tiny_data(5)[0]
+    assert spec == target
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), model(x))
+
+
+def _scale_head(model, block: int, head: int, factor: float) -> None:
+    attn, d = model.blocks[block].attn, model.blocks[block].attn.head_dim
+    with torch.no_grad():
+        for layer in (attn.q, attn.k, attn.v):
+            layer.weight[head * d:(head + 1) * d] *= factor
+            layer.bias[head * d:(head + 1) * d] *= factor
+        attn.proj.weight[:, head * d:(head + 1) * d] *= factor
+
+
+def test_head_pruning_removes_the_weakest_whole_head_exactly_like_slicing():
+    model = tiny_model()
+    _scale_head(model, block=0, head=1, factor=1e-3)  # head 1 of block 0 is the weakest
+    _scale_head(model, block=1, head=0, factor=1e-3)  # head 0 of block 1 is the weakest
+    reference = copy.deepcopy(model)
+    target = tiny_spec(blocks=[BlockSpec(num_heads=1, head_dim=8, mlp_hidden=32)] * 2)
+    removed = prune_to(model, target, "magnitude")
+    assert removed["heads"] == [[1], [0]] and removed["mlp"] == [[], []] and removed["embed"] == [[]]
+    assert all(b.attn.head_dim == 8 and b.attn.num_heads == 1 for b in model.blocks)
+
+    # the same model made by hand: keep rows/columns of the surviving head only
+    for block, keep in zip(reference.blocks, (slice(0, 8), slice(8, 16)), strict=True):
+        attn = block.attn
+        for name in ("q", "k", "v"):
+            old = getattr(attn, name)
+            new = torch.nn.Linear(16, 8)
+            new.weight.data, new.bias.data = old.weight.data[keep].clone(), old.bias.data[keep].clone()
+            setattr(attn, name, new)
+        proj = torch.nn.Linear(8, 16)
+        proj.weight.data, proj.bias.data = attn.proj.weight.data[:, keep].clone(), attn.proj.bias.data.clone()
+        attn.proj = proj
+    x = tiny_data(4)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-6)
+
+
+def test_taylor_importance_prunes_with_gradients_and_keeps_one_of_everything():
+    model = tiny_model()
+    target = plan_spec(tiny_spec(), 0.0, Dims(min_embed=4))
+    assert target.embed_dim == 4 and all(b.num_heads == 1 and b.mlp_hidden == 1 for b in target.blocks)
+    prune_to(model, target, "taylor", [tiny_data(16, seed) for seed in range(2)])
+    assert spec_of(model, tiny_spec()) == target
+    assert all(p.grad is None for p in model.parameters())
+    assert model(tiny_data(2)[0]).shape == (2, 3)
+
+
+@pytest.mark.parametrize("budget, measure, limit", [
+    (Budget(params_ratio=0.3), spec_params, 0.3 * 312098),
+    (Budget(max_macs=8_000_000), spec_macs, 8_000_000),
+    (Budget(flash_bytes=150_000), int8_bytes_estimate, 150_000),
+    (Budget(ram_bytes=30_000), ram_bytes_estimate, 30_000),
+])
+def test_budgets_are_met_and_used(budget, measure, limit):
+    base = family_spec("vit_lite_s", 64, 1, 2)
+    plan = solve_plan(base, budget.limits(base), Dims())
+    assert measure(plan) <= limit
+    grown = plan.model_copy(update={"embed_dim": plan.embed_dim + 2})  # a little wider no longer fits
+    assert measure(grown) > limit
+    assert all(b.head_dim == 32 and b.num_heads >= 1 and b.mlp_hidden >= 1 for b in plan.blocks)
+
+
+def test_the_default_budget_keeps_at_most_30_percent_of_vit_lite_s():
+    base = family_spec("vit_lite_s", 64, 1, 2)
+    plan = solve_plan(base, Budget(params_ratio=0.3).limits(base), Dims())
+    assert (plan.embed_dim, plan.blocks[0].num_heads, plan.blocks[0].mlp_hidden) == (58, 1, 116)
+    assert spec_params(plan) == 93592
+    steps = [solve_plan(base, Budget(params_ratio=0.3).at_step(base, s, 3), Dims()) for s in (1, 2, 3)]
+    sizes = [spec_params(s) for s in steps]
+    assert sizes[0] > sizes[1] > sizes[2] == 93592
+
+
+def test_bad_budgets_give_clear_errors():
+    with pytest.raises(ConfigError) as err:
+        Budget(params_ratio=1.5).check()
+    assert err.value.render().startswith("prune.params_ratio: params_ratio must be in (0, 1], got 1.5")
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["prune.params_ratio=1.5"])
+    assert "field 'prune.params_ratio': Input should be less than or equal to 1 (got 1.5)" in str(err.value)
+    base = family_spec("vit_lite_s", 64, 1, 2)
+    with pytest.raises(ConfigError) as err:
+        solve_plan(base, Budget(max_macs=1_000_000).limits(base), Dims())
+    # smallest: 64 x 16 x 64 (patches) + 4 x (3x65x16x32 + 2x65x65x32 + 65x32x16 + 2x65x16) + 16 x 2
+    assert err.value.render().splitlines()[0] == (
+        "prune: pruning budget cannot be met: even the smallest allowed model "
+        "(embed 16, 1 head and 1 MLP unit per block) has macs 1,687,968 > 1,000,000")
+    with pytest.raises(ConfigError, match="no pruning target given"):
+        Budget().check()
+
+
+def test_pruned_model_exports_to_onnx_and_onnxruntime_agrees(tmp_path):
+    model = tiny_model()
+    prune_to(model, tiny_spec(embed_dim=12, blocks=[BlockSpec(num_heads=1, head_dim=8, mlp_hidden=7)] * 2),
+             "magnitude")
+    x = tiny_data(3)[0]
+    path = tmp_path / "pruned.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["logits"], dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=1e-4)

@@ -1,0 +1,172 @@
+"""The `prune` stage: iterative structured pruning of the trained model, with distillation.
+
+Each of `steps` steps shrinks the model to the plan for that step's budget (budgets interpolate
+geometrically from the unpruned size to the final budget, `prune_plan.Budget.at_step`), removing
+the least important heads, MLP units and embedding channels (`pruning.prune_to`), then fine-tunes
+it with distillation from the unpruned model (`loop.fit(..., teacher=unpruned)`). The result is a
+dense model: its spec lists the new widths and it rebuilds with `build_model(spec)` + strict load.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from edge.atomic import atomic_write_json
+from edge.config import PruneConfig, RunConfig
+from edge.errors import EdgeError
+from edge.manifest import StageRun
+from edge.training.loop import FitConfig, evaluate, fit, set_threads, to_input
+from edge.training.models import VitLite, count_params, load_model, save_model, spec_of
+from edge.training.prune_plan import Budget, Dims, size_figures, solve_plan
+from edge.training.prune_plot import plot_size_vs_accuracy
+from edge.training.pruning import prune_to
+from edge.vit_spec import VitSpec
+
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+def budget_of(cfg: PruneConfig) -> Budget:
+    """The budget a PruneConfig asks for (validated)."""
+    budget = Budget(params_ratio=cfg.params_ratio, max_macs=cfg.max_macs, flash_bytes=cfg.flash_bytes,
+                    ram_bytes=cfg.ram_bytes)
+    budget.check()
+    return budget
+
+
+def dims_of(cfg: PruneConfig) -> Dims:
+    """Which dimensions a PruneConfig lets shrink."""
+    return Dims(heads=cfg.heads, mlp=cfg.mlp, embed=cfg.embed, min_embed=cfg.min_embed_dim)
+
+
+def finetune_config(cfg: PruneConfig, epochs: int) -> FitConfig:
+    """Loop settings of one fine-tuning round (no warm-up: the weights are already trained)."""
+    return FitConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=0, patience=epochs + 1,
+                     seed=cfg.seed, distill_alpha=cfg.distill_alpha, distill_temperature=cfg.distill_temperature)
+
+
+@dataclass
+class PruneResult:
+    """The pruned model, its spec and one record per step (step 0 = the unpruned model)."""
+
+    model: VitLite
+    spec: VitSpec
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _importance_batches(train: Tensors, cfg: PruneConfig, step: int) -> list[Tensors]:
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    order = torch.randperm(len(train[0]), generator=gen)[: cfg.importance_batches * cfg.batch_size]
+    return [(train[0][idx], train[1][idx]) for idx in order.split(cfg.batch_size)]
+
+
+def _record(step: int, spec: VitSpec, val_pruned: float | None, val_top1: float, epochs: int,
+            wall_s: float) -> dict[str, Any]:
+    return {
+        "step": step, "embed_dim": spec.embed_dim, "heads": [b.num_heads for b in spec.blocks],
+        "mlp_hidden": [b.mlp_hidden for b in spec.blocks], **size_figures(spec),
+        "val_top1_pruned": None if val_pruned is None else round(val_pruned, 4),
+        "val_top1": round(val_top1, 4), "finetune_epochs": epochs, "wall_s": round(wall_s, 2),
+    }
+
+
+def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors, cfg: PruneConfig) -> PruneResult:
+    """Prune a trained model in `cfg.steps` steps with distillation fine-tuning; `model` is left as is."""
+    budget, dims = budget_of(cfg), dims_of(cfg)
+    final_plan = solve_plan(spec, budget.limits(spec), dims)  # fails early on an impossible budget
+    teacher = model.eval()
+    student = copy.deepcopy(model)
+    result = PruneResult(student, spec, [_record(0, spec, None, evaluate(teacher, *val)[0], 0, 0.0)])
+    current = spec
+    for step in range(1, cfg.steps + 1):
+        started = time.perf_counter()
+        plan = final_plan if step == cfg.steps else solve_plan(spec, budget.at_step(spec, step, cfg.steps), dims)
+        plan = _no_wider(plan, current)
+        torch.manual_seed(cfg.seed + step)
+        prune_to(student, plan, cfg.importance, _importance_batches(train, cfg, step))
+        current = spec_of(student, spec)
+        pruned_top1 = evaluate(student, *val)[0]
+        epochs = cfg.finetune_epochs + (cfg.final_epochs if step == cfg.steps else 0)
+        top1 = pruned_top1
+        if epochs:
+            fitted = fit(student, train, val, finetune_config(cfg, epochs), teacher=teacher,
+                         desc=f"prune step {step}/{cfg.steps} fine-tune")
+            student.load_state_dict(fitted.best_state)
+            top1 = fitted.best_val_top1
+        result.steps.append(_record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started))
+        tqdm.write(f"[prune] step {step}/{cfg.steps}: {count_params(student):,} params, "
+                   f"val_top1 {pruned_top1:.4f} after pruning, {top1:.4f} after fine-tuning")
+    result.spec = current
+    _check_budget(current, spec, budget)
+    return result
+
+
+def _no_wider(plan: VitSpec, current: VitSpec) -> VitSpec:
+    """`plan` clipped to `current`'s widths (a later step never regrows a dimension)."""
+    blocks = [b.model_copy(update={"num_heads": min(b.num_heads, c.num_heads),
+                                   "mlp_hidden": min(b.mlp_hidden, c.mlp_hidden)})
+              for b, c in zip(plan.blocks, current.blocks, strict=True)]
+    return plan.model_copy(update={"embed_dim": min(plan.embed_dim, current.embed_dim), "blocks": blocks})
+
+
+def _check_budget(spec: VitSpec, base: VitSpec, budget: Budget) -> None:
+    for name, (measure, maximum) in budget.limits(base).items():
+        if measure(spec) > maximum:
+            raise EdgeError(f"pruned model breaks its budget: {name} {measure(spec):,} > {maximum:,.0f}",
+                            where="prune", hint="this is a bug in the pruning planner; please report it")
+
+
+def run_stage(run: StageRun, config: RunConfig) -> None:
+    """Prune the run's trained model and record the pruned model, its steps and plot."""
+    from edge.training.data import load_dataset
+
+    set_threads(config.train.threads)
+    data = load_dataset(run.input("data", "dataset"))
+    model, spec = load_model(run.input("train", "weights"), run.input("train", "spec"))
+    train = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
+    val = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
+    cfg = config.prune
+    if cfg.enabled:
+        result = iterative_prune(model, spec, train, val, cfg)
+    else:
+        result = PruneResult(model, spec, [_record(0, spec, None, evaluate(model, *val)[0], 0, 0.0)])
+        run.notes.append("prune.enabled is false: the trained model is passed through unchanged")
+    weights = run.output("weights", run.dir / "model.safetensors")
+    spec_path = run.output("spec", run.dir / "model_spec.json")
+    save_model(result.model, result.spec, weights, spec_path)
+    _verify_rebuild(result.model, weights, spec_path, val[0][:16])
+    atomic_write_json(run.output("steps", run.dir / "steps.json"), result.steps)
+    plot_size_vs_accuracy(result.steps, run.output("plot", run.dir / "size_vs_accuracy.png"))
+    run.metrics.update(stage_metrics(result.steps, evaluate(result.model, *val)[0]))
+    run.metrics["test_top1"] = round(evaluate(result.model, to_input(data.test.x, spec.input_mean, spec.input_std),
+                                              torch.as_tensor(data.test.y))[0], 4)
+
+
+def _verify_rebuild(model: VitLite, weights: Any, spec_path: Any, x: torch.Tensor) -> None:
+    rebuilt, _ = load_model(weights, spec_path)
+    model.eval()
+    rebuilt.eval()
+    with torch.no_grad():
+        if not torch.equal(model(x), rebuilt(x)):
+            raise EdgeError("the saved pruned model does not reproduce the pruned model's outputs",
+                            where=str(weights), hint="this is a bug in the prune stage; please report it")
+
+
+def stage_metrics(steps: list[dict[str, Any]], val_top1: float) -> dict[str, Any]:
+    """Manifest metrics from the step records (first = unpruned, last = pruned)."""
+    before, after = steps[0], steps[-1]
+    return {
+        "params": after["params"], "macs": after["macs"], "float32_bytes": after["float32_bytes"],
+        "int8_bytes_estimate": after["int8_bytes_estimate"], "ram_bytes_estimate": after["ram_bytes_estimate"],
+        "val_top1": round(val_top1, 4), "val_top1_before": before["val_top1"],
+        "params_before": before["params"], "macs_before": before["macs"],
+        "params_ratio": round(after["params"] / before["params"], 4),
+        "macs_ratio": round(after["macs"] / before["macs"], 4),
+        "embed_dim": after["embed_dim"], "heads": after["heads"], "mlp_hidden": after["mlp_hidden"],
+        "steps": len(steps) - 1,
+    }
