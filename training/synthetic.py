@@ -41,13 +41,13 @@ _DOMAIN = 0x6D6F74  # keeps these seeds apart from any other use of the data see
 class Recipe:
     """What the generator draws and how often (probabilities per frame, ranges as (low, high))."""
 
-    person_height: tuple[float, float] = (0.22, 0.85)
-    small_person_p: float = 0.15
-    small_person_height: tuple[float, float] = (0.12, 0.22)
-    person_contrast: tuple[float, float] = (0.06, 0.45)
+    person_height: tuple[float, float] = (0.28, 0.85)
+    small_person_p: float = 0.1
+    small_person_height: tuple[float, float] = (0.16, 0.28)
+    person_contrast: tuple[float, float] = (0.12, 0.5)
     second_person_p: float = 0.1
     crouch_p: float = 0.15
-    occlusion_p: float = 0.3
+    occlusion_p: float = 0.25
     occlusion_fraction: tuple[float, float] = (0.2, 0.55)
     quadruped_p: float = 0.35
     bird_p: float = 0.25
@@ -63,8 +63,8 @@ class Recipe:
     motion_blur_length: tuple[float, float] = (0.01, 0.08)
     camera_shake_p: float = 0.1
     defocus_p: float = 0.15
-    noise_sigma: tuple[float, float] = (0.004, 0.04)
-    night_noise_sigma: tuple[float, float] = (0.03, 0.08)
+    noise_sigma: tuple[float, float] = (0.003, 0.03)
+    night_noise_sigma: tuple[float, float] = (0.02, 0.05)
 
 
 DEFAULT_RECIPE = Recipe()
@@ -346,7 +346,7 @@ def _person(sc: Scene) -> None:
     small = sc.chance(r.small_person_p)
     h = sc.uniform(r.small_person_height if small else r.person_height)
     x = sc.uniform((0.08, 0.92))
-    fy = sc.ground_y(h)
+    fy = min(sc.ground_y(h), 1.0 + 0.25 * h)  # at most the lower quarter below the frame
     if fy - h < 0.02:
         fy = h + 0.02
     contrast = sc.uniform(r.person_contrast)
@@ -371,8 +371,8 @@ def _body_parts(sc: Scene, x: float, fy: float, h: float, shirt: np.ndarray, pan
     mirror = 1.0 if sc.chance(0.5) else -1.0
     lean = sc.uniform((-0.12, 0.12)) + (0.35 * mirror if crouch else 0.0)
     phase, stride = sc.uniform((0.0, 2 * np.pi)), sc.uniform((0.0, 0.5)) if side else sc.uniform((0.0, 0.15))
-    torso_w = sc.uniform((0.06, 0.09)) if side else sc.uniform((0.08, 0.12))
-    limb = sc.uniform((0.028, 0.045))
+    torso_w = sc.uniform((0.08, 0.11)) if side else sc.uniform((0.11, 0.15))
+    limb = sc.uniform((0.035, 0.055))
     hip_y = 0.32 if crouch else 0.5
     c, s = np.cos(lean), np.sin(lean)
 
@@ -403,7 +403,7 @@ def _body_parts(sc: Scene, x: float, fy: float, h: float, shirt: np.ndarray, pan
     shoulder_y = hip_y + 0.3
     torso = bar(sc.size, at(0.0, hip_y - 0.02), at(0.0, shoulder_y), torso_w * h, 0.3 * torso_w * h)
     neck = limb_bar((0.0, shoulder_y), (0.0, shoulder_y + 0.06), 0.025)
-    head_r = sc.uniform((0.055, 0.07))
+    head_r = sc.uniform((0.07, 0.09))
     head = ellipse(sc.size, at(0.0, shoulder_y + 0.06 + head_r), head_r * h * 0.85, head_r * h)
     arms = []
     raised = sc.chance(0.1)
@@ -430,8 +430,9 @@ def _occluder(sc: Scene, x: float, fy: float, h: float) -> None:
     frac = sc.uniform(sc.recipe.occlusion_fraction)
     col = sc.colour(0.05, 0.8)
     kind = sc.rng.integers(3)
+    bottom = min(fy, 1.0)
+    top = bottom - frac * (bottom - (fy - h))  # hides `frac` of the visible height, from below
     if kind == 0:
-        top = fy - frac * h
         blobs = [ellipse(sc.size, (x + sc.uniform((-0.5, 0.5)) * h, top + sc.uniform((0.05, 0.3)) * h),
                          h * sc.uniform((0.2, 0.45)), h * sc.uniform((0.1, 0.3))) for _ in range(4)]
         blobs.append(box(sc.size, x - 0.4 * h, top + 0.15 * h, x + 0.4 * h, 1.2))
@@ -439,7 +440,6 @@ def _occluder(sc: Scene, x: float, fy: float, h: float) -> None:
         layer.draw(union(*blobs), col, 1.0 + 0.3 * value_noise(sc.rng, sc.size, max(4, sc.size // 6)))
         layer.over(sc.image)
     elif kind == 1:
-        top = fy - frac * h
         paint(sc.image, box(sc.size, x - h * sc.uniform((0.4, 2.0)), top, x + h * sc.uniform((0.4, 2.0)), 1.2), col)
     else:
         edge = x + (1 if sc.chance(0.5) else -1) * h * sc.uniform((0.0, 0.1))
@@ -464,7 +464,7 @@ def _camera(sc: Scene) -> None:
     night = sc.chance(r.night_p)
     if night:  # infrared night mode: gray, dim, flat, noisy
         gray = img @ LUMA if sc.channels == 3 else img[..., 0]
-        img[:] = (sc.uniform((0.1, 0.35)) + sc.uniform((0.3, 0.6)) * gray)[..., None]
+        img[:] = (sc.uniform((0.05, 0.3)) + sc.uniform((0.5, 0.8)) * gray)[..., None]
     if sc.chance(r.camera_shake_p):
         img[:] = motion_blur(img, sc.uniform((-0.04, 0.04)), sc.uniform((-0.04, 0.04)), sc.size)
     if sc.chance(r.defocus_p):
