@@ -105,9 +105,28 @@ class PruneConfig(Section):
 
 
 class QATConfig(Section):
-    """Quantisation-aware training (NNCF)."""
+    """Quantisation-aware training (NNCF) of the pruned model (docs/compression.md, "QAT")."""
 
     enabled: bool = True
+    epochs: int = Field(6, ge=0, description="QAT fine-tuning epochs (0 = post-training quantisation only)")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-4, gt=0, description="peak learning rate (weights and quantizer ranges)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (also pulls on the range parameters)")
+    warmup_epochs: int = Field(1, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stop_patience: int = Field(3, ge=1, description="epochs without val improvement before stopping")
+    augment: bool = True
+    distill_alpha: float = Field(0.5, ge=0, le=1, description="weight of distillation from the float model (0 = off)")
+    distill_temperature: float = Field(4.0, gt=0)
+    activation_bits: Literal[8, 16] = Field(8, description="8 = int8 activations; 16 = int16 (TFLite 16x8 mode)")
+    model_type: Literal["default", "transformer"] = Field(
+        "default", description="NNCF scheme: 'default' quantises every tensor it can (like full-int8 TFLite), "
+        "'transformer' only the inputs of matmuls and linear layers")
+    calib_size: int | None = Field(None, ge=1, description="calibration images taken from data's calib split "
+                                   "(null = all)")
+    bias_correction: bool = Field(True, description="NNCF fast bias correction after calibration")
+    onnx_opset: int = Field(17, ge=13, le=21, description="opset of qat/model_int8.onnx")
+    seed: int = 0
 
 
 class ExportConfig(Section):

@@ -40,7 +40,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("data", "edge.training.data:run_stage", ("data",), ("numpy", "pillow")),
     StageSpec("train", "edge.training.train:run_stage", ("model", "train"), ("torch", "timm", "codecarbon")),
     StageSpec("prune", "edge.training.prune:run_stage", ("prune",), ("torch", "timm", "torch-pruning")),
-    StageSpec("qat", "edge.training.qat:run_stage", ("qat",), ("torch", "timm", "nncf")),
+    StageSpec("qat", "edge.training.qat_stage:run_stage", ("prune", "qat"),
+              ("torch", "timm", "nncf", "onnx", "onnxruntime")),
     StageSpec(
         "export",
         "edge.export.stage:run_stage",

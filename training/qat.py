@@ -1,0 +1,187 @@
+"""Quantisation-aware training of a ViT-lite with NNCF, and what the export stage needs from it.
+
+`quantize` inserts NNCF fake quantizers (per-channel symmetric int8 weights; int8 or int16
+activations, calibrated on the calibration split) without SmoothQuant, so the float weights stay
+the plain VitLite weights that `build_model(spec)` loads and the exporter rebuilds in TensorFlow.
+The wrapped model trains with `edge.training.loop.fit` like any module (the quantizers' scales are
+parameters, so the ranges are learned). Afterwards `float_model` strips the quantizers,
+`learned_ranges` maps them to the documented point names, and `export_qdq_onnx` writes standard
+QuantizeLinear/DequantizeLinear ONNX (8-bit only: NNCF cannot export 16-bit QDQ pairs).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge.errors import ExportError
+from edge.training.models import VitLite, build_model
+from edge.training.quant_ranges import ActivationRange, QuantRangesFile, WeightRange, locate, merge_activation
+from edge.vit_spec import VitSpec
+
+HOOKS_PREFIX = "__nncf_hooks."
+
+
+def _nncf() -> Any:
+    """Import NNCF without compiling its C++ extension (FINDINGS.md: > 60 s on first use)."""
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+    import nncf
+
+    return nncf
+
+
+def quantize(
+    model: VitLite,
+    calib_x: torch.Tensor,
+    activation_bits: int = 8,
+    model_type: str = "default",
+    bias_correction: bool = True,
+) -> nn.Module:
+    """A fake-quantised copy of `model` calibrated on `calib_x` (one image per statistics step).
+
+    `model_type` "default" quantises every tensor NNCF can (closest to a full-integer TFLite model);
+    "transformer" uses NNCF's transformer scheme (inputs of matmuls and linears only).
+    """
+    nncf = _nncf()
+    from nncf.common.quantization.structs import QuantizationScheme
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        QuantizationParameters,
+    )
+
+    extra: dict[str, Any] = {}
+    if activation_bits == 16:  # TFLite int16x8 wants symmetric int16 activations (zero point 0)
+        extra["activations_quantization_params"] = QuantizationParameters(
+            num_bits=16, mode=QuantizationScheme.SYMMETRIC)
+    advanced = AdvancedQuantizationParameters(
+        # SmoothQuant would rescale weights and insert multiplies the exporter knows nothing about.
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1, convolution=-1),
+        **extra,
+    )
+    model = copy.deepcopy(model).eval()
+    samples = [calib_x[i : i + 1] for i in range(len(calib_x))]
+    return nncf.quantize(
+        model,
+        nncf.Dataset(samples),
+        preset=nncf.QuantizationPreset.MIXED if activation_bits == 8 else nncf.QuantizationPreset.PERFORMANCE,
+        model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
+        subset_size=len(samples),
+        fast_bias_correction=True if bias_correction else None,  # None = off (False is not for torch)
+        advanced_parameters=advanced,
+    )
+
+
+def quantizers(qmodel: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(hook name, quantizer module) of every NNCF quantizer in the model."""
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    for name, module in get_hook_storage(qmodel).named_hooks():
+        if isinstance(module, BaseQuantizer):
+            yield name, module
+
+
+def plain_state(qmodel: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's own weights (VitLite names), without NNCF's quantizer state."""
+    return {k: v.detach().clone() for k, v in qmodel.state_dict().items() if not k.startswith(HOOKS_PREFIX)}
+
+
+def float_model(qmodel: nn.Module, spec: VitSpec) -> VitLite:
+    """A plain VitLite with the (QAT fine-tuned) float weights of `qmodel`, loaded strictly."""
+    model = build_model(spec)
+    model.load_state_dict(plain_state(qmodel), strict=True)
+    return model.eval()
+
+
+@dataclass
+class RangeReport:
+    """Learned ranges plus how every quantizer was named."""
+
+    ranges: QuantRangesFile
+    placement: dict[str, str] = field(default_factory=dict)  # NNCF hook name -> contract name
+    unmapped: list[str] = field(default_factory=list)
+
+
+def learned_ranges(qmodel: nn.Module, spec: VitSpec, activation_bits: int = 8) -> RangeReport:
+    """Every quantizer's range, keyed by the documented point (activations) or weight name."""
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+    from nncf.torch.function_hook.wrapper import wrap_model
+
+    example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
+    graph = build_nncf_graph(wrap_model(build_model(spec).eval()), example)
+    report = RangeReport(QuantRangesFile(activation_bits=activation_bits))
+    activations: dict[str, tuple[int, ActivationRange]] = {}
+    for hook_name, quantizer in quantizers(qmodel):
+        hook_type, op_name, port = decode_hook_name(hook_name)
+        where = locate(graph, op_name, port if hook_type == "pre_hooks" else None, spec)
+        with torch.no_grad():
+            low, high = (t.detach().float().reshape(-1) for t in quantizer.get_input_low_input_high())
+        if where.kind == "weight":
+            report.ranges.weights[where.name] = WeightRange(axis=0, min=low.tolist(), max=high.tolist())
+        elif where.kind == "activation" and low.numel() == 1:
+            merge_activation(activations, where, float(low), float(high))
+        else:
+            report.unmapped.append(hook_name)
+            continue
+        report.placement[hook_name] = where.name
+    report.ranges.activations = {name: activations[name][1] for name in sorted(activations)}
+    return report
+
+
+def export_qdq_onnx(qmodel: nn.Module, spec: VitSpec, path: str | os.PathLike[str], opset: int = 17) -> Path:
+    """Write the fake-quant model as standard QuantizeLinear/DequantizeLinear ONNX (atomically)."""
+    import onnx
+    from nncf.torch.quantization.layers import QuantizerExportMode
+
+    from edge.atomic import atomic_path
+
+    for _, quantizer in quantizers(qmodel):
+        if quantizer.num_bits != 8:
+            raise ExportError(f"NNCF exports QuantizeLinear/DequantizeLinear only for 8-bit quantizers, "
+                              f"got {quantizer.num_bits}-bit", where=str(path),
+                              hint="use qat.activation_bits=8 for a QDQ ONNX model")
+        quantizer.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
+    qmodel.eval()
+    example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(qmodel, (example,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+    return Path(path)
+
+
+def onnx_logits(path: str | os.PathLike[str], x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits of an ONNX model under onnxruntime (CPU) for model inputs `x` [N, C, H, W]."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+
+
+def int8_bytes_estimate(model: nn.Module) -> int:
+    """Bytes of the weights in a full-integer model: 1 per weight element, 4 per bias element,
+    8 (scale + zero point) per output channel of every matrix/conv weight."""
+    total = 0
+    for name, param in model.state_dict().items():
+        if name.startswith(HOOKS_PREFIX):
+            continue
+        if name.endswith(".bias"):
+            total += 4 * param.numel()
+        else:
+            total += param.numel() + (8 * param.shape[0] if param.ndim >= 2 and name.endswith(".weight") else 0)
+    return total
