@@ -179,3 +179,59 @@ def test_pruned_model_exports_to_onnx_and_onnxruntime_agrees(tmp_path):
     (got,) = session.run(None, {"image": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=1e-4)
+
+
+def _tiny_run(tmp_path, **prune):
+    """A run directory with a finished data and train stage (tiny data, tiny model)."""
+    from edge.config import RunConfig
+    from edge.manifest import Manifest
+    from edge.training.dataset import Dataset, Split, save_dataset
+
+    rng = np.random.default_rng(0)
+    splits = {name: Split(rng.integers(0, 256, (n, 16, 16, 1), dtype=np.uint8), rng.integers(0, 3, n))
+              for name, n in (("train", 48), ("val", 24), ("test", 12), ("calib", 8))}
+    manifest = Manifest(tmp_path)
+    config = RunConfig.model_validate({"prune": {"steps": 2, "finetune_epochs": 1, "final_epochs": 0,
+                                                 "batch_size": 16, "importance_batches": 1,
+                                                 "min_embed_dim": 4, **prune}})
+    manifest.config = config.model_dump(mode="json")
+    data = manifest.begin("data", "-")
+    save_dataset(Dataset.from_splits(splits, ["a", "b", "c"]), data.output("dataset", data.dir / "dataset.npz"))
+    manifest.commit(data.finish())
+    train = manifest.begin("train", "-")
+    save_model(tiny_model(), tiny_spec(), train.output("weights", train.dir / "model.safetensors"),
+               train.output("spec", train.dir / "model_spec.json"))
+    manifest.commit(train.finish())
+    return manifest
+
+
+def test_prune_stage_writes_a_smaller_model_its_steps_and_plot(tmp_path):
+    from edge.manifest import Manifest
+    from edge.pipeline import run_stage_here
+
+    _tiny_run(tmp_path, params_ratio=0.5)
+    run_stage_here(tmp_path, "prune")
+    record = Manifest(tmp_path).stages["prune"]
+    assert set(record.outputs) == {"weights", "spec", "steps", "plot"}
+    metrics = record.metrics
+    assert metrics["params_before"] == 5091 and metrics["params"] <= 0.5 * 5091
+    assert metrics["params_ratio"] == round(metrics["params"] / 5091, 4) and metrics["steps"] == 2
+    assert metrics["macs"] < metrics["macs_before"] and metrics["float32_bytes"] == 4 * metrics["params"]
+    assert {"val_top1", "val_top1_before", "int8_bytes_estimate", "wall_s"} <= set(metrics)
+    model, spec = load_model(tmp_path / "prune/model.safetensors", tmp_path / "prune/model_spec.json")
+    assert count_params(model) == metrics["params"] and spec.embed_dim == metrics["embed_dim"] < 16
+    steps = __import__("json").loads((tmp_path / "prune/steps.json").read_text())
+    assert [s["step"] for s in steps] == [0, 1, 2]
+    assert steps[0]["params"] > steps[1]["params"] > steps[2]["params"] == metrics["params"]
+    assert (tmp_path / "prune/size_vs_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_disabled_prune_stage_passes_the_trained_model_through(tmp_path):
+    from edge.manifest import Manifest
+    from edge.pipeline import run_stage_here
+
+    _tiny_run(tmp_path, enabled=False)
+    run_stage_here(tmp_path, "prune")
+    metrics = Manifest(tmp_path).stages["prune"].metrics
+    assert (metrics["params"], metrics["params_ratio"], metrics["steps"]) == (5091, 1.0, 0)
+    assert (tmp_path / "prune/model.safetensors").read_bytes() == (tmp_path / "train/model.safetensors").read_bytes()
