@@ -28,6 +28,10 @@ import tensorflow as tf
 from edge.export.pixels import INPUT_POINT, INPUT_RANGE
 from edge.vit_spec import VitSpec
 
+# The int8 SOFTMAX kernel fixes its output to scale 1/256, zero point -128; a FakeQuant with any other
+# range there would make the converter requantise through float. QAT ranges for it are not applied.
+KERNEL_FIXED_SUFFIX = "attn.softmax"
+
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """safetensors file -> {name: float32 array} (numpy only)."""
@@ -51,7 +55,7 @@ class TfVit:
     # -- building blocks -------------------------------------------------------------------
     def _fq(self, x: tf.Tensor, point: str, scale: float = 1.0) -> tf.Tensor:
         """Fake-quantise `x` with the learned range of `point`, if there is one."""
-        if point not in self.ranges:
+        if point not in self.ranges or point.endswith(KERNEL_FIXED_SUFFIX):
             return x
         lo, hi = self.ranges[point]
         lo, hi = min(lo * scale, 0.0), max(hi * scale, 0.0)  # a quantised range must contain 0
@@ -59,7 +63,8 @@ class TfVit:
             hi = lo + 1e-8
         if point not in self.used_points:
             self.used_points.append(point)
-        return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8, narrow_range=False)
+        return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8, narrow_range=False,
+                                                            name=f"fq/{point}")
 
     def _dense(self, x: tf.Tensor, name: str) -> tf.Tensor:
         """Linear layer on [B, N, E] (as a 2-D FULLY_CONNECTED) or [B, E]."""

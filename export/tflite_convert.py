@@ -28,7 +28,7 @@ import numpy as np
 from edge.atomic import atomic_write_bytes, atomic_write_json
 from edge.export.pixels import INPUT_POINT, centred_pixels
 from edge.export.quant_ranges import activation_points, clip_weights, load_ranges
-from edge.export.tf_vit import TfVit, load_weights
+from edge.export.tf_vit import KERNEL_FIXED_SUFFIX, TfVit, load_weights
 from edge.vit_spec import VitSpec
 
 
@@ -41,7 +41,8 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     out_dir = Path(job["out_dir"])
     int16 = bool(job.get("int16", False))
     ranges = load_ranges(job["ranges"]) if job.get("ranges") else None
-    clipped = clip_weights(weights, ranges, where=str(job["ranges"])) if ranges and not int16 else []
+    int_weights = dict(weights)  # QAT weight ranges clip the integer model's weights only
+    clipped = clip_weights(int_weights, ranges, where=str(job["ranges"])) if ranges and not int16 else []
     learned = dict(ranges.activations) if ranges and not int16 else {}
     learned.pop("input", None)  # the input range is fixed by the centred-pixel input (tf_vit.py)
     calib = centred_pixels(np.load(job["calib"]))
@@ -61,7 +62,7 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     info["timings_s"]["convert_float"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
-    model = TfVit(spec, weights, ranges=learned, quantize_input=not int16)
+    model = TfVit(spec, int_weights, ranges=learned, quantize_input=not int16)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([model.concrete(1)], model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([sample[None]] for sample in calib)
@@ -79,9 +80,9 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     info.update(
         quantization="int16x8" if int16 else "int8",
         qat_points=[p for p in points if p in model.used_points],
-        calibrated_points=[p for p in points if p != "input" and p not in model.used_points],
-        fixed_points={"input": "pixel - 128 (scale 1/127.5, zero point 0)"} if INPUT_POINT in model.used_points
-        else {},
+        calibrated_points=[p for p in points if p != "input" and p not in model.used_points
+                           and not (p.endswith(KERNEL_FIXED_SUFFIX) and not int16)],
+        fixed_points=_fixed_points(points, INPUT_POINT in model.used_points, int16),
         unknown_points=sorted(set(learned) - set(points)),
         clipped_weights=clipped,
         calibration_images=len(calib) - (0 if int16 else 1),
@@ -89,6 +90,15 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     )
     atomic_write_json(out_dir / "convert.json", info)
     return info
+
+
+def _fixed_points(points: list[str], input_fixed: bool, int16: bool) -> dict[str, str]:
+    """Points whose range is fixed by construction, neither learned nor calibrated."""
+    fixed = {"input": "pixel - 128 (scale 1/127.5, zero point 0)"} if input_fixed else {}
+    if not int16:
+        fixed.update({p: "int8 SOFTMAX output (scale 1/256, zero point -128)" for p in points
+                      if p.endswith(KERNEL_FIXED_SUFFIX)})
+    return fixed
 
 
 def _range_probe(shape: tuple[int, ...]) -> np.ndarray:

@@ -62,3 +62,33 @@ def make_run(root: Path, spec: VitSpec = TINY, n_test: int = 24, **export: objec
     run.output("spec", train / "model_spec.json")
     manifest.commit(run.finish())
     return run_dir, config
+
+
+def single_op_tflite(op: str, dtype: str = "INT8", shape: tuple[int, ...] = (1, 8)) -> bytes:
+    """A one-op .tflite built with the flatbuffer schema (no TensorFlow): input -> OP -> output."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    def tensor(name: str) -> s.TensorT:
+        t = s.TensorT()
+        t.name, t.shape, t.type, t.buffer = name.encode(), list(shape), getattr(s.TensorType, dtype), 0
+        if dtype in ("INT8", "INT16"):
+            q = s.QuantizationParametersT()
+            q.scale, q.zeroPoint = [0.05], [0]
+            t.quantization = q
+        return t
+
+    code = s.OperatorCodeT()
+    code.builtinCode = getattr(s.BuiltinOperator, op)
+    code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+    code.version = 1
+    operator = s.OperatorT()
+    operator.opcodeIndex, operator.inputs, operator.outputs = 0, [0], [1]
+    graph = s.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = [tensor("x"), tensor("y")], [0], [1], [operator]
+    model = s.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [graph], [s.BufferT()]
+    model.description = b"edge test model"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
