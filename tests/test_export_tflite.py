@@ -140,14 +140,16 @@ def test_c_array_compiles_and_round_trips(exported: Path, tmp_path: Path) -> Non
     assert "constexpr int kTensorArenaSize = 12352;" in header and "pixel[i] ^ 0x80" in header
     stub_dir = tmp_path / "tensorflow" / "lite" / "micro"
     stub_dir.mkdir(parents=True)
-    methods = "\n".join(f"  TfLiteStatus Add{name}() {{ return kTfLiteOk; }}" for name in sorted(set(TFLM_OPS.values())))
+    names = sorted(set(TFLM_OPS.values()))
+    methods = "\n".join(f"  TfLiteStatus Add{name}() {{ return kTfLiteOk; }}" for name in names)
     (stub_dir / "micro_mutable_op_resolver.h").write_text(STUB % methods)
     (tmp_path / "model_data.h").write_text(header)
     (tmp_path / "model_data.cc").write_text(source)
     (tmp_path / "main.cc").write_text('#include "model_data.h"\nint main() { ModelOpResolver r; '
                                       "return RegisterModelOps(r) == kTfLiteOk && g_model_len > 0 ? 0 : 1; }\n")
-    result = subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(tmp_path), "-o", str(tmp_path / "a"),
-                             str(tmp_path / "main.cc"), str(tmp_path / "model_data.cc")], capture_output=True, text=True)
+    cmd = ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(tmp_path), "-o", str(tmp_path / "a"),
+           str(tmp_path / "main.cc"), str(tmp_path / "model_data.cc")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert subprocess.run([str(tmp_path / "a")]).returncode == 0
 
@@ -160,4 +162,5 @@ def test_converter_child_reports_a_bad_ranges_file(exported: Path, tmp_path: Pat
     proc = subprocess.run([sys.executable, "-m", "edge.export.tflite_convert", str(tmp_path / "job.json")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert f"error: {tmp_path / 'ranges.json'}: field 'format' is 'other/9', expected 'edge-quant-ranges/1'" in proc.stderr
+    expected = f"error: {tmp_path / 'ranges.json'}: field 'format' is 'other/9', expected 'edge-quant-ranges/1'"
+    assert expected in proc.stderr
