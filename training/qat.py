@@ -140,6 +140,8 @@ def learned_ranges(qmodel: nn.Module, spec: VitSpec, activation_bits: int = 8) -
 
 def export_qdq_onnx(qmodel: nn.Module, spec: VitSpec, path: str | os.PathLike[str], opset: int = 17) -> Path:
     """Write the fake-quant model as standard QuantizeLinear/DequantizeLinear ONNX (atomically)."""
+    import warnings
+
     import onnx
     from nncf.torch.quantization.layers import QuantizerExportMode
 
@@ -153,7 +155,8 @@ def export_qdq_onnx(qmodel: nn.Module, spec: VitSpec, path: str | os.PathLike[st
         quantizer.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
     qmodel.eval()
     example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # NNCF reads its levels with .item()
         torch.onnx.export(qmodel, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
@@ -171,17 +174,3 @@ def onnx_logits(path: str | os.PathLike[str], x: np.ndarray, batch_size: int = 2
     name = session.get_inputs()[0].name
     x = np.ascontiguousarray(x, dtype=np.float32)
     return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
-
-
-def int8_bytes_estimate(model: nn.Module) -> int:
-    """Bytes of the weights in a full-integer model: 1 per weight element, 4 per bias element,
-    8 (scale + zero point) per output channel of every matrix/conv weight."""
-    total = 0
-    for name, param in model.state_dict().items():
-        if name.startswith(HOOKS_PREFIX):
-            continue
-        if name.endswith(".bias"):
-            total += 4 * param.numel()
-        else:
-            total += param.numel() + (8 * param.shape[0] if param.ndim >= 2 and name.endswith(".weight") else 0)
-    return total

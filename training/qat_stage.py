@@ -16,10 +16,10 @@ from edge.errors import ConfigError
 from edge.manifest import StageRun
 from edge.training.loop import FitConfig, FitResult, evaluate, fit, set_threads, to_input
 from edge.training.models import count_macs, count_params, load_model, save_model
+from edge.training.prune_plan import int8_bytes_estimate
 from edge.training.qat import (
     export_qdq_onnx,
     float_model,
-    int8_bytes_estimate,
     learned_ranges,
     onnx_logits,
     quantize,
@@ -114,7 +114,7 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
         "params": count_params(plain),
         "macs": count_macs(plain, shape),
         "float32_bytes": 4 * count_params(plain),
-        "int8_bytes_estimate": int8_bytes_estimate(plain),
+        "int8_bytes_estimate": int8_bytes_estimate(spec),
         "onnx_qdq_vs_torch_top1": agreement,
         "quantizers": sum(1 for _ in quantizers(qmodel)),
         "points_with_ranges": len(report.ranges.activations),

@@ -1,0 +1,72 @@
+"""The qat stage end to end on a tiny run: artifacts, manifest record, metrics (no TensorFlow here)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from export_fixtures import make_run
+
+from edge.config import RunConfig
+from edge.errors import ConfigError
+from edge.manifest import Manifest
+from edge.pipeline import run_stage_here
+from edge.training.models import load_model
+from edge.training.quant_ranges import read_ranges
+
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+
+
+def _configure(run_dir, **qat: object) -> None:
+    manifest = Manifest(run_dir)
+    config = RunConfig.model_validate(manifest.config)
+    config = config.model_copy(update={"prune": config.prune.model_copy(update={"enabled": False})})
+    tree = config.model_dump(mode="json")
+    tree["qat"].update({"epochs": 1, "batch_size": 8, **qat})
+    tree["train"]["threads"] = 1
+    manifest.config = RunConfig.model_validate(tree).model_dump(mode="json")
+    manifest.save()
+
+
+def test_qat_stage_writes_the_contract_artifacts(tmp_path) -> None:
+    torch.set_num_threads(1)
+    run_dir, _ = make_run(tmp_path)
+    _configure(run_dir)
+    run_stage_here(run_dir, "qat")
+
+    record = Manifest(run_dir).stages["qat"]
+    assert {"weights", "spec", "quant_ranges", "onnx_qdq", "reference"} <= set(record.outputs)
+    assert set(record.inputs) == {"train.weights", "train.spec", "data.dataset"}
+    metrics = record.metrics
+    for key in ("val_top1", "val_top1_float", "test_top1", "params", "macs", "int8_bytes_estimate",
+                "onnx_qdq_vs_torch_top1", "quantizers", "points_with_ranges", "wall_s"):
+        assert key in metrics, key
+    assert metrics["onnx_qdq_vs_torch_top1"] >= 0.95
+    assert metrics["points_with_ranges"] >= 20 and metrics["quantizers"] > metrics["points_with_ranges"]
+    assert 0 < metrics["int8_bytes_estimate"] < metrics["float32_bytes"]
+
+    folder = run_dir / "qat"
+    model, spec = load_model(folder / "model.safetensors", folder / "model_spec.json")  # strict, plain names
+    assert metrics["params"] == sum(p.numel() for p in model.parameters())
+    ranges = read_ranges(folder / "quant_ranges.json")
+    ranges.check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    with np.load(folder / "reference_logits.npz") as ref:
+        assert ref["test_float"].shape == ref["test_qat"].shape == (24, spec.num_classes)
+        assert ref["test_float"].dtype == ref["test_qat"].dtype == np.float32
+        assert not np.array_equal(ref["test_float"], ref["test_qat"])
+
+
+def test_qat_stage_disabled_records_a_skip(tmp_path) -> None:
+    run_dir, _ = make_run(tmp_path)
+    _configure(run_dir, enabled=False)
+    run_stage_here(run_dir, "qat")
+    record = Manifest(run_dir).stages["qat"]
+    assert record.outputs == {} and record.metrics["skipped"] is True
+
+
+def test_qat_stage_needs_the_pruned_model_when_pruning_is_on(tmp_path) -> None:
+    run_dir, _ = make_run(tmp_path)
+    with pytest.raises(ConfigError, match="stage 'prune' has no output 'weights'"):
+        run_stage_here(run_dir, "qat")
