@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,12 @@ def test_calibration_larger_than_train_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         _run_data(tmp_path / "run", config)
     assert str(err.value).startswith("data.n_calib: calibration subset of 30 images asked for, but train has only 24")
+
+
+def test_cli_reports_a_bad_source_with_exit_2(tmp_path: Path) -> None:
+    """Through `edge data` and the pipeline's child process: the message and exit code reach the user."""
+    cmd = [sys.executable, "-m", "edge", "data", "--run", "bad", "--runs-dir", str(tmp_path), "--data", "imagefoldr:/x"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2
+    assert "error: data.source: unknown data source 'imagefoldr:/x'" in done.stderr
+    assert "did you mean 'imagefolder'?" in done.stderr
