@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "calib": str(out / "calib.npy"), "out_dir": str(out), "int16": False, "probe": str(out / "probe.npy"),
            "probe_out": str(out / "tf_float.npy")}
     (out / "job.json").write_text(json.dumps(job))
-    run_module("edge.export.tflite_convert", [str(out / "job.json")], what="conversion")
-    run_module("edge.export.onnx_export", [str(out / "spec.json"), str(out / "w.safetensors"),
-                                           str(out / "probe.npy"), str(out)], what="onnx export")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the TF and torch children run side by side
+        jobs = [pool.submit(run_module, "edge.export.tflite_convert", [str(out / "job.json")], what="conversion"),
+                pool.submit(run_module, "edge.export.onnx_export", [str(out / "spec.json"), str(out / "w.safetensors"),
+                                                                    str(out / "probe.npy"), str(out)], what="onnx")]
+        for job in jobs:
+            job.result()
     return out
 
 

@@ -1,0 +1,133 @@
+"""The export stage on a tiny run: build/<target>/ files, report.json, manifest record, gates.
+
+The fast test exports the train model (the documented fallback when qat has not run); the slow
+ones run qat first, and the whole `edge run --target ...` on a tiny config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from export_fixtures import make_run
+
+from edge.config import RunConfig
+from edge.errors import ExportError
+from edge.export.c_array import parse_model_array
+from edge.export.tflite_inspect import read_tflite, require_full_integer
+from edge.manifest import Manifest
+from edge.pipeline import run_stage_here
+
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+FILES = {"tflite_int8": "model_int8.tflite", "tflite_float": "model_float.tflite", "onnx": "model.onnx",
+         "c_source": "model_data.cc", "c_header": "model_data.h", "report": "report.json", "report_md": "report.md"}
+
+
+def test_export_stage_falls_back_to_the_train_model(tmp_path: Path) -> None:
+    run_dir, _ = make_run(tmp_path)
+    run_stage_here(run_dir, "export")
+    out = tmp_path / "build" / "cortex-m"
+    record = Manifest(run_dir).stages["export"]
+    assert set(record.outputs) == set(FILES)
+    assert {k: Path(v.path).name for k, v in record.outputs.items()} == FILES
+    assert set(record.inputs) == {"train.weights", "train.spec", "data.dataset"}
+    assert any("no qat stage in this run: exported the train model" in n for n in record.notes)
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["tflm"]["arena_bytes"] > 0 and "FULLY_CONNECTED" in report["tflm"]["ops"]
+    assert report["size"]["tflite_bytes"] == (out / "model_int8.tflite").stat().st_size
+    assert report["agreement"]["reference"] == "PyTorch float"
+    assert 0 <= report["agreement"]["tflm_vs_qat_top1"] <= 1
+    assert report["quantization"]["qat_points"] == [] and len(report["quantization"]["calibrated_points"]) == 30
+    assert report["full_integer"] is True and report["input"]["zero_point"] == 0
+    assert report["model"]["params"] == 19_874 and report["model"]["macs"] > 0
+    runtimes = [row["runtime"] for row in report["agreement"]["table"]]
+    assert runtimes == ["PyTorch float", "onnxruntime float", "LiteRT float", "LiteRT int8", "TFLM int8"]
+    float_rows = [row for row in report["agreement"]["table"] if "float" in row["runtime"]]
+    assert all(row["top1_agreement"] == 1.0 and row["max_logit_error"] < 1e-4 for row in float_rows)
+    assert record.metrics["tflm_arena_bytes"] == report["tflm"]["arena_bytes"]
+    assert record.metrics["tflite_int8_bytes"] == report["size"]["tflite_bytes"]
+
+    require_full_integer(read_tflite(out / "model_int8.tflite"))
+    assert parse_model_array((out / "model_data.cc").read_text()) == (out / "model_int8.tflite").read_bytes()
+    header = (out / "model_data.h").read_text()
+    assert f"constexpr int kTensorArenaSize = {report['tflm']['arena_constant_bytes']};" in header
+    assert report["tflm"]["arena_constant_bytes"] >= report["tflm"]["arena_bytes"] * 1.05
+    assert header.count("Add") == 0 and (out / "model_data.cc").read_text().count("resolver.Add") == len(
+        report["tflm"]["ops"])
+    assert "## Agreement (test split)" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_export_after_qat_uses_its_ranges_and_reference(tmp_path: Path) -> None:
+    run_dir, _ = make_run(tmp_path, n_test=24)
+    manifest = Manifest(run_dir)
+    tree = RunConfig.model_validate(manifest.config).model_dump(mode="json")
+    tree["prune"]["enabled"] = False
+    tree["qat"].update({"epochs": 1, "batch_size": 8})
+    tree["train"]["threads"] = 1
+    manifest.config = RunConfig.model_validate(tree).model_dump(mode="json")
+    manifest.save()
+    for stage in ("qat", "export"):
+        proc = subprocess.run([sys.executable, "-m", "edge", "stage", stage, "--run-dir", str(run_dir)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "build" / "cortex-m" / "report.json").read_text())
+    assert report["model"]["source_stage"] == "qat"
+    assert report["agreement"]["reference"] == "PyTorch fake-quant (QAT)"
+    assert len(report["quantization"]["qat_points"]) >= 20
+    assert "onnxruntime QDQ" in [row["runtime"] for row in report["agreement"]["table"]]
+    assert (tmp_path / "build" / "cortex-m" / "model_int8.onnx").is_file()
+    assert report["agreement"]["tflm_vs_qat_top1"] >= 0.9
+
+
+def test_agreement_gate_fails_the_stage_with_exit_4(tmp_path: Path) -> None:
+    from edge.export.stage import _gates
+
+    cfg = RunConfig().export
+    row = {"top1_agreement": 0.95}
+    with pytest.raises(ExportError) as err:
+        _gates(cfg, row, {}, pruned=False, reference="PyTorch fake-quant (QAT)")
+    assert err.value.exit_code == 4
+    assert err.value.message == ("TFLite Micro int8 agrees with PyTorch fake-quant (QAT) on only 0.9500 of the test "
+                                 "images (export.min_tflm_agreement is 0.99)")
+    sizes = {"tflite_bytes": 150_000, "unpruned_float32_bytes": 1_000_000, "fraction_of_unpruned_float32": 0.15}
+    _gates(cfg, {"top1_agreement": 1.0}, sizes, pruned=False, reference="x")  # not pruned: reported only
+    with pytest.raises(ExportError, match=r"int8 model is 150,000 B = 15\.0% of the unpruned float32 model"):
+        _gates(cfg, {"top1_agreement": 1.0}, sizes, pruned=True, reference="x")
+
+
+TINY_CONFIG = """
+data: {image_size: 32, n_train: 96, n_val: 32, n_test: 48, n_calib: 16}
+model: {name: vit_lite_xs}
+train: {epochs: 2, batch_size: 32, threads: 1}
+prune: {steps: 1, finetune_epochs: 0, final_epochs: 1, batch_size: 32}
+qat: {epochs: 1, batch_size: 32}
+export: {min_tflm_agreement: 0.0, max_size_fraction: null}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m", "ethos-u55"])
+def test_edge_run_exports_a_tiny_pipeline(tmp_path: Path, target: str) -> None:
+    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG)
+    cmd = [sys.executable, "-m", "edge", "run", "--runs-dir", str(tmp_path / "runs"), "--run", "t",
+           "--config", str(tmp_path / "tiny.yaml"), "--target", target, "--until", "export"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "build" / target
+    report = json.loads((out / "report.json").read_text())
+    for key in ("arena_bytes", "ops"):
+        assert report["tflm"][key]
+    assert report["size"]["tflite_bytes"] > 0 and report["model"]["source_stage"] == "qat"
+    assert 0 <= report["agreement"]["tflm_vs_qat_top1"] <= 1
+    assert report["size"]["fraction_of_unpruned_float32"] < 1
+    if target == "ethos-u55":
+        assert report["vela"]["npu_ops"] > 0 and report["vela"]["cycles"] > 0
+        assert (out / "model_int8_vela.tflite").is_file()
+    assert np.isfinite(report["agreement"]["tflm_vs_qat_max_logit_error"])
