@@ -19,6 +19,7 @@ from edge.errors import EdgeError
 COMMAND_MODULES: tuple[str, ...] = (
     "edge.commands",
     "edge.export.cli",
+    "edge.firmware_bridge.cli",
 )
 
 

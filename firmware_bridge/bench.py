@@ -1,0 +1,152 @@
+"""On-device benchmark over the MLPerf Tiny protocol, checked against the model run locally in TFLM.
+
+Performance: load one input, `infer N W`, latency = (second lap - first lap) / N.
+Validation: load each input, `infer 1 0`, read `m-results-[...]`; if the .tflite is given, the
+same input runs in the local `tflite_micro` interpreter and its output, printed with the
+firmware's `%0.3f`, must equal the device's line exactly (and so must the predicted class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.firmware_bridge.mlperf import MlperfDut
+
+
+@dataclass
+class BenchReport:
+    """What `edge bench` measured; written as JSON."""
+
+    port: str
+    device: str
+    profile: dict[str, str]
+    runs: int
+    warmups: int
+    latency_ms: float
+    laps_us: tuple[int, int]
+    timing_source: str
+    predictions: list[int] = field(default_factory=list)
+    results: list[list[float]] = field(default_factory=list)
+    local_predictions: list[int] | None = None
+    local_match: bool | None = None
+    mismatches: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """Plain data for JSON (units in key names)."""
+        return asdict(self)
+
+    def table(self) -> str:
+        """A short human table."""
+        rows = [
+            ("device", self.device),
+            ("firmware", self.profile.get("profile", "?")),
+            ("model", self.profile.get("model", "?")),
+            ("runs x warmups", f"{self.runs} x {self.warmups}"),
+            ("latency_ms", f"{self.latency_ms:.3f}"),
+            ("timing", self.timing_source),
+            ("inputs checked", str(len(self.predictions))),
+        ]
+        if self.local_match is not None:
+            verdict = "all equal" if self.local_match else f"MISMATCH at inputs {self.mismatches[:10]}"
+            rows.append(("vs local TFLM", verdict))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def model_input_spec(model: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the model's first input, read by the TFLM interpreter."""
+    from edge.firmware_bridge.emulator import ModelRunner
+
+    runner = ModelRunner(model)
+    return tuple(int(d) for d in runner.input["shape"]), np.dtype(runner.input["dtype"])
+
+
+def random_inputs(model: bytes, count: int, seed: int = 0) -> list[bytes]:
+    """`count` seeded random tensors in the model's input dtype and shape."""
+    shape, dtype = model_input_spec(model)
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    out = []
+    for _ in range(count):
+        if info is not None:
+            array = rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+        else:
+            array = rng.standard_normal(size=shape).astype(dtype)
+        out.append(array.tobytes())
+    return out
+
+
+def read_inputs(path: Path, model: bytes | None) -> list[bytes]:
+    """Inputs from a raw .bin (one tensor) or a .npy array ([N, ...] or one tensor)."""
+    if not path.exists():
+        raise ConfigError("input file not found", where=str(path))
+    if path.suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+        if model is not None:
+            shape, dtype = model_input_spec(model)
+            per = int(np.prod(shape))
+            array = array.astype(dtype, copy=False).reshape(-1, per)
+        else:
+            array = array.reshape(1, -1) if array.ndim <= 1 else array.reshape(array.shape[0], -1)
+        return [row.tobytes() for row in array]
+    return [path.read_bytes()]
+
+
+def local_results(model: bytes, inputs: list[bytes]) -> list[str]:
+    """The `m-results-[...]` line the firmware would print for each input, computed locally."""
+    from edge.firmware_bridge.emulator import ModelRunner, format_results
+
+    runner = ModelRunner(model)
+    return [format_results(runner.run(data)[0]) for data in inputs]
+
+
+def run_bench(
+    dut: MlperfDut,
+    inputs: list[bytes],
+    *,
+    runs: int,
+    warmups: int,
+    model: bytes | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BenchReport:
+    """Performance run on the first input, then one inference per input (see module doc)."""
+    if not inputs:
+        raise ConfigError("no inputs to benchmark", hint="pass --input FILE or --model to make random ones")
+    device = dut.sync()
+    profile = dut.profile()
+    dut.load(inputs[0])
+    perf = dut.infer(runs, warmups)
+    report = BenchReport(
+        port=dut.link.url,
+        device=device,
+        profile=profile,
+        runs=runs,
+        warmups=warmups,
+        latency_ms=perf.latency_ms,
+        laps_us=perf.laps_us,
+        timing_source=profile.get("timing", "device clock"),
+    )
+    if progress is not None:
+        progress(1)
+    device_lines = []
+    for data in inputs:
+        dut.load(data)
+        reply = dut.infer(1, 0)
+        values = list(reply.results)
+        report.results.append(values)
+        report.predictions.append(int(np.argmax(values)) if values else -1)
+        device_lines.append("m-results-[" + ",".join(f"{v:0.3f}" for v in values) + "]")
+        if progress is not None:
+            progress(1)
+    if model is not None:
+        expected = local_results(model, inputs)
+        local_values = [[float(x) for x in line[len("m-results-["):-1].split(",")] for line in expected]
+        report.local_predictions = [int(np.argmax(v)) for v in local_values]
+        report.mismatches = [i for i, (a, b) in enumerate(zip(device_lines, expected, strict=False)) if a != b]
+        report.local_match = not report.mismatches
+    return report

@@ -1,0 +1,214 @@
+"""`edge flash`, `edge bench`, `edge devices`, `edge emulator`: boards over a serial port."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from edge.errors import ConfigError, DeviceError
+
+DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
+DEFAULT_BAUD = 115200
+
+
+def _add_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", required=True,
+        help="serial port or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/N, socket://host:port, rfc2217://..., loop://",
+    )
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
+    parser.add_argument("--timeout", type=float, default=5.0, help="base timeout per command, seconds (default 5)")
+
+
+def _read_model(path: Path) -> bytes:
+    if not path.is_file():
+        raise ConfigError(
+            "model file not found", where=str(path),
+            hint="build it with `make export TARGET=cortex-m` or pass --model PATH",
+        )
+    return path.read_bytes()
+
+
+def manifest_sha256(model: Path, runs_dir: Path, run: str) -> str | None:
+    """The sha256 the run manifest recorded for this exact file (export.tflite_int8), if any."""
+    from edge.manifest import Manifest
+
+    manifest = Manifest(runs_dir / run)
+    record = manifest.stages.get("export")
+    if record is None:
+        return None
+    for ref in record.outputs.values():
+        if (manifest.run_dir / ref.path).resolve() == model.resolve():
+            return ref.sha256
+    return None
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from edge.firmware_bridge.transport import SerialLink
+    from edge.firmware_bridge.upload import upload_file
+
+    data = _read_model(args.model)
+    expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run)
+    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
+        total=len(data), unit="B", unit_scale=True, desc=f"flash {args.model.name}", file=sys.stderr,
+        disable=args.quiet,
+    ) as bar:
+        stats = upload_file(
+            link, data, name=args.name, expected_sha256=expected, chunk=args.chunk,
+            resume=not args.no_resume, progress=bar.update,
+        )
+    source = "manifest" if expected else "local file"
+    print(
+        f"flashed {args.model} -> {args.port}:{args.name}: {stats.bytes} B in {stats.wall_s:.2f} s "
+        f"({stats.goodput_Bps / 1000:.1f} kB/s), device sha256 {stats.device_sha256} = {source} sha256; "
+        f"{stats.retries} retries, {stats.reconnects} reconnects"
+        + (f", resumed at {stats.resumed_from} B" if stats.resumed_from else "")
+    )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from edge.cli import print_json
+    from edge.firmware_bridge.bench import random_inputs, read_inputs, run_bench
+    from edge.firmware_bridge.mlperf import MlperfDut
+    from edge.firmware_bridge.transport import SerialLink
+
+    model = _read_model(args.model) if args.model is not None else None
+    if args.model is None and DEFAULT_MODEL.is_file():
+        model = DEFAULT_MODEL.read_bytes()
+    if args.input is not None:
+        inputs = read_inputs(args.input, model)
+    elif model is not None:
+        inputs = random_inputs(model, args.inputs, args.seed)
+    else:
+        raise ConfigError(
+            "no input tensor and no model to shape one", where="edge bench",
+            hint="pass --model build/cortex-m/model_int8.tflite or --input tensor.bin",
+        )
+    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
+        total=len(inputs) + 1, unit="inference", desc="bench", file=sys.stderr, disable=args.quiet
+    ) as bar:
+        dut = MlperfDut(link, energy_mode=args.energy_mode)
+        report = run_bench(dut, inputs, runs=args.runs, warmups=args.warmup, model=model, progress=bar.update)
+    print(report.table())
+    print_json(report.to_json(), args.json)
+    print(f"wrote {args.json}", file=sys.stderr)
+    if report.local_match is False:
+        raise DeviceError(
+            f"device results differ from local TFLM at {len(report.mismatches)} of {len(inputs)} inputs",
+            where=args.port, hint="is the flashed model the one passed with --model? run `edge flash` first",
+        )
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from serial.tools import list_ports
+
+    ports = sorted(list_ports.comports(), key=lambda p: p.device)
+    if not ports:
+        print("no serial ports found (plug in a board; on Linux check the 'dialout' group)")
+        return 0
+    for port in ports:
+        ids = f"{port.vid:04x}:{port.pid:04x}" if port.vid is not None and port.pid is not None else "-"
+        print(f"{port.device:20s} {ids:10s} {port.description}")
+    return 0
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from edge.firmware_bridge.emulator import MODEL_FILE
+    from edge.firmware_bridge.pty_device import Faults, PtyDevice
+
+    try:
+        faults = Faults(
+            drop=args.drop, flip=args.flip, stall_every=args.stall_every, stall_s=args.stall_s,
+            disconnect_after=args.disconnect_after, disconnect_s=args.disconnect_s, seed=args.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc), where="edge emulator") from exc
+    device = PtyDevice(baud=args.line_rate, faults=faults, store=args.store, target=args.target)
+    if args.model is not None:
+        device.device.flash.write(MODEL_FILE, 0, _read_model(args.model))
+    device.start()
+    print(device.path, flush=True)
+    print(
+        f"emulated board on {device.path} "
+        f"(line rate {f'{args.line_rate} baud' if args.line_rate else 'unlimited'}); "
+        f"try: edge flash --port {device.path} --model M; Ctrl-C to stop",
+        file=sys.stderr, flush=True,
+    )
+    try:
+        end = time.monotonic() + args.seconds if args.seconds else None
+        while end is None or time.monotonic() < end:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        device.stop()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add flash, bench, devices and emulator."""
+    flash = subparsers.add_parser(
+        "flash", help="upload a model to a board (mcumgr SMP file upload, device-confirmed sha256)",
+        description="Upload the .tflite over mcumgr SMP serial (file management group 8) in CRC-checked "
+        "chunks with retries and resume; succeeds only when the device's sha256 of the stored file "
+        "equals the local (or manifest) sha256.",
+    )
+    _add_port(flash)
+    flash.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"the .tflite (default {DEFAULT_MODEL})")
+    flash.add_argument("--name", default="/lfs/model.tflite", help="file name on the device")
+    flash.add_argument("--chunk", type=int, help="largest data bytes per request (default: from the device)")
+    flash.add_argument("--no-resume", action="store_true", help="always start at offset 0")
+    flash.add_argument("--sha256", help="expected sha256 (default: from runs/RUN/manifest.json if it lists the file)")
+    flash.add_argument("--run", default="default", help="run whose manifest holds the model's sha256")
+    flash.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    flash.add_argument("--quiet", action="store_true", help="no progress bar")
+    flash.set_defaults(func=_cmd_flash)
+
+    bench = subparsers.add_parser(
+        "bench", help="benchmark a board over the MLPerf Tiny serial protocol",
+        description="Drive MLPerf Tiny-style firmware: name, profile, db load, infer N W; print latency "
+        "and compare each result with the model run locally in TFLite Micro.",
+    )
+    _add_port(bench)
+    bench.add_argument("--runs", type=int, default=10, help="timed inferences N (default 10)")
+    bench.add_argument("--warmup", type=int, default=2, help="warm-up inferences W (default 2)")
+    bench.add_argument("--model", type=Path, help=f"the flashed .tflite, for input shape and local check "
+                       f"(default {DEFAULT_MODEL} if it exists)")
+    bench.add_argument("--input", type=Path, help="input tensor: raw .bin or .npy ([N, ...] for N inputs)")
+    bench.add_argument("--inputs", type=int, default=8, help="random inputs to check when no --input (default 8)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--energy-mode", action="store_true", help="26-byte db chunks, as behind the energy IO manager")
+    bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the JSON report")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_cmd_bench)
+
+    devices = subparsers.add_parser("devices", help="list serial ports (pyserial list_ports)")
+    devices.set_defaults(func=_cmd_devices)
+
+    emu = subparsers.add_parser(
+        "emulator", help="run an emulated board on a pty and print its path",
+        description="An emulated board (MLPerf Tiny DUT + mcumgr SMP file server + TFLite Micro) on a "
+        "pseudo-terminal. Prints the pty path on stdout; stop with Ctrl-C.",
+    )
+    emu.add_argument("--line-rate", type=int, default=0, metavar="BAUD",
+                     help="emulate a UART at this baud rate (a pty has none; default: unlimited)")
+    emu.add_argument("--model", type=Path, help="pre-flash this .tflite")
+    emu.add_argument("--store", type=Path, help="keep the emulated flash in this folder (survives restarts)")
+    emu.add_argument("--target", default="cortex-m4", help="cost-model target for emulated timings")
+    emu.add_argument("--drop", type=float, default=0.0, help="probability a byte is dropped")
+    emu.add_argument("--flip", type=float, default=0.0, help="probability a byte has a bit flipped")
+    emu.add_argument("--stall-every", type=int, default=0, help="stall after every N received bytes")
+    emu.add_argument("--stall-s", type=float, default=0.0, help="stall length, seconds")
+    emu.add_argument("--disconnect-after", type=int, default=0, help="drop off the bus after every N received bytes")
+    emu.add_argument("--disconnect-s", type=float, default=0.5, help="how long a disconnect lasts, seconds")
+    emu.add_argument("--seed", type=int, default=0, help="fault injection seed")
+    emu.add_argument("--seconds", type=float, default=0.0, help="stop after this many seconds (default: until Ctrl-C)")
+    emu.set_defaults(func=_cmd_emulator)

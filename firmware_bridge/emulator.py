@@ -1,0 +1,370 @@
+"""An emulated board: MLPerf Tiny DUT firmware + an mcumgr SMP file server + TFLite Micro.
+
+`EmulatedDevice.feed(bytes) -> bytes` is the whole firmware as a byte-in/byte-out machine:
+lines that start with the SMP markers (0x06 0x09 / 0x04 0x14) go to the SMP server (as in
+Zephyr's shell transport), everything else is the MLPerf Tiny command line (`...%`). Uploaded
+files live in a dict (the board's flash), optionally mirrored to a folder so they survive a
+restart. `infer` runs the stored model in the `tflite_micro` interpreter.
+
+Reported timings (the `m-lap-us-` stamps) come from the cost model `edge.power.costmodel`
+when it can estimate the model on the emulated target, otherwise from the host's measured
+TFLM time; `profile%` says which in an extra `m-timing-[...]` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.firmware_bridge import smp_serial as sp
+
+FW_VERSION = "ULPMark for tinyML Firmware V0.0.1"  # EE_FW_VERSION in the reference firmware
+DEVICE_NAME = "dut"
+VENDOR = "edge-emulator"
+MODEL_FILE = "/lfs/model.tflite"
+MAX_DB_INPUT_SIZE = 96 * 96 * 3  # the reference firmware's default buffer
+SMP_BUF_SIZE = 2048
+SMP_BUF_COUNT = 4
+ARENA_BYTES = 512 * 1024
+
+
+class ModelRunner:
+    """One .tflite in the TFLM interpreter: int8/uint8 input bytes in, dequantised floats out."""
+
+    def __init__(self, model: bytes, arena_bytes: int = ARENA_BYTES) -> None:
+        from tflite_micro.python.tflite_micro import runtime
+
+        self.sha256 = hashlib.sha256(model).hexdigest()
+        self.interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
+        self.input = self.interpreter.get_input_details(0)
+        self.output = self.interpreter.get_output_details(0)
+        self.input_bytes = int(np.prod(self.input["shape"])) * np.dtype(self.input["dtype"]).itemsize
+
+    def run(self, data: bytes, times: int = 1) -> tuple[np.ndarray, float]:
+        """Invoke `times` times on `data`; return (dequantised output, host seconds for all runs)."""
+        tensor = np.frombuffer(data, dtype=self.input["dtype"]).reshape(self.input["shape"])
+        self.interpreter.set_input(tensor, 0)
+        start = time.perf_counter()
+        for _ in range(times):
+            self.interpreter.invoke()
+        elapsed = time.perf_counter() - start
+        raw = self.interpreter.get_output(0).reshape(-1)
+        q = self.output["quantization_parameters"]
+        if np.issubdtype(raw.dtype, np.integer) and len(q["scales"]):
+            values = (raw.astype(np.float64) - float(q["zero_points"][0])) * float(q["scales"][0])
+        else:
+            values = raw.astype(np.float64)
+        return values, elapsed
+
+
+def format_results(values: np.ndarray) -> str:
+    """`m-results-[...]` exactly as the reference th_results prints it (%0.3f)."""
+    return "m-results-[" + ",".join(f"{float(v):0.3f}" for v in values) + "]"
+
+
+def costmodel_latency_ms(model: bytes, target: str) -> float | None:
+    """Latency of one inference from `edge.power.costmodel`, or None if unavailable."""
+    try:
+        from edge.power import costmodel  # optional: written by the power helper
+    except Exception:
+        return None
+    for name in ("estimate_latency_ms", "latency_ms"):
+        func = getattr(costmodel, name, None)
+        if callable(func):
+            try:
+                value = float(func(model, target))
+            except Exception:
+                return None
+            return value if value > 0 else None
+    return None
+
+
+@dataclass
+class Flash:
+    """The board's file system: name -> bytes, optionally mirrored to a folder."""
+
+    folder: Path | None = None
+    files: dict[str, bytearray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path in self.folder.glob("*.bin"):
+                self.files[bytes.fromhex(path.stem).decode()] = bytearray(path.read_bytes())
+
+    def write(self, name: str, offset: int, data: bytes) -> None:
+        """Truncate at `offset` == 0, else append at `offset` (must equal the current length)."""
+        content = self.files.setdefault(name, bytearray())
+        if offset == 0:
+            content.clear()
+        content[offset:] = data
+        self._persist(name)
+
+    def _persist(self, name: str) -> None:
+        if self.folder is not None:
+            from edge.atomic import atomic_write_bytes
+
+            atomic_write_bytes(self.folder / f"{name.encode().hex()}.bin", bytes(self.files[name]))
+
+
+class SmpServer:
+    """The subset of mcumgr the bridge needs: OS params/echo, FS upload/download/status/hash."""
+
+    def __init__(self, flash: Flash, buf_size: int = SMP_BUF_SIZE) -> None:
+        self.flash = flash
+        self.buf_size = buf_size
+
+    def handle(self, packet: bytes) -> bytes | None:
+        """One request packet in, one response packet out (None: drop, as Zephyr does)."""
+        try:
+            msg = sp.decode_message(packet)
+        except sp.SmpDecodeError:
+            return None
+        if msg.op not in (sp.OP_READ, sp.OP_WRITE) or len(packet) > self.buf_size:
+            return None
+        payload = self._dispatch(msg)
+        reply = sp.SmpMessage(msg.op + 1, msg.group, msg.command, msg.sequence, payload, version=msg.version)
+        return reply.encode()
+
+    def _dispatch(self, msg: sp.SmpMessage) -> dict:
+        key = (msg.group, msg.command, msg.op)
+        p = msg.payload
+        if key == (sp.GROUP_OS, sp.CMD_OS_PARAMS, sp.OP_READ):
+            return {"buf_size": self.buf_size, "buf_count": SMP_BUF_COUNT}
+        if key == (sp.GROUP_OS, sp.CMD_OS_ECHO, sp.OP_WRITE):
+            return {"r": p.get("d", "")}
+        if msg.group != sp.GROUP_FS:
+            return {"rc": sp.MGMT_ERR_ENOTSUP}
+        name = p.get("name")
+        if not isinstance(name, str) or not name.startswith("/"):
+            return {"rc": sp.MGMT_ERR_EINVAL}
+        if key == (sp.GROUP_FS, sp.CMD_FS_FILE, sp.OP_WRITE):
+            return self._upload(name, p)
+        content = self.flash.files.get(name)
+        if content is None:
+            return {"err": {"group": sp.GROUP_FS, "rc": sp.FS_ERR_FILE_NOT_FOUND}}
+        if key == (sp.GROUP_FS, sp.CMD_FS_FILE, sp.OP_READ):
+            off = p.get("off", 0)
+            if not isinstance(off, int) or not 0 <= off <= len(content):
+                return {"err": {"group": sp.GROUP_FS, "rc": sp.FS_ERR_OFFSET_LARGER_THAN_FILE}}
+            reply = {"off": off, "data": bytes(content[off:off + self.buf_size // 2])}
+            return reply | ({"len": len(content)} if off == 0 else {})
+        if key == (sp.GROUP_FS, sp.CMD_FS_STATUS, sp.OP_READ):
+            return {"len": len(content)}
+        if key == (sp.GROUP_FS, sp.CMD_FS_HASH, sp.OP_READ):
+            return self._hash(content, p)
+        return {"rc": sp.MGMT_ERR_ENOTSUP}
+
+    def _upload(self, name: str, p: dict) -> dict:
+        off, data = p.get("off"), p.get("data")
+        if not isinstance(off, int) or off < 0 or not isinstance(data, bytes):
+            return {"rc": sp.MGMT_ERR_EINVAL}
+        current = len(self.flash.files.get(name, b""))
+        if off != 0 and off != current:
+            # fs_mgmt: the offset must continue the file; report what the device has
+            return {"err": {"group": sp.GROUP_FS, "rc": sp.FS_ERR_OFFSET_NOT_VALID}, "len": current}
+        self.flash.write(name, off, data)
+        return {"off": off + len(data)}
+
+    def _hash(self, content: bytearray, p: dict) -> dict:
+        kind = p.get("type", "crc32")
+        off = p.get("off", 0)
+        length = p.get("len", len(content) - off if isinstance(off, int) else 0)
+        if not isinstance(off, int) or not isinstance(length, int) or off < 0 or length < 0 or off > len(content):
+            return {"err": {"group": sp.GROUP_FS, "rc": sp.FS_ERR_OFFSET_LARGER_THAN_FILE}}
+        data = bytes(content[off:off + length])
+        reply: dict = {"type": kind, "len": len(data)} | ({"off": off} if off else {})
+        if kind == "sha256":
+            return reply | {"output": hashlib.sha256(data).digest()}
+        if kind == "crc32":
+            return reply | {"output": zlib.crc32(data)}
+        return {"err": {"group": sp.GROUP_FS, "rc": 13}}  # CHECKSUM_HASH_NOT_FOUND
+
+
+class MlperfFirmware:
+    """The MLPerf Tiny DUT command set over the emulated flash's model."""
+
+    def __init__(self, flash: Flash, *, target: str = "cortex-m4", model_file: str = MODEL_FILE) -> None:
+        self.flash = flash
+        self.target = target
+        self.model_file = model_file
+        self.buffer = bytearray()
+        self.buffer_size = 0
+        self.last_results: np.ndarray | None = None
+        self._runner: ModelRunner | None = None
+        self._boot = time.monotonic()
+        self._offset_us = 0
+
+    def now_us(self) -> int:
+        """The device's microsecond clock (host time since boot + emulated extra time)."""
+        return int((time.monotonic() - self._boot) * 1e6) + self._offset_us
+
+    def banner(self) -> str:
+        """What the firmware prints at boot (ee_benchmark_initialize)."""
+        return "m-timestamp-mode-performance\r\n" + self._lap() + "m-init-done\r\nm-ready\r\n"
+
+    def _lap(self) -> str:
+        return f"m-lap-us-{self.now_us()}\r\n"
+
+    def runner(self) -> ModelRunner | None:
+        """The interpreter for the stored model (reloaded when the file changed)."""
+        model = self.flash.files.get(self.model_file)
+        if not model:
+            return None
+        digest = hashlib.sha256(model).hexdigest()
+        if self._runner is None or self._runner.sha256 != digest:
+            self._runner = ModelRunner(bytes(model))
+        return self._runner
+
+    def timing_source(self) -> str:
+        """'cost-model <target>' when the cost model covers the model, else 'host-measured'."""
+        model = self.flash.files.get(self.model_file)
+        if model and costmodel_latency_ms(bytes(model), self.target) is not None:
+            return f"cost-model {self.target}"
+        return "host-measured"
+
+    def handle(self, command: str) -> str:
+        """One `%`-terminated command (without the `%`) -> the reply text, ending in m-ready."""
+        tokens = [t for t in command.split(" ") if t]
+        head = tokens[0] if tokens else ""
+        try:
+            body = self._dispatch(head, tokens[1:])
+        except Exception as exc:  # a firmware never dies on a command; it reports it
+            body = f"e-[{type(exc).__name__}: {str(exc)[:60]}]\r\n"
+        return body + "m-ready\r\n"
+
+    def _dispatch(self, head: str, args: list[str]) -> str:
+        if head == "name":
+            return f"m-name-{DEVICE_NAME}-[{VENDOR}]\r\n"
+        if head == "timestamp":
+            return self._lap()
+        if head == "profile":
+            runner = self.runner()
+            model = f"edge-{runner.sha256[:12]}" if runner else "none"
+            return f"m-profile-[{FW_VERSION}]\r\nm-model-[{model}]\r\nm-timing-[{self.timing_source()}]\r\n"
+        if head == "db":
+            return self._db(args)
+        if head == "infer":
+            return self._infer(args)
+        if head == "results":
+            if self.last_results is None:
+                return "e-[No results yet: run infer first]\r\n"
+            return format_results(self.last_results) + "\r\n"
+        if head == "help":
+            return f"{FW_VERSION}\r\n"
+        return f"e-[Unknown command: {head}]\r\n"
+
+    def _db(self, args: list[str]) -> str:
+        if not args:
+            return "e-[Command 'db' requires a subcommand]\r\n"
+        if args[0] == "load":
+            if len(args) < 2:
+                return "e-[Command 'db load' requires the # of bytes]\r\n"
+            size = _atoi(args[1])
+            if size <= 0:
+                return "e-[Command 'db load' must be >0 bytes]\r\n"
+            if size > MAX_DB_INPUT_SIZE:
+                return f"e-[Supplied buffer size {size} exceeds maximum of {MAX_DB_INPUT_SIZE}]\r\n"
+            self.buffer_size, self.buffer = size, bytearray()
+            return f"m-[Expecting {size} bytes]\r\n"
+        digits = args[0]
+        if len(digits) % 2:
+            return "e-[Insufficent number of hex digits]\r\n"
+        for i in range(0, len(digits), 2):
+            pair = digits[i:i + 2]
+            try:
+                value = int(pair, 16)
+            except ValueError:
+                return f"e-[Invalid hex digit '{pair}']\r\n"
+            if len(self.buffer) >= self.buffer_size:
+                return ""
+            self.buffer.append(value)
+            if len(self.buffer) == self.buffer_size:
+                return "m-load-done\r\n"
+        return ""
+
+    def _infer(self, args: list[str]) -> str:
+        runs, warmups = 1, 10
+        if args:
+            runs = _atoi(args[0])
+            if runs <= 0:
+                return "e-[Inference iterations must be >0]\r\n"
+            if len(args) > 1:
+                warmups = _atoi(args[1])
+                if warmups < 0:
+                    return "e-[Inference warmup must be >=0]\r\n"
+        runner = self.runner()
+        if runner is None:
+            return f"e-[No model at {self.model_file}: flash one first]\r\n"
+        if len(self.buffer) != runner.input_bytes:
+            return f"e-[Input buffer holds {len(self.buffer)} bytes, the model needs {runner.input_bytes}]\r\n"
+        out = [f"m-warmup-start-{warmups}"]
+        if warmups:
+            runner.run(bytes(self.buffer), warmups)
+        out += ["m-warmup-done", f"m-infer-start-{runs}"]
+        start = self.now_us()
+        values, host_s = runner.run(bytes(self.buffer), runs)
+        modelled = costmodel_latency_ms(bytes(self.flash.files[self.model_file]), self.target)
+        elapsed_us = round(runs * modelled * 1000) if modelled is not None else round(host_s * 1e6)
+        end = start + max(1, elapsed_us)
+        self._offset_us += max(0, end - self.now_us())
+        self.last_results = values
+        out += [f"m-lap-us-{start}", f"m-lap-us-{end}", "m-infer-done", format_results(values)]
+        return "\r\n".join(out) + "\r\n"
+
+
+def _atoi(text: str) -> int:
+    """C atoi: leading sign and digits, 0 if none."""
+    digits = ""
+    for i, ch in enumerate(text):
+        if ch.isdigit() or (i == 0 and ch in "+-"):
+            digits += ch
+        else:
+            break
+    try:
+        return int(digits)
+    except ValueError:
+        return 0
+
+
+class EmulatedDevice:
+    """Bytes in, bytes out: SMP lines to the SMP server, the rest to the MLPerf command line."""
+
+    def __init__(self, *, store: Path | None = None, target: str = "cortex-m4", buf_size: int = SMP_BUF_SIZE) -> None:
+        self.flash = Flash(store)
+        self.smp = SmpServer(self.flash, buf_size)
+        self.mlperf = MlperfFirmware(self.flash, target=target)
+        self.decoder = sp.FrameDecoder(max_packet=buf_size + 2)
+        self._command = bytearray()
+
+    def boot(self) -> bytes:
+        """The boot banner."""
+        return self.mlperf.banner().encode()
+
+    def reset_link_state(self) -> None:
+        """Forget half-received frames and commands (after a disconnect); flash is kept."""
+        self.decoder = sp.FrameDecoder(max_packet=self.smp.buf_size + 2)
+        self._command.clear()
+
+    def feed(self, data: bytes) -> bytes:
+        """Process received bytes; return what the device sends back."""
+        out = bytearray()
+        for packet in self.decoder.feed(data):
+            reply = self.smp.handle(packet)
+            if reply is not None:
+                out += sp.encode_frames(reply)
+        for byte in self.decoder.take_other():
+            if byte == ord("%"):
+                command = self._command.decode("ascii", errors="replace")
+                self._command.clear()
+                out += self.mlperf.handle(command).encode()
+            elif len(self._command) < 80:
+                self._command.append(byte)
+            else:
+                self._command[79] = byte  # EE_CMD_SIZE: the firmware overwrites the last slot
+        return bytes(out)

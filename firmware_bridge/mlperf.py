@@ -1,0 +1,316 @@
+"""Host side of the MLPerf Tiny / EEMBC device-under-test serial protocol.
+
+Matches mlcommons/tiny `benchmark/api/internally_implemented.{h,cpp}` and the reference runner
+(`benchmark/runner/device_under_test.py`): a command is ASCII words separated by spaces and
+terminated by `%` (no CR/LF), at most 80 characters; the device answers `\\r\\n`-terminated
+lines, data lines start `m-`, errors `e-[...]`, and every command ends with `m-ready`.
+
+    name%            -> m-name-dut-[VENDOR]
+    profile%         -> m-profile-[FW VERSION]  m-model-[MODEL]
+    timestamp%       -> m-lap-us-<microseconds>
+    db load N%       -> m-[Expecting N bytes]
+    db <hex>%        -> (m-load-done after the N-th byte)
+    infer N W%       -> m-warmup-start-W, m-warmup-done, m-infer-start-N, m-lap-us-<t0>,
+                        m-lap-us-<t1>, m-infer-done, m-results-[f,f,...]
+    results%         -> m-results-[f,f,...]
+
+The parsers here are pure functions of the reply lines; they raise `ProtocolError` (a
+DeviceError, exit 3) on anything unexpected and never anything else (fuzzed with hypothesis).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edge.errors import DeviceError
+from edge.firmware_bridge.transport import SerialLink
+
+TERMINATOR = "%"
+MAX_COMMAND = 80  # EE_CMD_SIZE: the firmware keeps at most 80 characters of a command
+READY = "m-ready"
+HEX_BYTES_PERFORMANCE = 31  # bytes per `db` command in the reference runner (26 in energy mode)
+HEX_BYTES_ENERGY = 26
+DEFAULT_TIMEOUT_S = 5.0  # reference runner: 5 s per command
+INFER_TIMEOUT_S = 30.0
+MAX_REPLY_LINES = 10_000
+MAX_LINE_CHARS = 4096
+
+_PREFIX = re.compile(r"^\[dut\]: ")  # energy mode: the IO manager prefixes DUT lines
+_NAME = re.compile(r"^m-name-(?P<device>[^\[\]]*)-\[(?P<vendor>[^\]]+)\]$")
+_PROFILE = re.compile(r"^m-(?P<key>model|profile)-\[(?P<value>[^\]]+)\]$")
+_LAP = re.compile(r"^m-lap-us-(?P<us>[0-9]{1,20})$")
+_RESULTS = re.compile(r"^m-results-\[(?P<values>[^\]]*)\]$")
+_EXPECT = re.compile(r"^m-\[Expecting (?P<n>[0-9]{1,12}) bytes\]$")
+_ERROR = re.compile(r"^e-\[(?P<text>.*)\]$")
+_WARMUP = re.compile(r"^m-warmup-start-(?P<n>[0-9]{1,12})$")
+_INFER = re.compile(r"^m-infer-start-(?P<n>[0-9]{1,12})$")
+_TIMING = re.compile(r"^m-timing-\[(?P<value>[^\]]+)\]$")
+
+
+class ProtocolError(DeviceError):
+    """The device said something the MLPerf Tiny protocol does not allow here."""
+
+
+@dataclass(frozen=True)
+class InferReply:
+    """What `infer N W` reported."""
+
+    runs: int
+    warmups: int
+    laps_us: tuple[int, int]
+    results: tuple[float, ...]
+
+    @property
+    def latency_ms(self) -> float:
+        """Mean latency of one inference between the two timestamps."""
+        return (self.laps_us[1] - self.laps_us[0]) / self.runs / 1000.0
+
+
+def clean_lines(lines: list[str]) -> list[str]:
+    """Strip whitespace and the energy-mode `[dut]: ` prefix; drop empty lines."""
+    out = []
+    for raw in lines:
+        line = _PREFIX.sub("", raw.strip())
+        if line:
+            out.append(line)
+    return out
+
+
+def raise_on_error(lines: list[str], command: str) -> None:
+    """Raise ProtocolError if the device answered with an `e-[...]` line."""
+    for line in clean_lines(lines):
+        match = _ERROR.match(line)
+        if match:
+            raise ProtocolError(
+                f"device rejected '{command}': {match.group('text')}",
+                where="MLPerf Tiny DUT",
+                hint="check the firmware profile (`edge bench` sends name, profile, db, infer)",
+            )
+
+
+def parse_name(lines: list[str]) -> str:
+    """The vendor/device string from `m-name-dut-[...]`."""
+    for line in clean_lines(lines):
+        match = _NAME.match(line)
+        if match:
+            return match.group("vendor")
+    raise ProtocolError("no 'm-name-...-[...]' line in the reply to 'name'", where="MLPerf Tiny DUT")
+
+
+def parse_profile(lines: list[str]) -> dict[str, str]:
+    """`{'profile': ..., 'model': ...}` from the reply to `profile` (plus `timing` if sent)."""
+    found: dict[str, str] = {}
+    for line in clean_lines(lines):
+        match = _PROFILE.match(line)
+        if match:
+            found[match.group("key")] = match.group("value")
+        timing = _TIMING.match(line)
+        if timing:
+            found["timing"] = timing.group("value")
+    if "profile" not in found:
+        raise ProtocolError("no 'm-profile-[...]' line in the reply to 'profile'", where="MLPerf Tiny DUT")
+    return found
+
+
+def parse_lap(lines: list[str]) -> int:
+    """Microseconds from the first `m-lap-us-<us>` line."""
+    laps = parse_laps(lines)
+    if not laps:
+        raise ProtocolError("no 'm-lap-us-<us>' line in the reply", where="MLPerf Tiny DUT")
+    return laps[0]
+
+
+def parse_laps(lines: list[str]) -> list[int]:
+    """Every `m-lap-us-<us>` value, in order."""
+    laps = []
+    for line in clean_lines(lines):
+        match = _LAP.match(line)
+        if match:
+            laps.append(int(match.group("us")))
+    return laps
+
+
+def parse_results(lines: list[str]) -> tuple[float, ...]:
+    """The float vector of the last `m-results-[...]` line."""
+    values: tuple[float, ...] | None = None
+    for line in clean_lines(lines):
+        match = _RESULTS.match(line)
+        if match:
+            values = _parse_floats(match.group("values"))
+    if values is None:
+        raise ProtocolError("no 'm-results-[...]' line in the reply", where="MLPerf Tiny DUT")
+    return values
+
+
+def _parse_floats(text: str) -> tuple[float, ...]:
+    if not text.strip():
+        return ()
+    out = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            raise ProtocolError(f"'{item[:40]}' in m-results is not a number", where="MLPerf Tiny DUT") from None
+        if not math.isfinite(value):
+            raise ProtocolError(f"m-results holds a non-finite value '{item[:40]}'", where="MLPerf Tiny DUT")
+        out.append(value)
+    return tuple(out)
+
+
+def parse_load_expect(lines: list[str]) -> int:
+    """N from `m-[Expecting N bytes]`."""
+    for line in clean_lines(lines):
+        match = _EXPECT.match(line)
+        if match:
+            return int(match.group("n"))
+    raise ProtocolError("no 'm-[Expecting N bytes]' line in the reply to 'db load'", where="MLPerf Tiny DUT")
+
+
+def parse_infer(lines: list[str], runs: int, warmups: int) -> InferReply:
+    """Check the `infer N W` reply sequence and return its timestamps and results."""
+    cleaned = clean_lines(lines)
+    starts = [int(m.group("n")) for m in map(_INFER.match, cleaned) if m]
+    warm = [int(m.group("n")) for m in map(_WARMUP.match, cleaned) if m]
+    if starts != [runs] or warm != [warmups]:
+        raise ProtocolError(
+            f"expected m-warmup-start-{warmups} and m-infer-start-{runs}, got warmup {warm} and infer {starts}",
+            where="MLPerf Tiny DUT",
+        )
+    if "m-infer-done" not in cleaned:
+        raise ProtocolError("no 'm-infer-done' line in the reply to 'infer'", where="MLPerf Tiny DUT")
+    laps = parse_laps(cleaned)
+    if len(laps) != 2 or laps[1] < laps[0]:
+        raise ProtocolError(f"expected two increasing m-lap-us stamps, got {laps[:4]}", where="MLPerf Tiny DUT")
+    return InferReply(runs, warmups, (laps[0], laps[1]), parse_results(cleaned))
+
+
+def hex_commands(data: bytes, per_command: int = HEX_BYTES_PERFORMANCE) -> list[str]:
+    """The `db <hex>` commands that load `data`, each within the 80-character limit."""
+    if not 1 <= per_command <= (MAX_COMMAND - 3) // 2:
+        raise ValueError(f"per_command must be 1..{(MAX_COMMAND - 3) // 2}, got {per_command}")
+    return [f"db {data[i:i + per_command].hex()}" for i in range(0, len(data), per_command)]
+
+
+class MlperfDut:
+    """Drive a board running MLPerf Tiny-style firmware over a SerialLink."""
+
+    def __init__(self, link: SerialLink, *, energy_mode: bool = False, max_input_bytes: int | None = None) -> None:
+        self.link = link
+        self.per_command = HEX_BYTES_ENERGY if energy_mode else HEX_BYTES_PERFORMANCE
+        self.max_input_bytes = max_input_bytes
+        self._pending = bytearray()
+
+    def command(self, text: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+        """Send `text%` and return the reply lines up to and including `m-ready`."""
+        if len(text) > MAX_COMMAND or TERMINATOR in text:
+            raise ProtocolError(
+                f"command '{text[:40]}...' is {len(text)} characters; the firmware keeps at most {MAX_COMMAND}",
+                where="host",
+            )
+        self.link.write((text + TERMINATOR).encode("ascii"))
+        return self.read_reply(text, timeout_s)
+
+    def read_reply(self, command: str, timeout_s: float) -> list[str]:
+        """Collect lines until `m-ready`; bounded in time, line length and line count."""
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while b"\n" in self._pending:
+                raw, _, rest = bytes(self._pending).partition(b"\n")
+                self._pending[:] = rest
+                line = raw.decode("utf-8", errors="replace")
+                lines.append(line)
+                if _PREFIX.sub("", line.strip()) == READY:
+                    return lines
+                if len(lines) > MAX_REPLY_LINES:
+                    raise ProtocolError(f"reply to '{command}' exceeds {MAX_REPLY_LINES} lines", where=self.link.url)
+            if len(self._pending) > MAX_LINE_CHARS:
+                raise ProtocolError(f"reply line to '{command}' exceeds {MAX_LINE_CHARS} bytes", where=self.link.url)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeviceError(
+                    f"no 'm-ready' within {timeout_s:.1f} s after '{command}' (got {len(lines)} lines)",
+                    where=self.link.url,
+                    hint="is MLPerf Tiny firmware running at this baud rate? try `--baud`",
+                )
+            self._pending.extend(self.link.read_some(min(remaining, 0.1)))
+
+    def sync(self, attempts: int = 3) -> str:
+        """Flush stale input and confirm the device answers `name`; return its vendor string."""
+        self.link.drain_input()
+        self._pending.clear()
+        last: DeviceError | None = None
+        for _ in range(attempts):
+            try:
+                return self.name()
+            except DeviceError as exc:
+                last = exc
+                self.link.drain_input()
+                self._pending.clear()
+        assert last is not None
+        raise last
+
+    def name(self) -> str:
+        """`name%` -> vendor string."""
+        lines = self.command("name")
+        raise_on_error(lines, "name")
+        return parse_name(lines)
+
+    def profile(self) -> dict[str, str]:
+        """`profile%` -> {'profile', 'model'[, 'timing']}."""
+        lines = self.command("profile")
+        raise_on_error(lines, "profile")
+        return parse_profile(lines)
+
+    def timestamp(self) -> int:
+        """`timestamp%` -> microseconds."""
+        lines = self.command("timestamp")
+        raise_on_error(lines, "timestamp")
+        return parse_lap(lines)
+
+    def load(self, data: bytes, progress: Callable[[int], None] | None = None) -> None:
+        """`db load N%` then `db <hex>%` chunks; require `m-load-done` after the last byte."""
+        if not data:
+            raise ProtocolError("input tensor is empty", where="host")
+        if self.max_input_bytes is not None and len(data) > self.max_input_bytes:
+            raise ProtocolError(
+                f"input of {len(data)} bytes exceeds the device buffer of {self.max_input_bytes} bytes",
+                where="host",
+                hint="the firmware's MAX_DB_INPUT_SIZE limits one input tensor",
+            )
+        lines = self.command(f"db load {len(data)}")
+        raise_on_error(lines, "db load")
+        expected = parse_load_expect(lines)
+        if expected != len(data):
+            raise ProtocolError(f"device expects {expected} bytes, host has {len(data)}", where=self.link.url)
+        commands = hex_commands(data, self.per_command)
+        for index, cmd in enumerate(commands):
+            lines = self.command(cmd)
+            raise_on_error(lines, "db")
+            done = "m-load-done" in clean_lines(lines)
+            if done != (index == len(commands) - 1):
+                raise ProtocolError(
+                    f"'m-load-done' {'early' if done else 'missing'} at chunk {index + 1}/{len(commands)}",
+                    where=self.link.url,
+                    hint="bytes were lost on the line; retry at a lower baud rate",
+                )
+            if progress is not None:
+                progress(len(cmd) // 2 - 1)
+
+    def infer(self, runs: int, warmups: int, timeout_s: float = INFER_TIMEOUT_S) -> InferReply:
+        """`infer N W%` (both numbers always sent: the firmware's default W is 10)."""
+        if runs < 1 or warmups < 0:
+            raise ProtocolError(f"need runs >= 1 and warmups >= 0, got {runs} and {warmups}", where="host")
+        lines = self.command(f"infer {runs} {warmups}", timeout_s)
+        raise_on_error(lines, "infer")
+        return parse_infer(lines, runs, warmups)
+
+    def results(self) -> tuple[float, ...]:
+        """`results%` -> the last result vector."""
+        lines = self.command("results")
+        raise_on_error(lines, "results")
+        return parse_results(lines)

@@ -1,0 +1,194 @@
+"""Serve an EmulatedDevice on a pseudo-terminal, with line-rate emulation and fault injection.
+
+A pty ignores the baud rate (bytes move as fast as the kernel copies them), so throughput over
+a pty says nothing about a UART. With `baud` set, every byte in either direction is paced to
+10 bits / baud (8N1) on a virtual wire clock, which is what a real UART at that rate allows.
+
+Faults are applied to the bytes the device receives and sends: each byte is dropped with
+probability `drop` or has one random bit flipped with probability `flip`; `stall_every`
+bytes the line goes quiet for `stall_s`; after `disconnect_after` bytes the device drops off
+(stops answering, forgets half-received frames, keeps its flash) for `disconnect_s`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import termios
+import threading
+import time
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.firmware_bridge.emulator import EmulatedDevice
+from edge.firmware_bridge.transport import wire_seconds
+
+
+@dataclass
+class Faults:
+    """Fault injection settings (all off by default)."""
+
+    drop: float = 0.0
+    flip: float = 0.0
+    stall_every: int = 0
+    stall_s: float = 0.0
+    disconnect_after: int = 0
+    disconnect_s: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("drop", "flip"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"fault rate '{name}' must be in [0, 1), got {value}")
+        self._rng = random.Random(self.seed)
+        self._count = 0
+        self.dropped = 0
+        self.flipped = 0
+
+    @property
+    def active(self) -> bool:
+        """True if any byte-level fault is configured."""
+        return self.drop > 0 or self.flip > 0
+
+    def mangle(self, data: bytes) -> bytes:
+        """Drop and flip bytes at the configured rates."""
+        if not self.active:
+            return data
+        out = bytearray()
+        rng = self._rng
+        for byte in data:
+            roll = rng.random()
+            if roll < self.drop:
+                self.dropped += 1
+                continue
+            if roll < self.drop + self.flip:
+                byte ^= 1 << rng.randrange(8)
+                self.flipped += 1
+            out.append(byte)
+        return bytes(out)
+
+    def stall_due(self, nbytes: int) -> float:
+        """Seconds to stall after `nbytes` more bytes (0 if none is due)."""
+        if not self.stall_every:
+            return 0.0
+        before = self._count // self.stall_every
+        self._count += nbytes
+        return self.stall_s if self._count // self.stall_every > before else 0.0
+
+
+class WireClock:
+    """Paces bytes to a UART's rate: `wait(n)` sleeps until n more bytes could have passed."""
+
+    def __init__(self, baud: int | None) -> None:
+        self.baud = baud
+        self._free_at = 0.0
+
+    def wait(self, nbytes: int) -> None:
+        """Block until `nbytes` have had time to cross the wire after the previous ones."""
+        if not self.baud:
+            return
+        now = time.monotonic()
+        self._free_at = max(self._free_at, now) + wire_seconds(nbytes, self.baud)
+        delay = self._free_at - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+class PtyDevice:
+    """The emulated board behind a pty; `path` is what a host opens (`/dev/pts/N`)."""
+
+    def __init__(
+        self,
+        device: EmulatedDevice | None = None,
+        *,
+        baud: int | None = None,
+        faults: Faults | None = None,
+        store: Path | None = None,
+        target: str = "cortex-m4",
+    ) -> None:
+        self.device = device or EmulatedDevice(store=store, target=target)
+        self.faults = faults or Faults()
+        self.rx_clock = WireClock(baud)
+        self.tx_clock = WireClock(baud)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave, termios.TCSANOW)  # no echo, no CR/LF translation, 8-bit clean
+        self.path = os.ttyname(self.slave)
+        self.received = 0
+        self.disconnects = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._offline_until = 0.0
+
+    def start(self) -> PtyDevice:
+        """Run the device loop in a daemon thread."""
+        self._thread = threading.Thread(target=self.serve, name="edge-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the loop and close the pty."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def serve(self) -> None:
+        """The device loop: read, pace, inject faults, process, reply (until stop())."""
+        self._send(self.device.boot())
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not data:
+                continue
+            self.rx_clock.wait(len(data))
+            self._tick(len(data))
+            if time.monotonic() < self._offline_until:
+                continue  # unplugged: bytes go nowhere
+            reply = self.device.feed(self.faults.mangle(data))
+            if reply:
+                self._send(self.faults.mangle(reply))
+
+    def _tick(self, nbytes: int) -> None:
+        stall = self.faults.stall_due(nbytes)
+        if stall:
+            time.sleep(stall)
+        before = self.received
+        self.received += nbytes
+        every = self.faults.disconnect_after
+        if every and self.received // every > before // every:
+            self.disconnects += 1
+            self._offline_until = time.monotonic() + self.faults.disconnect_s
+            self.device.reset_link_state()
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        step = 256 if self.tx_clock.baud else len(view) or 1
+        for i in range(0, len(view), step):
+            piece = view[i:i + step]
+            self.tx_clock.wait(len(piece))
+            while piece:
+                try:
+                    written = os.write(self.master, piece)
+                except BlockingIOError:
+                    time.sleep(0.001)
+                    continue
+                except OSError:
+                    return
+                piece = piece[written:]
+
+    def __enter__(self) -> PtyDevice:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
