@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup test test-slow lint data train prune qat export battery-gate flash bench devices bench-all clean
+.PHONY: help setup test test-slow lint data train prune qat export verify battery-gate flash bench devices bench-all clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -48,6 +48,9 @@ qat: $(STAMP)  ## quantisation-aware training of the pruned model
 
 export: $(STAMP)  ## the whole default pipeline for TARGET (default cortex-m) -> build/$(TARGET)/
 	$(EDGE) run --run $(RUN) --target $(TARGET)
+
+verify: $(STAMP)  ## check build/$(TARGET)/model_int8.tflite (full-integer, TFLM ops, arena)
+	$(EDGE) verify --full-integer build/$(TARGET)/model_int8.tflite
 
 battery-gate: $(STAMP)  ## the CI battery gate on the default run
 	$(EDGE) battery check --run $(RUN)
