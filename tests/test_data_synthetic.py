@@ -11,7 +11,8 @@ import yaml
 
 from edge.config import DataConfig
 from edge.training.data import build
-from edge.training.synthetic import LUMA, LABELS, generate, recipe_dict, render
+from edge.training.raster import LUMA
+from edge.training.synthetic import LABELS, generate, recipe_dict, render
 
 RECIPE_YAML = Path(__file__).resolve().parents[1] / "datasets" / "synthetic-motion.yaml"
 
