@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.commands",
     "edge.export.cli",
     "edge.firmware_bridge.cli",
+    "edge.power.cli",
 )
 
 

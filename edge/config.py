@@ -145,9 +145,19 @@ class ExportConfig(Section):
 
 
 class BatteryConfig(Section):
-    """Battery simulation and the lifetime gate."""
+    """Battery simulation and the lifetime gate (profiles in power_profiles/, see docs/power.md)."""
 
-    device: str = "camera-trap-nrf52840"
+    device: str = Field("camera-trap-nrf52840", description="device profile (power_profiles/devices/NAME.yaml)")
+    mcu: str | None = Field(None, description="MCU profile for the cost model (default: the device's MCU)")
+    kernels: Literal["optimized", "reference"] = Field("optimized", description="CMSIS-NN-class or reference kernels")
+    min_lifetime: str = Field("1y", description="gate target: e.g. 1y, 18mo, 400d")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="gate on the (1 - confidence) lifetime percentile")
+    runs: int = Field(1000, ge=1, le=100_000, description="Monte Carlo runs")
+    seed: int = 0
+    max_years: float = Field(10.0, gt=0, le=50, description="simulated horizon (longer lifetimes are lower bounds)")
+    event_rate_per_day: float | None = Field(None, ge=0, description="override the device's motion event rate")
+    process: Literal["poisson", "diurnal", "bursty", "replay"] | None = Field(
+        None, description="override the device's event process")
 
 
 class RunConfig(Section):

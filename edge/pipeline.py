@@ -48,8 +48,8 @@ STAGES: tuple[StageSpec, ...] = (
         ("target", "export"),
         ("tensorflow-cpu", "onnx", "onnxruntime", "ai-edge-litert", "tflite-micro"),
     ),
-    StageSpec("profile", "edge.profile:run_stage", ("target", "battery"), ()),
-    StageSpec("battery", "edge.battery_stage:run_stage", ("battery",), ()),
+    StageSpec("profile", "edge.power.stages:run_profile", ("target", "battery"), ("ai-edge-litert",)),
+    StageSpec("battery", "edge.power.stages:run_battery", ("battery",), ("numpy", "matplotlib")),
 )
 STAGE_NAMES = tuple(spec.name for spec in STAGES)
 

@@ -1,0 +1,208 @@
+"""Lifetime simulation: events one by one, battery state day by day, Monte Carlo over runs.
+
+For each run: motion events are drawn from the device's event process; each motion wakes the
+MCU once per PIR pulse; a motion that is not merged by the retriggerable hold-off starts an
+event (capture, inference, optional uplink). Events are binned per day; the battery then steps
+day by day: remaining charge R <- R (1 - k(T)) - q, where q is that day's load charge and k the
+temperature-dependent self-discharge. The cell is empty when the drawn charge reaches the
+usable capacity C x min(temperature factor, voltage limit); the crossing is interpolated within
+the day. C is the capacity at the run's mean load current x pulse derating x a Monte Carlo
+capacity factor. All runs are simulated together with numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.power.battery import (
+    capacity_at_load_mAh,
+    peak_warnings,
+    pulse_factor,
+    self_discharge_per_day,
+    temperature_factor,
+    voltage_dod_limit,
+)
+from edge.power.device import DeviceModel
+from edge.power.events import DAY_S, accepted, generate, read_trigger_log
+from edge.power.schema import DeviceProfile, EventSpec
+
+UC_PER_MAH = 3.6e6
+BREAKDOWN = ("sleep", "wake", "capture", "inference", "uplink", "beacon", "self_discharge")
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """How to simulate."""
+
+    runs: int = 1000
+    seed: int = 0
+    max_years: float = 15.0
+    uncertain: bool = True  # draw the device's uncertain parameters per run
+    event_rate_per_day: float | None = None  # override the device's event rate
+    process: str | None = None  # override the device's event process
+    chunk_days: int = 365
+
+
+@dataclass
+class SimResult:
+    """Lifetimes of every run and what the charge went into."""
+
+    lifetimes_days: np.ndarray
+    censored: np.ndarray  # True: still alive at max_years (lifetime is a lower bound)
+    breakdown_mAh: dict[str, float]  # mean over runs, until each run's end
+    avg_current_uA: float  # mean load current over life (median run)
+    soc_days: np.ndarray
+    soc_p5: np.ndarray
+    soc_p50: np.ndarray
+    soc_p95: np.ndarray
+    events: int  # motion events simulated (all runs)
+    captures: int
+    warnings: list[str] = field(default_factory=list)
+    capacity_mAh: float = 0.0  # usable capacity of the nominal run (before temperature)
+
+    def percentile_days(self, q: float) -> float:
+        """Lifetime percentile in days (q in 0..100)."""
+        return float(np.percentile(self.lifetimes_days, q))
+
+
+def _multipliers(rng: np.random.Generator, sigma: float, n: int, on: bool) -> np.ndarray:
+    return np.exp(rng.normal(0.0, sigma, n)) if on and sigma > 0 else np.ones(n)
+
+
+def temperature_by_day(device: DeviceProfile, days: np.ndarray) -> np.ndarray:
+    """Daily mean temperature: a seasonal cosine with its minimum on coldest_day_of_year."""
+    env = device.environment
+    phase = 2 * np.pi * (days - env.coldest_day_of_year) / 365.25
+    return env.temperature_mean_C - env.temperature_seasonal_amplitude_C * np.cos(phase)
+
+
+def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOptions(),
+             base_dir: Path | None = None) -> SimResult:
+    """Monte Carlo lifetime of `model` (built from `device`) over `opts.runs` runs."""
+    rng = np.random.default_rng(opts.seed)
+    n = opts.runs
+    unc = device.uncertainty
+    spec: EventSpec = device.events
+    if opts.process is not None:
+        spec = spec.model_copy(update={"process": opts.process})
+    rate = spec.rate_per_day if opts.event_rate_per_day is None else opts.event_rate_per_day
+    log_s = None
+    if spec.process == "replay":
+        csv_path = Path(spec.replay_csv or "")
+        if base_dir is not None and not csv_path.is_absolute():
+            csv_path = base_dir / csv_path
+        log_s = read_trigger_log(csv_path)
+        rate = len(log_s) / max(np.ceil((log_s[-1] + 1) / DAY_S), 1.0)
+    m_sleep = _multipliers(rng, unc.sleep_current_rel_sigma, n, opts.uncertain)
+    m_active = _multipliers(rng, unc.active_energy_rel_sigma, n, opts.uncertain)
+    m_rate = _multipliers(rng, unc.event_rate_rel_sigma, n, opts.uncertain)
+    m_cap = _multipliers(rng, unc.capacity_rel_sigma, n, opts.uncertain)
+    cell = model.cell
+    par = model.cells_in_parallel
+
+    # charges per unit, in mAh (battery side)
+    sleep_day = model.sleep_current_uA * 24.0 / 1000.0 * m_sleep
+    beacon_day = model.charge_uC(model.beacon_power_uW * DAY_S) / UC_PER_MAH * m_active
+    wake_one = model.charge_uC(model.wake_energy_uJ * model.pulses_per_motion) / UC_PER_MAH * m_active
+    capture_one = model.charge_uC(model.capture_energy_uJ) / UC_PER_MAH * m_active
+    infer_one = model.charge_uC(model.inference_energy_uJ) / UC_PER_MAH * m_active
+    uplink_one = model.charge_uC(model.uplink_energy_uJ) / UC_PER_MAH * m_active
+
+    # usable capacity per run: load-dependent (mean current per cell) x pulse derating x MC factor
+    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * model.event_charge_uC() * m_active / DAY_S
+    peak = model.peak
+    capacity = capacity_at_load_mAh(cell, mean_uA / 1000.0 / par) * par
+    capacity = capacity * pulse_factor(cell, peak.battery_current_mA / par) * m_cap
+    dod_v = voltage_dod_limit(cell, peak.battery_current_mA / par, model.min_voltage_V / model.cells_in_series)
+    warnings = peak_warnings(cell, [(p.state, p.battery_current_mA, p.duration_ms) for p in model.peaks], par)
+    if dod_v < 0.98:
+        warnings.append(
+            f"under the {peak.battery_current_mA:.1f} mA peak ('{peak.state}') the battery falls below "
+            f"{model.min_voltage_V:g} V after {100 * dod_v:.0f} % depth of discharge "
+            f"(internal resistance {cell.internal_resistance_ohm:g} ohm): only that share of the capacity is usable"
+        )
+
+    total_days = int(np.ceil(opts.max_years * 365.25))
+    remaining = capacity.copy()
+    drawn = np.zeros(n)  # load charge so far (mAh)
+    life = np.full(n, np.nan)
+    alive = np.ones(n, dtype=bool)
+    parts = {k: np.zeros(n) for k in BREAKDOWN}
+    soc = np.ones((total_days + 1, n), dtype=np.float32)
+    n_events = n_captures = 0
+    if dod_v <= 0.0:  # browns out at the first peak
+        life[:] = 0.0
+        alive[:] = False
+    for day0 in range(0, total_days, opts.chunk_days):
+        if not alive.any():
+            total_days = day0
+            break
+        days = min(opts.chunk_days, total_days - day0)
+        run, t = generate(rng, spec, rate * m_rate, day0 * DAY_S, (day0 + days) * DAY_S, log_s)
+        keep = accepted(run, t, model.refractory_s)
+        n_events += t.size
+        n_captures += int(keep.sum())
+        day = ((t - day0 * DAY_S) // DAY_S).astype(np.int64)
+        key = run * days + day
+        motions = np.bincount(key, minlength=n * days).reshape(n, days)
+        captures = np.bincount(key[keep], minlength=n * days).reshape(n, days)
+        uplinks = rng.binomial(captures, model.uplink_probability) if model.uplink_probability > 0 else 0 * captures
+        per_state = {
+            "sleep": np.broadcast_to(sleep_day[:, None], (n, days)),
+            "beacon": np.broadcast_to(beacon_day[:, None], (n, days)),
+            "wake": motions * wake_one[:, None],
+            "capture": captures * capture_one[:, None],
+            "inference": captures * infer_one[:, None],
+            "uplink": uplinks * uplink_one[:, None],
+        }
+        q = sum(per_state.values())
+        d_idx = np.arange(day0, day0 + days + 1)
+        temps = temperature_by_day(device, d_idx)
+        keep_frac = np.cumprod(np.concatenate(([1.0], 1.0 - self_discharge_per_day(cell, temps[:-1]))))
+        # R_j = P_j (R_0 - sum_{i<j} q_i / P_{i+1}): the daily recurrence R <- R (1 - k) - q in closed form
+        rem = keep_frac[None, :] * (remaining[:, None] - np.concatenate(
+            (np.zeros((n, 1)), np.cumsum(q / keep_frac[None, 1:], axis=1)), axis=1))
+        used = capacity[:, None] - rem
+        limit = capacity[:, None] * np.minimum(temperature_factor(cell, temps), dod_v)[None, :]
+        over = (used[:, 1:] >= limit[:, 1:]) & alive[:, None]
+        hit = over.any(axis=1)
+        col = np.where(hit, over.argmax(axis=1), days)  # day within the chunk on which the run ends
+        rows = np.flatnonzero(hit)
+        c = col[rows]
+        denom = (used[rows, c + 1] - used[rows, c]) - (limit[rows, c + 1] - limit[rows, c])
+        frac = np.clip(np.divide(limit[rows, c] - used[rows, c], denom, out=np.zeros(rows.size), where=denom > 0),
+                       0.0, 1.0)
+        life[rows] = day0 + c + frac
+        losses = rem[:, :-1] * (1.0 - keep_frac[1:] / keep_frac[:-1])[None, :]
+        weight = np.clip(np.where(np.isnan(life), np.inf, life)[:, None] - d_idx[None, :-1], 0.0, 1.0)
+        for name, arr in per_state.items():
+            parts[name] += (arr * weight).sum(axis=1)
+        parts["self_discharge"] += (losses * weight).sum(axis=1)
+        drawn += (q * weight).sum(axis=1)
+        ended = np.arange(days)[None, :] >= col[:, None]
+        soc[day0 + 1: day0 + days + 1] = np.where(ended | ~alive[:, None], 0.0, rem[:, 1:] / capacity[:, None]).T
+        alive &= ~hit
+        remaining = rem[:, -1]
+    censored = np.isnan(life)
+    life[censored] = total_days
+    soc = soc[: total_days + 1]
+    pct = np.percentile(soc, [5, 50, 95], axis=1)
+    median_run = int(np.argsort(life)[n // 2])
+    avg_uA = drawn[median_run] / max(life[median_run], 1e-9) / 24.0 * 1000.0
+    return SimResult(
+        lifetimes_days=life,
+        censored=censored,
+        breakdown_mAh={k: float(v.mean()) for k, v in parts.items()},
+        avg_current_uA=float(avg_uA),
+        soc_days=np.arange(total_days + 1, dtype=float),
+        soc_p5=pct[0],
+        soc_p50=pct[1],
+        soc_p95=pct[2],
+        events=n_events,
+        captures=n_captures,
+        warnings=warnings,
+        capacity_mAh=float(np.median(capacity)),
+    )

@@ -1,0 +1,148 @@
+"""Pipeline stages `profile` and `battery` (entries in edge.pipeline.STAGES).
+
+profile: export.tflite_int8 -> profile/profile.json (+ per-layer CSV/Markdown) on the device's MCU.
+battery: profile.profile -> battery/lifetime.json, plots, JUnit XML and a Markdown summary. The
+stage records the gate's verdict but never fails the pipeline; `edge battery check` is the gate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.atomic import atomic_write_json, atomic_write_text
+from edge.config import BatteryConfig, RunConfig
+from edge.power.cost import InferenceCost, estimate_file, layer_table_csv, layer_table_markdown
+from edge.power.device import build_device
+from edge.power.durations import parse_duration_days
+from edge.power.gate import GateResult, evaluate, write_reports
+from edge.power.plots import plot_breakdown, plot_soc
+from edge.power.profiles import load_device, load_mcu, profile_path
+from edge.power.simulate import SimOptions, SimResult, simulate
+
+
+def profile_model(model: Path, battery: BatteryConfig) -> InferenceCost:
+    """Cost of `model` on the configured MCU (default: the MCU of the configured device)."""
+    mcu_name = battery.mcu or load_device(battery.device).mcu
+    return estimate_file(model, load_mcu(mcu_name), battery.kernels)
+
+
+def write_profile(cost: InferenceCost, folder: Path) -> dict[str, Path]:
+    """profile.json, layers.csv and layers.md in `folder`."""
+    paths = {"profile": folder / "profile.json", "layers_csv": folder / "layers.csv", "layers_md": folder / "layers.md"}
+    atomic_write_json(paths["profile"], cost.to_json())
+    atomic_write_text(paths["layers_csv"], layer_table_csv(cost))
+    atomic_write_text(paths["layers_md"], layer_table_markdown(cost))
+    return paths
+
+
+@dataclass
+class BatteryOutcome:
+    """Everything one battery evaluation produced."""
+
+    sim: SimResult
+    gate: GateResult
+    files: dict[str, Path]
+
+
+def sim_options(battery: BatteryConfig, target_days: float) -> SimOptions:
+    """Simulation options from the config; the horizon always covers 1.2x the target."""
+    return SimOptions(
+        runs=battery.runs, seed=battery.seed, max_years=max(battery.max_years, 1.2 * target_days / 365.25),
+        event_rate_per_day=battery.event_rate_per_day, process=battery.process,
+    )
+
+
+def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: float, model_name: str,
+                     out_dir: Path) -> BatteryOutcome:
+    """Simulate the configured device with this inference cost, judge the target and write the reports."""
+    target_days = parse_duration_days(battery.min_lifetime, where="battery.min_lifetime")
+    device = load_device(battery.device)
+    model = build_device(device, inference_uJ, inference_ms)
+    opts = sim_options(battery, target_days)
+    sim = simulate(model, device, opts, base_dir=profile_path("devices", device.name).parent)
+    horizon = float(sim.soc_days[-1]) if sim.censored.any() else opts.max_years * 365.25
+    gate = evaluate(sim, target_days, battery.confidence, device.name, model_name, horizon)
+    files = {
+        "soc_plot": plot_soc(sim, out_dir / "soc.png", f"{device.name}: state of charge", target_days),
+        "breakdown_plot": plot_breakdown(sim, out_dir / "breakdown.png", f"{device.name}: where the charge goes"),
+    }
+    files["junit"], files["summary"] = out_dir / "junit.xml", out_dir / "summary.md"
+    write_reports(gate, files["junit"], files["summary"], {"state of charge": "soc.png", "breakdown": "breakdown.png"})
+    files["lifetime"] = out_dir / "lifetime.json"
+    atomic_write_json(files["lifetime"], lifetime_json(gate, sim, model, battery, inference_uJ, inference_ms))
+    return BatteryOutcome(sim, gate, files)
+
+
+def lifetime_json(gate: GateResult, sim: SimResult, model: Any, battery: BatteryConfig, inference_uJ: float,
+                  inference_ms: float) -> dict[str, Any]:
+    """The lifetime artifact: gate verdict, distribution summary, per-state energies, settings."""
+    return {
+        "gate": gate.to_json(),
+        "runs": int(sim.lifetimes_days.size),
+        "events_simulated": sim.events,
+        "captures_simulated": sim.captures,
+        "usable_capacity_mAh": sim.capacity_mAh,
+        "device_model": {
+            "sleep_current_uA": model.sleep_current_uA,
+            "event_charge_uC": model.event_charge_uC(),
+            "capture_energy_uJ": model.capture_energy_uJ,
+            "inference_energy_uJ": model.inference_energy_uJ,
+            "uplink_energy_uJ": model.uplink_energy_uJ,
+            "wake_energy_uJ": model.wake_energy_uJ,
+            "beacon_power_uW": model.beacon_power_uW,
+            "peaks": [{"state": p.state, "battery_current_mA": p.battery_current_mA, "duration_ms": p.duration_ms}
+                      for p in model.peaks],
+        },
+        "inference": {"energy_uJ": inference_uJ, "latency_ms": inference_ms},
+        "config": battery.model_dump(mode="json"),
+    }
+
+
+def _record_profiles(run: Any, battery: BatteryConfig) -> None:
+    """Record the device profile and its parts as inputs, so editing a profile reruns the stage."""
+    device = load_device(battery.device)
+    parts = {"devices": device.name, "mcus": battery.mcu or device.mcu, "cameras": device.camera,
+             "motion": device.motion, "cells": device.cell}
+    if device.radio:
+        parts["radios"] = device.radio
+    for kind, name in parts.items():
+        run.external_input(f"power_profiles.{kind}.{name}", profile_path(kind, name))
+
+
+def run_profile(run: Any, config: RunConfig) -> None:
+    """Stage `profile`: cost of the exported int8 model on the device's MCU."""
+    model = run.input("export", "tflite_int8")
+    _record_profiles(run, config.battery)
+    cost = profile_model(model, config.battery)
+    for key, path in write_profile(cost, run.dir).items():
+        run.output(key, path)
+    run.metrics.update({
+        "mcu": cost.mcu, "macs": cost.macs, "latency_ms": round(cost.latency_ms, 3),
+        "energy_uJ": round(cost.energy_uJ, 2), "model_bytes": cost.model_bytes, "fits_flash": cost.fits_flash,
+    })
+    run.notes.append("latency/energy are cost-model estimates (see docs/power.md), not measurements")
+
+
+def run_battery(run: Any, config: RunConfig) -> None:
+    """Stage `battery`: lifetime distribution and gate verdict (recorded, never fails the pipeline)."""
+    profile = json.loads(run.input("profile", "profile").read_text(encoding="utf-8"))
+    _record_profiles(run, config.battery)
+    outcome = evaluate_battery(config.battery, float(profile["energy_uJ"]), float(profile["latency_ms"]),
+                               profile["model"], run.dir)
+    for key, path in outcome.files.items():
+        run.output(key, path)
+    g = outcome.gate
+    run.metrics.update({
+        "device": g.device,
+        "lifetime_p5_days": round(g.lifetime_p5_days, 1),
+        "lifetime_p50_days": round(g.lifetime_p50_days, 1),
+        "lifetime_p95_days": round(g.lifetime_p95_days, 1),
+        "target_days": round(g.target_days, 1),
+        "avg_current_uA": round(g.avg_current_uA, 3),
+        "gate_passed": g.passed,
+    })
+    run.notes.append(g.message.splitlines()[0])
+    run.notes.extend(g.warnings)
