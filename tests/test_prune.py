@@ -149,6 +149,17 @@ def test_the_default_budget_keeps_at_most_30_percent_of_vit_lite_s():
     assert sizes[0] > sizes[1] > sizes[2] == 93592
 
 
+def test_the_default_config_targets_int8_under_10_percent_of_float32():
+    from edge.config import PruneConfig
+    from edge.training.prune import budget_of
+
+    base = family_spec("vit_lite_s", 64, 1, 2)
+    plan = solve_plan(base, budget_of(PruneConfig()).limits(base), Dims())
+    # the int8 budget (0.09 x 1,248,392 B) binds before the params one (0.30 x 312,098)
+    assert int8_bytes_estimate(plan) == 111432 <= 0.09 * 4 * spec_params(base)
+    assert spec_params(plan) == 61594 and (plan.embed_dim, plan.blocks[0].mlp_hidden) == (44, 89)
+
+
 def test_bad_budgets_give_clear_errors():
     with pytest.raises(ConfigError) as err:
         Budget(params_ratio=1.5).check()
@@ -163,6 +174,8 @@ def test_bad_budgets_give_clear_errors():
     assert err.value.render().splitlines()[0] == (
         "prune: pruning budget cannot be met: even the smallest allowed model "
         "(embed 16, 1 head and 1 MLP unit per block) has macs 1,687,968 > 1,000,000")
+    with pytest.raises(ConfigError, match=r"prune.int8_ratio: int8_ratio must be in \(0, 1\], got 0"):
+        Budget(int8_ratio=0).check()
     with pytest.raises(ConfigError, match="no pruning target given"):
         Budget().check()
 
@@ -191,8 +204,8 @@ def _tiny_run(tmp_path, **prune):
     splits = {name: Split(rng.integers(0, 256, (n, 16, 16, 1), dtype=np.uint8), rng.integers(0, 3, n))
               for name, n in (("train", 48), ("val", 24), ("test", 12), ("calib", 8))}
     manifest = Manifest(tmp_path)
-    config = RunConfig.model_validate({"prune": {"steps": 2, "finetune_epochs": 1, "final_epochs": 0,
-                                                 "batch_size": 16, "importance_batches": 1,
+    config = RunConfig.model_validate({"prune": {"int8_ratio": None, "steps": 2, "finetune_epochs": 1,
+                                                 "final_epochs": 0, "batch_size": 16, "importance_batches": 1,
                                                  "min_embed_dim": 4, **prune}})
     manifest.config = config.model_dump(mode="json")
     data = manifest.begin("data", "-")

@@ -33,8 +33,8 @@ Tensors = tuple[torch.Tensor, torch.Tensor]
 
 def budget_of(cfg: PruneConfig) -> Budget:
     """The budget a PruneConfig asks for (validated)."""
-    budget = Budget(params_ratio=cfg.params_ratio, max_macs=cfg.max_macs, flash_bytes=cfg.flash_bytes,
-                    ram_bytes=cfg.ram_bytes)
+    budget = Budget(params_ratio=cfg.params_ratio, int8_ratio=cfg.int8_ratio, max_macs=cfg.max_macs,
+                    flash_bytes=cfg.flash_bytes, ram_bytes=cfg.ram_bytes)
     budget.check()
     return budget
 

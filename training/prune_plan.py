@@ -7,9 +7,9 @@ against a budget before any weight is touched:
 - `int8_bytes_estimate`: flash of a full-integer TFLite file, estimated as 1 byte per weight,
   +3 bytes per bias (int32), +12 bytes per quantised output channel (float32 scale + int64
   zero point, per-channel weights) and a fixed flatbuffer overhead (tensor/op metadata) of
-  `OVERHEAD_BASE_BYTES + OVERHEAD_PER_BLOCK_BYTES * depth`. The overhead is calibrated on the one
-  measured conversion in FINDINGS.md (150,722 params -> 236 KB int8); the export stage measures
-  the real file.
+  `OVERHEAD_BASE_BYTES + OVERHEAD_PER_BLOCK_BYTES * depth`. Calibrated on six conversions with
+  the export stage's converter (vit_lite_s pruned to 100/50/30/20/10 % and vit_lite_xs, 79-376 KB):
+  within 5 % of the real file (table in docs/compression.md); the export stage measures it.
 - `ram_bytes_estimate`: the int8 activation scratch TFLite Micro needs at the widest point of
   the network (live tensors of the attention or MLP sub-block, attention maps included). It does
   not include TFLM's persistent per-op structures; the export stage measures the real arena.
@@ -28,7 +28,7 @@ from edge.errors import ConfigError
 from edge.vit_spec import BlockSpec, VitSpec
 
 OVERHEAD_BASE_BYTES = 8 * 1024
-OVERHEAD_PER_BLOCK_BYTES = 12 * 1024
+OVERHEAD_PER_BLOCK_BYTES = 6 * 1024
 QUANT_BYTES_PER_CHANNEL = 12
 
 
@@ -87,9 +87,14 @@ Limits = dict[str, tuple[Callable[[VitSpec], int], float]]
 
 @dataclass(frozen=True)
 class Budget:
-    """What the pruned model must fit; None means no limit. `params_ratio` is of the unpruned model."""
+    """What the pruned model must fit; None means no limit.
+
+    `params_ratio`: params <= ratio x the unpruned model's; `int8_ratio`: estimated int8 bytes <=
+    ratio x the unpruned model's float32 bytes; the others are absolute.
+    """
 
     params_ratio: float | None = None
+    int8_ratio: float | None = None
     max_macs: int | None = None
     flash_bytes: int | None = None
     ram_bytes: int | None = None
@@ -101,13 +106,18 @@ class Budget:
                 f"params_ratio must be in (0, 1], got {self.params_ratio}", where="prune.params_ratio",
                 hint="it is the share of the trained model's parameters to keep, e.g. 0.3",
             )
+        if self.int8_ratio is not None and not 0 < self.int8_ratio <= 1:
+            raise ConfigError(f"int8_ratio must be in (0, 1], got {self.int8_ratio}", where="prune.int8_ratio",
+                              hint="it is the int8 size as a share of the trained model's float32 bytes, e.g. 0.09")
         for field, value in (("max_macs", self.max_macs), ("flash_bytes", self.flash_bytes),
                              ("ram_bytes", self.ram_bytes)):
             if value is not None and value <= 0:
                 raise ConfigError(f"{field} must be positive, got {value}", where=f"prune.{field}")
-        if all(v is None for v in (self.params_ratio, self.max_macs, self.flash_bytes, self.ram_bytes)):
+        if all(v is None for v in (self.params_ratio, self.int8_ratio, self.max_macs, self.flash_bytes,
+                                   self.ram_bytes)):
             raise ConfigError("no pruning target given", where="prune",
-                              hint="set prune.params_ratio, prune.max_macs, prune.flash_bytes or prune.ram_bytes")
+                              hint="set prune.params_ratio, prune.int8_ratio, prune.max_macs, prune.flash_bytes "
+                              "or prune.ram_bytes")
 
     def limits(self, base: VitSpec) -> Limits:
         """The active limits as name -> (measure, maximum), for a model pruned from `base`."""
@@ -116,8 +126,9 @@ class Budget:
             out["params"] = (spec_params, self.params_ratio * spec_params(base))
         if self.max_macs is not None:
             out["macs"] = (spec_macs, self.max_macs)
-        if self.flash_bytes is not None:
-            out["int8_bytes_estimate"] = (int8_bytes_estimate, self.flash_bytes)
+        flash = [b for b in (self.flash_bytes, self.int8_ratio and self.int8_ratio * 4 * spec_params(base)) if b]
+        if flash:
+            out["int8_bytes_estimate"] = (int8_bytes_estimate, min(flash))
         if self.ram_bytes is not None:
             out["ram_bytes_estimate"] = (ram_bytes_estimate, self.ram_bytes)
         return out
