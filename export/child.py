@@ -11,8 +11,20 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from edge.errors import ExportError
+from edge.errors import EdgeError, ExportError
+
+
+def child_main(func: Callable[..., Any], *args: Any) -> int:
+    """Run a child's work: an EdgeError becomes `error: ...` on stderr and its exit code."""
+    try:
+        func(*args)
+    except EdgeError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 def run_module(module: str, args: list[str], *, what: str, timeout_s: float = 600.0) -> str:

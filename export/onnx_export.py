@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.atomic import atomic_path, atomic_write_json
-from edge.errors import EdgeError
+from edge.export.child import child_main
 
 
 def export_onnx(spec_path: Path, weights: Path, images: Path, out_dir: Path, opset: int = 17) -> None:
@@ -54,12 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args(argv)
-    try:
-        export_onnx(args.spec, args.weights, args.images, args.out_dir, args.opset)
-    except EdgeError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return child_main(export_onnx, args.spec, args.weights, args.images, args.out_dir, args.opset)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_write_bytes, atomic_write_json
+from edge.export.child import child_main
 from edge.export.pixels import INPUT_POINT, centred_pixels
 from edge.export.quant_ranges import activation_points, clip_weights, load_ranges
 from edge.export.tf_vit import KERNEL_FIXED_SUFFIX, TfVit, load_weights
@@ -112,14 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     """Child-process entry point: run the job file named on the command line."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = sys.argv[1:] if argv is None else argv
-    from edge.errors import EdgeError
-
-    try:
-        convert(json.loads(Path(args[0]).read_text(encoding="utf-8")))
-    except EdgeError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return child_main(lambda: convert(json.loads(Path(args[0]).read_text(encoding="utf-8"))))
 
 
 if __name__ == "__main__":

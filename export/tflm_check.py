@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_write_json
-from edge.errors import EdgeError, ExportError
+from edge.errors import ExportError
+from edge.export.child import child_main, run_module
 from edge.export.tflite_inspect import TfliteModel, dequantize, quantize, read_tflite
 
 # Builtin ops with a kernel in TFLM's MicroMutableOpResolver (method name = "Add" + value).
@@ -184,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", type=Path)
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
-    try:
-        _child(args.model, args.images, args.out_dir)
-    except EdgeError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return child_main(_child, args.model, args.images, args.out_dir)
 
 
 # --- the parent side -----------------------------------------------------------------------------
@@ -200,8 +196,6 @@ _FAILED_NODE = re.compile(r"Node (\w+) \(number (\d+)\) failed to (\w+)")
 def check_tflm(model_path: str | os.PathLike[str], images_path: str | os.PathLike[str],
                out_dir: str | os.PathLike[str], timeout_s: float = 600.0) -> tuple[dict[str, Any], np.ndarray]:
     """Run the TFLM check in a child; returns (tflm_check.json as dict, dequantised logits)."""
-    from edge.export.child import run_module
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
