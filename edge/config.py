@@ -96,6 +96,7 @@ class PruneConfig(Section):
     mlp: bool = Field(True, description="remove MLP hidden units")
     embed: bool = Field(True, description="remove embedding channels (every residual, norm, token)")
     min_embed_dim: int = Field(16, ge=1, description="never shrink the embedding below this")
+    drop_blocks: int = Field(0, ge=0, description="whole blocks to remove first (least loss increase when skipped)")
     steps: int = Field(3, ge=1, description="pruning steps, each followed by fine-tuning")
     finetune_epochs: int = Field(3, ge=0, description="fine-tuning epochs after each step")
     final_epochs: int = Field(6, ge=0, description="extra fine-tuning epochs after the last step")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import onnx
@@ -23,7 +24,7 @@ from edge.training.prune_plan import (
     spec_macs,
     spec_params,
 )
-from edge.training.pruning import prune_to
+from edge.training.pruning import drop_blocks, prune_to
 from edge.vit_spec import BlockSpec, VitSpec, family_spec
 
 torch.set_num_threads(1)
@@ -112,6 +113,28 @@ def test_head_pruning_removes_the_weakest_whole_head_exactly_like_slicing():
     x = tiny_data(4)[0]
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-6)
+
+
+def test_drop_blocks_removes_the_block_that_matters_least_and_the_model_still_rebuilds(tmp_path):
+    spec = tiny_spec(blocks=[BlockSpec(num_heads=2, head_dim=8, mlp_hidden=32)] * 3)
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    with torch.no_grad():  # block 1 adds nothing to the residual stream: removing it changes nothing
+        for layer in (model.blocks[1].attn.proj, model.blocks[1].mlp.fc2):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    x, y = tiny_data(8)
+    with torch.no_grad():
+        before = model(x)
+    assert drop_blocks(model, 1, [(x, y)]) == [1]
+    pruned = spec_of(model, spec)
+    assert len(pruned.blocks) == 2 and count_params(model) == spec_params(pruned) == spec_params(spec) - 2224
+    save_model(model, pruned, tmp_path / "w.safetensors", tmp_path / "spec.json")
+    rebuilt, _ = load_model(tmp_path / "w.safetensors", tmp_path / "spec.json")
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), before, rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="cannot drop 2 of 2 blocks"):
+        drop_blocks(model, 2, [(x, y)])
 
 
 def test_taylor_importance_prunes_with_gradients_and_keeps_one_of_everything():
@@ -233,7 +256,7 @@ def test_prune_stage_writes_a_smaller_model_its_steps_and_plot(tmp_path):
     assert {"val_top1", "val_top1_before", "int8_bytes_estimate", "wall_s"} <= set(metrics)
     model, spec = load_model(tmp_path / "prune/model.safetensors", tmp_path / "prune/model_spec.json")
     assert count_params(model) == metrics["params"] and spec.embed_dim == metrics["embed_dim"] < 16
-    steps = __import__("json").loads((tmp_path / "prune/steps.json").read_text())
+    steps = json.loads((tmp_path / "prune/steps.json").read_text())
     assert [s["step"] for s in steps] == [0, 1, 2]
     assert steps[0]["params"] > steps[1]["params"] > steps[2]["params"] == metrics["params"]
     assert (tmp_path / "prune/size_vs_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,13 +19,13 @@ from tqdm import tqdm
 
 from edge.atomic import atomic_write_json
 from edge.config import PruneConfig, RunConfig
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
 from edge.manifest import StageRun
 from edge.training.loop import FitConfig, evaluate, fit, set_threads, to_input
 from edge.training.models import VitLite, count_params, load_model, save_model, spec_of
 from edge.training.prune_plan import Budget, Dims, size_figures, solve_plan
 from edge.training.prune_plot import plot_size_vs_accuracy
-from edge.training.pruning import prune_to
+from edge.training.pruning import drop_blocks, prune_to
 from edge.vit_spec import VitSpec
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -57,6 +57,7 @@ class PruneResult:
     model: VitLite
     spec: VitSpec
     steps: list[dict[str, Any]] = field(default_factory=list)
+    dropped_blocks: list[int] = field(default_factory=list)
 
 
 def _importance_batches(train: Tensors, cfg: PruneConfig, step: int) -> list[Tensors]:
@@ -78,14 +79,19 @@ def _record(step: int, spec: VitSpec, val_pruned: float | None, val_top1: float,
 def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors, cfg: PruneConfig) -> PruneResult:
     """Prune a trained model in `cfg.steps` steps with distillation fine-tuning; `model` is left as is."""
     budget, dims = budget_of(cfg), dims_of(cfg)
-    final_plan = solve_plan(spec, budget.limits(spec), dims)  # fails early on an impossible budget
+    if not 0 <= cfg.drop_blocks < len(spec.blocks):
+        raise ConfigError(f"cannot drop {cfg.drop_blocks} of {len(spec.blocks)} blocks", where="prune.drop_blocks")
+    shallow = spec.model_copy(update={"blocks": spec.blocks[cfg.drop_blocks:]})  # same widths, fewer blocks
+    final_plan = solve_plan(shallow, budget.limits(spec), dims)  # fails early on an impossible budget
     teacher = model.eval()
     student = copy.deepcopy(model)
     result = PruneResult(student, spec, [_record(0, spec, None, evaluate(teacher, *val)[0], 0, 0.0)])
-    current = spec
+    if cfg.drop_blocks:
+        result.dropped_blocks = drop_blocks(student, cfg.drop_blocks, _importance_batches(train, cfg, 0))
+    current = spec_of(student, spec)
     for step in range(1, cfg.steps + 1):
         started = time.perf_counter()
-        plan = final_plan if step == cfg.steps else solve_plan(spec, budget.at_step(spec, step, cfg.steps), dims)
+        plan = final_plan if step == cfg.steps else solve_plan(shallow, budget.at_step(spec, step, cfg.steps), dims)
         plan = _no_wider(plan, current)
         torch.manual_seed(cfg.seed + step)
         prune_to(student, plan, cfg.importance, _importance_batches(train, cfg, step))
@@ -143,6 +149,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     atomic_write_json(run.output("steps", run.dir / "steps.json"), result.steps)
     plot_size_vs_accuracy(result.steps, run.output("plot", run.dir / "size_vs_accuracy.png"))
     run.metrics.update(stage_metrics(result.steps, evaluate(result.model, *val)[0]))
+    run.metrics["dropped_blocks"] = result.dropped_blocks
     run.metrics["test_top1"] = round(evaluate(result.model, to_input(data.test.x, spec.input_mean, spec.input_std),
                                               torch.as_tensor(data.test.y))[0], 4)
 

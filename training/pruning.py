@@ -14,7 +14,8 @@ over the group's slices, gradients from a few training batches; or `GroupMagnitu
 L2), without normalisation so that blocks compare with each other. Which units go is decided
 here: per block the least important whole heads and MLP units, globally the least important
 embedding channels, down to the widths of a plan (`edge.training.prune_plan`). The result is
-a dense model with smaller Linear/Conv/LayerNorm layers.
+a dense model with smaller Linear/Conv/LayerNorm layers. `drop_blocks` removes whole blocks
+(opt-in), choosing the block whose removal moves the predictions least (KL divergence).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 
+from edge.errors import ConfigError
 from edge.training.models import VitLite, spec_of
 from edge.vit_spec import VitSpec
 
@@ -121,6 +123,41 @@ def prune_to(model: VitLite, target: VitSpec, kind: Importance = "taylor",
             model.head_hidden_size = target.embed_dim
     model.zero_grad(set_to_none=True)
     return removed
+
+
+def _divergence(model: VitLite, inputs: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Mean KL(reference || model) over batches: how much the model's predictions moved."""
+    with torch.no_grad():
+        return sum(F.kl_div(F.log_softmax(model(x), 1), F.log_softmax(ref, 1), log_target=True,
+                            reduction="batchmean").item() for x, ref in zip(inputs, reference, strict=True))
+
+
+def drop_blocks(model: VitLite, count: int, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
+    """Remove `count` whole blocks in place, one at a time the one whose removal moves the
+    predictions least (KL divergence from the model's outputs before dropping, on `batches`).
+
+    Returns the removed blocks' original indices. A pre-norm block is a residual branch, so
+    removing it leaves a working model; its widths and weights go entirely.
+    """
+    if not 0 <= count < len(model.blocks):
+        raise ConfigError(f"cannot drop {count} of {len(model.blocks)} blocks", where="prune.drop_blocks",
+                          hint=f"use 0 to {len(model.blocks) - 1}")
+    inputs = [x for x, _ in batches]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        reference = [model(x) for x in inputs]
+    original = list(model.blocks)
+    for _ in range(count):
+        blocks = list(model.blocks)
+        moved = []
+        for i in range(len(blocks)):
+            model.blocks = torch.nn.Sequential(*blocks[:i], *blocks[i + 1:])
+            moved.append(_divergence(model, inputs, reference))
+        gone = min(range(len(blocks)), key=lambda i: (moved[i], i))
+        model.blocks = torch.nn.Sequential(*blocks[:gone], *blocks[gone + 1:])
+    model.train(was_training)
+    return [i for i, block in enumerate(original) if not any(block is kept for kept in model.blocks)]
 
 
 def _check_target(model: VitLite, target: VitSpec) -> None:
