@@ -160,6 +160,7 @@ class BatteryConfig(Section):
     seed: int = 0
     max_years: float = Field(10.0, gt=0, le=50, description="simulated horizon (longer lifetimes are lower bounds)")
     event_rate_per_day: float | None = Field(None, ge=0, description="override the device's motion event rate")
+    frames_per_event: int | None = Field(None, ge=1, le=100, description="override the device's frames per event")
     process: Literal["poisson", "diurnal", "bursty", "replay"] | None = Field(
         None, description="override the device's event process")
 

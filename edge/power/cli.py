@@ -35,7 +35,7 @@ def _battery_config(args: argparse.Namespace, base: dict | None = None):
 
     data = dict(base or {})
     for key in ("device", "mcu", "kernels", "min_lifetime", "confidence", "runs", "seed", "max_years",
-                "event_rate_per_day", "process"):
+                "event_rate_per_day", "frames_per_event", "process"):
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
@@ -137,6 +137,7 @@ def _sim_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-years", type=float, help="simulated horizon (default 10)")
     parser.add_argument("--rate-per-day", dest="event_rate_per_day", type=float, help="override the event rate")
+    parser.add_argument("--frames-per-event", type=int, help="override the device's frames (inferences) per event")
     parser.add_argument("--process", choices=("poisson", "diurnal", "bursty", "replay"))
     parser.add_argument("--run", help="use this run's exported model and battery config (runs/NAME)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))

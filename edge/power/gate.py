@@ -32,8 +32,8 @@ class GateResult:
     lifetime_p95_days: float
     censored_fraction: float
     horizon_days: float
-    avg_current_uA: float
-    budget_current_uA: float  # average current that would just meet the target
+    avg_current_uA: float  # mean load current of the run at the gated percentile
+    budget_current_uA: float  # average current that would just meet the target (lifetime ~ 1/current)
     breakdown_mAh: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     message: str = ""
@@ -48,12 +48,13 @@ def evaluate(sim: SimResult, target_days: float, confidence: float, device: str,
     """Compare the lifetime distribution with the target."""
     low = sim.percentile_days(100 * (1 - confidence))
     passed = low >= target_days
-    budget = sim.avg_current_uA * min(low / target_days, 1e9) if target_days > 0 else float("inf")
+    current = sim.current_at_percentile(100 * (1 - confidence))
+    budget = current * low / target_days
     result = GateResult(
         passed=passed, device=device, model=model, target_days=target_days, confidence=confidence,
         lifetime_low_days=low, lifetime_p5_days=sim.percentile_days(5), lifetime_p50_days=sim.percentile_days(50),
         lifetime_p95_days=sim.percentile_days(95), censored_fraction=float(np.mean(sim.censored)),
-        horizon_days=horizon_days, avg_current_uA=sim.avg_current_uA, budget_current_uA=budget,
+        horizon_days=horizon_days, avg_current_uA=current, budget_current_uA=budget,
         breakdown_mAh=dict(sim.breakdown_mAh), warnings=list(sim.warnings),
     )
     result.message = _message(result)

@@ -30,6 +30,7 @@ from edge.power.events import DAY_S, accepted, generate, read_trigger_log
 from edge.power.schema import DeviceProfile, EventSpec
 
 UC_PER_MAH = 3.6e6
+EVENTS_PER_CHUNK = 8_000_000
 BREAKDOWN = ("sleep", "wake", "capture", "inference", "uplink", "beacon", "self_discharge")
 
 
@@ -54,6 +55,7 @@ class SimResult:
     censored: np.ndarray  # True: still alive at max_years (lifetime is a lower bound)
     breakdown_mAh: dict[str, float]  # mean over runs, until each run's end
     avg_current_uA: float  # mean load current over life (median run)
+    run_current_uA: np.ndarray  # mean load current over life, per run
     soc_days: np.ndarray
     soc_p5: np.ndarray
     soc_p50: np.ndarray
@@ -66,6 +68,11 @@ class SimResult:
     def percentile_days(self, q: float) -> float:
         """Lifetime percentile in days (q in 0..100)."""
         return float(np.percentile(self.lifetimes_days, q))
+
+    def current_at_percentile(self, q: float) -> float:
+        """Mean load current (uA) of the run whose lifetime is at percentile q."""
+        order = np.argsort(self.lifetimes_days)
+        return float(self.run_current_uA[order[min(int(q / 100 * order.size), order.size - 1)]])
 
 
 def _multipliers(rng: np.random.Generator, sigma: float, n: int, on: bool) -> np.ndarray:
@@ -136,11 +143,15 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
     if dod_v <= 0.0:  # browns out at the first peak
         life[:] = 0.0
         alive[:] = False
-    for day0 in range(0, total_days, opts.chunk_days):
+    # bound the events held in memory at once (~EVENTS_PER_CHUNK) by shortening chunks at high rates
+    per_day = n * max(rate, 1e-9) * float(m_rate.max())
+    chunk = int(max(1, min(opts.chunk_days, EVENTS_PER_CHUNK // per_day)))
+    day0 = 0
+    while day0 < total_days:
         if not alive.any():
             total_days = day0
             break
-        days = min(opts.chunk_days, total_days - day0)
+        days = min(chunk, total_days - day0)
         run, t = generate(rng, spec, rate * m_rate, day0 * DAY_S, (day0 + days) * DAY_S, log_s)
         keep = accepted(run, t, model.refractory_s)
         n_events += t.size
@@ -186,17 +197,19 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         soc[day0 + 1: day0 + days + 1] = np.where(ended | ~alive[:, None], 0.0, rem[:, 1:] / capacity[:, None]).T
         alive &= ~hit
         remaining = rem[:, -1]
+        day0 += days
     censored = np.isnan(life)
     life[censored] = total_days
     soc = soc[: total_days + 1]
     pct = np.percentile(soc, [5, 50, 95], axis=1)
+    run_uA = drawn / np.maximum(life, 1e-9) / 24.0 * 1000.0
     median_run = int(np.argsort(life)[n // 2])
-    avg_uA = drawn[median_run] / max(life[median_run], 1e-9) / 24.0 * 1000.0
     return SimResult(
         lifetimes_days=life,
         censored=censored,
         breakdown_mAh={k: float(v.mean()) for k, v in parts.items()},
-        avg_current_uA=float(avg_uA),
+        avg_current_uA=float(run_uA[median_run]),
+        run_current_uA=run_uA,
         soc_days=np.arange(total_days + 1, dtype=float),
         soc_p5=pct[0],
         soc_p50=pct[1],

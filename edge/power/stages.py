@@ -60,6 +60,9 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
     """Simulate the configured device with this inference cost, judge the target and write the reports."""
     target_days = parse_duration_days(battery.min_lifetime, where="battery.min_lifetime")
     device = load_device(battery.device)
+    if battery.frames_per_event is not None:
+        behaviour = device.behaviour.model_copy(update={"frames_per_event": battery.frames_per_event})
+        device = device.model_copy(update={"behaviour": behaviour})
     model = build_device(device, inference_uJ, inference_ms)
     opts = sim_options(battery, target_days)
     sim = simulate(model, device, opts, base_dir=profile_path("devices", device.name).parent)

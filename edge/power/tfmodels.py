@@ -3,8 +3,10 @@
 Run as `python -m edge.power.tfmodels OUT_DIR [NAME ...]`; TensorFlow is imported only inside
 `main`, so importing this module (e.g. from pytest) never loads TensorFlow. Names:
 `tiny_int8`, `tiny_float` (conv + depthwise + pool + dense), `attn_int8` (dense + batch
-matmul + softmax), `mobilenet_v1_025_int8` (MLPerf Tiny VWW architecture, 96x96x3, random
-weights: the cost model only needs the graph).
+matmul + softmax), `mobilenet_v1_025_int8` (MLPerf Tiny VWW architecture, 96x96x3),
+`vit_pruned_int8` (a ViT-lite shaped like a pruned vit_lite_s: 64x64x1, patch 8, dim 64, 4 blocks,
+~11 M MACs) and `vit_float` (the unpruned shape, dim 96, float32, ~23 M MACs). Random weights:
+the cost model only needs the graph.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-NAMES = ("tiny_int8", "tiny_float", "attn_int8", "mobilenet_v1_025_int8")
+NAMES = ("tiny_int8", "tiny_float", "attn_int8", "mobilenet_v1_025_int8", "vit_pruned_int8", "vit_float")
 
 
 def build(out_dir: Path, names: tuple[str, ...] = NAMES, timeout_s: float = 600) -> dict[str, Path]:
@@ -104,11 +106,47 @@ def main(argv: list[str]) -> int:  # pragma: no cover - runs in a child process
             x = tf.reduce_mean(x, axis=(1, 2))
             return tf.nn.softmax(tf.matmul(x, self.fc) + self.fb)
 
+    class VitLike(tf.Module):
+        def __init__(self, dim: int, heads: int, mlp: int, depth: int = 4) -> None:
+            self.dim, self.heads, self.hd = dim, heads, dim // heads
+            self.patch, self.cls, self.pos = var(8, 8, 1, dim, scale=0.05), var(1, 1, dim), var(1, 65, dim)
+            self.blocks = [
+                {k: var(*shape, scale=0.05) for k, shape in
+                 {"q": (dim, dim), "k": (dim, dim), "v": (dim, dim), "o": (dim, dim),
+                  "f1": (dim, mlp), "f2": (mlp, dim)}.items()}
+                for _ in range(depth)
+            ]
+            self.head = var(dim, 2, scale=0.05)
+
+        def norm(self, x: tf.Tensor) -> tf.Tensor:
+            d = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+            return d * tf.math.rsqrt(tf.reduce_mean(d * d, axis=-1, keepdims=True) + 1e-6)
+
+        def split(self, t: tf.Tensor) -> tf.Tensor:
+            return tf.transpose(tf.reshape(t, (1, 65, self.heads, self.hd)), (0, 2, 1, 3))
+
+        @tf.function
+        def __call__(self, img: tf.Tensor) -> tf.Tensor:
+            x = tf.reshape(tf.nn.conv2d(img, self.patch, 8, "VALID"), (1, 64, self.dim))
+            x = tf.concat([self.cls, x], axis=1) + self.pos
+            for b in self.blocks:
+                h = self.norm(x)
+                q, k, v = (self.split(tf.matmul(h, b[n])) for n in ("q", "k", "v"))
+                a = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * self.hd**-0.5)
+                ctx = tf.reshape(tf.transpose(tf.matmul(a, v), (0, 2, 1, 3)), (1, 65, self.dim))
+                x = x + tf.matmul(ctx, b["o"])
+                h = tf.matmul(self.norm(x), b["f1"])
+                h = 0.5 * h * (1 + tf.tanh(0.7978845608 * (h + 0.044715 * h * h * h)))
+                x = x + tf.matmul(h, b["f2"])
+            return tf.matmul(tf.reshape(self.norm(x)[:, 0:1], (1, self.dim)), self.head)
+
     recipes = {
         "tiny_int8": (Tiny, (1, 32, 32, 1), True),
         "tiny_float": (Tiny, (1, 32, 32, 1), False),
         "attn_int8": (Attn, (1, 10, 16), True),
         "mobilenet_v1_025_int8": (MobileNetV1, (1, 96, 96, 3), True),
+        "vit_pruned_int8": (lambda: VitLike(64, 2, 128), (1, 64, 64, 1), True),
+        "vit_float": (lambda: VitLike(96, 3, 192), (1, 64, 64, 1), False),
     }
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
