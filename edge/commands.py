@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    run_stage_here(args.run_dir, args.name, json.loads(args.options) if args.options else None)
+    try:
+        run_stage_here(args.run_dir, args.name, json.loads(args.options) if args.options else None)
+    except KeyboardInterrupt:
+        hint = " Finished epochs are checkpointed: continue with `edge train --resume`." if args.name == "train" else ""
+        print(f"interrupted: stage '{args.name}' did not finish and recorded nothing.{hint}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -118,10 +118,16 @@ def _run_child(run_dir: Path, name: str, options: dict[str, Any]) -> int:
     cmd = [*(launcher if nproc > 1 else [sys.executable]), "-m", "edge", "stage", name, "--run-dir", str(run_dir)]
     if options:
         cmd += ["--options", json.dumps(options)]
+    child = subprocess.Popen(cmd, env=os.environ.copy())
     try:
-        return subprocess.call(cmd, env=os.environ.copy())
+        return child.wait()
     except KeyboardInterrupt:
-        return 130
+        # Ctrl-C reaches the child too: let it finish its current write and exit by itself.
+        try:
+            return child.wait(timeout=60)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            child.kill()
+            return 130
 
 
 def stage_error_exit(exc: EdgeError) -> int:
