@@ -79,3 +79,29 @@ def markdown_table(rows: list[dict[str, object]], reference: str) -> str:
         lines.append(f"| {row['runtime']} | {row['top1_agreement']:.4f} | {row['max_logit_error']:.4g} | "
                      f"{row['mean_logit_error']:.4g} | {acc} |")
     return "\n".join(lines)
+
+
+def plot_parity(logits: dict[str, np.ndarray], reference: str, path: str | os.PathLike[str]) -> None:
+    """Scatter of each integer runtime's logits against the reference's (the diagonal is perfect)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = logits[reference].reshape(-1)
+    names = [n for n in logits if n != reference and ("int8" in n or "QDQ" in n or "fake-quant" in n)]
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
+    for name in names:
+        ax.scatter(ref, logits[name].reshape(-1), s=6, alpha=0.5, label=name)
+    lo, hi = float(ref.min()), float(ref.max())
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="identity")
+    ax.set_xlabel(f"{reference} logit")
+    ax.set_ylabel("integer runtime logit")
+    ax.set_title("Logits on the test split")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    from edge.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -148,6 +148,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"TFLM int8 vs {data['agreement']['reference']}: top-1 agreement "
         f"**{data['agreement']['tflm_vs_qat_top1']:.4f}** on {data['agreement']['test_images']} images.",
         "",
+        "![logits of the integer runtimes against the reference](parity.png)",
+        "",
         "## Quantisation",
         "",
         f"Mode {q['mode']}; {len(q['qat_points'])} points use QAT ranges, "

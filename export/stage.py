@@ -127,6 +127,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
 
     reference = "PyTorch fake-quant (QAT)" if "PyTorch fake-quant (QAT)" in logits else "PyTorch float"
     rows = parity.parity_table(logits, reference, test_y)
+    parity.plot_parity(logits, reference, out / "parity.png")
     tflm_row = next(r for r in rows if r["runtime"] == "TFLM int8")
 
     started = time.perf_counter()
@@ -257,7 +258,7 @@ def _record(run: StageRun, out: Path, data: dict[str, Any]) -> None:
     for key, name in (("tflite_int8", "model_int8.tflite"), ("tflite_float", "model_float.tflite"),
                       ("onnx", "model.onnx"), ("onnx_qdq", "model_int8.onnx"), ("c_source", "model_data.cc"),
                       ("c_header", "model_data.h"), ("report", "report.json"), ("report_md", "report.md"),
-                      ("tflite_vela", "model_int8_vela.tflite")):
+                      ("tflite_vela", "model_int8_vela.tflite"), ("parity_plot", "parity.png")):
         if (out / name).is_file():
             run.output(key, out / name)
     run.metrics.update(report.metrics(data))

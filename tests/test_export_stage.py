@@ -25,7 +25,8 @@ from edge.pipeline import run_stage_here
 
 os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
 FILES = {"tflite_int8": "model_int8.tflite", "tflite_float": "model_float.tflite", "onnx": "model.onnx",
-         "c_source": "model_data.cc", "c_header": "model_data.h", "report": "report.json", "report_md": "report.md"}
+         "c_source": "model_data.cc", "c_header": "model_data.h", "report": "report.json", "report_md": "report.md",
+         "parity_plot": "parity.png"}
 
 
 def test_export_stage_falls_back_to_the_train_model(tmp_path: Path) -> None:
