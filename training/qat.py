@@ -44,8 +44,9 @@ def quantize(
     activation_bits: int = 8,
     model_type: str = "default",
     bias_correction: bool = True,
+    batch_size: int = 25,
 ) -> nn.Module:
-    """A fake-quantised copy of `model` calibrated on `calib_x` (one image per statistics step).
+    """A fake-quantised copy of `model` calibrated on `calib_x` (in batches of `batch_size`).
 
     `model_type` "default" quantises every tensor NNCF can (closest to a full-integer TFLite model);
     "transformer" uses NNCF's transformer scheme (inputs of matmuls and linears only).
@@ -68,7 +69,7 @@ def quantize(
         **extra,
     )
     model = copy.deepcopy(model).eval()
-    samples = [calib_x[i : i + 1] for i in range(len(calib_x))]
+    samples = [calib_x[i : i + batch_size] for i in range(0, len(calib_x), batch_size)]
     return nncf.quantize(
         model,
         nncf.Dataset(samples),
