@@ -207,7 +207,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emu.add_argument("--flip", type=float, default=0.0, help="probability a byte has a bit flipped")
     emu.add_argument("--stall-every", type=int, default=0, help="stall after every N received bytes")
     emu.add_argument("--stall-s", type=float, default=0.0, help="stall length, seconds")
-    emu.add_argument("--disconnect-after", type=int, default=0, help="drop off the bus after every N received bytes")
+    emu.add_argument("--disconnect-after", type=int, default=0, help="drop off the bus once, after N received bytes")
     emu.add_argument("--disconnect-s", type=float, default=0.5, help="how long a disconnect lasts, seconds")
     emu.add_argument("--seed", type=int, default=0, help="fault injection seed")
     emu.add_argument("--seconds", type=float, default=0.0, help="stop after this many seconds (default: until Ctrl-C)")

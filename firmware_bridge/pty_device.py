@@ -7,7 +7,7 @@ a pty says nothing about a UART. With `baud` set, every byte in either direction
 Faults are applied to the bytes the device receives and sends: each byte is dropped with
 probability `drop` or has one random bit flipped with probability `flip`; `stall_every`
 bytes the line goes quiet for `stall_s`; after `disconnect_after` bytes the device drops off
-(stops answering, forgets half-received frames, keeps its flash) for `disconnect_s`.
+(stops answering, forgets half-received frames, keeps its flash) for `disconnect_s`, once.
 """
 
 from __future__ import annotations
@@ -165,8 +165,8 @@ class PtyDevice:
             time.sleep(stall)
         before = self.received
         self.received += nbytes
-        every = self.faults.disconnect_after
-        if every and self.received // every > before // every:
+        after = self.faults.disconnect_after
+        if after and before < after <= self.received:
             self.disconnects += 1
             self._offline_until = time.monotonic() + self.faults.disconnect_s
             self.device.reset_link_state()

@@ -4,7 +4,7 @@ Run it as its own process (it imports TensorFlow, which must never share a proce
 
     python -m edge.firmware_bridge.sample_model OUT.tflite [--kb 100] [--seed 0]
 
-The model is a tiny CNN on a 16x16x1 image with 3 classes; `--kb` grows a dense layer so the
+The model is a tiny CNN on a 16x16x1 image with 3 classes (`--tiny`: one dense layer); `--kb` grows a dense layer so the
 file reaches roughly that size (the upload benchmark uses ~100 KB when the exported model
 is not built yet). Calibration uses seeded random images, so the output is reproducible.
 """
@@ -20,27 +20,29 @@ INPUT_SHAPE = (16, 16, 1)
 N_CLASSES = 3
 
 
-def build_int8_tflite(kb: int = 8, seed: int = 0) -> bytes:
-    """Return the bytes of a full-integer int8 TFLite model of roughly `kb` kilobytes."""
+def build_int8_tflite(kb: int = 8, seed: int = 0, tiny: bool = False) -> bytes:
+    """Return the bytes of a full-integer int8 TFLite model of roughly `kb` kilobytes.
+
+    `tiny`: a single dense layer on 4 inputs (about 1.2 KB), for tests that upload it many times.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
 
     tf.random.set_seed(seed)
     rng = np.random.default_rng(seed)
+    shape = (4,) if tiny else INPUT_SHAPE
     # conv(3x3x1x8) -> pool -> flatten (8*8*8=512) -> dense(hidden) -> dense(3); int8 weights ~1 B each
     hidden = max(4, int(kb * 1024 / 520))
-    model = tf.keras.Sequential(
-        [
-            tf.keras.Input(shape=INPUT_SHAPE),
-            tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-            tf.keras.layers.MaxPooling2D(2),
-            tf.keras.layers.Flatten(),
-            tf.keras.layers.Dense(hidden, activation="relu"),
-            tf.keras.layers.Dense(N_CLASSES),
-        ]
-    )
-    calib = rng.uniform(-1, 1, size=(32, *INPUT_SHAPE)).astype("float32")
+    layers = [tf.keras.layers.Dense(N_CLASSES)] if tiny else [
+        tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        tf.keras.layers.MaxPooling2D(2),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(hidden, activation="relu"),
+        tf.keras.layers.Dense(N_CLASSES),
+    ]
+    model = tf.keras.Sequential([tf.keras.Input(shape=shape), *layers])
+    calib = rng.uniform(-1, 1, size=(32, *shape)).astype("float32")
 
     def representative():
         for image in calib:
@@ -61,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--kb", type=int, default=8, help="approximate model size in kilobytes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="one dense layer on 4 inputs (~1.2 KB)")
     args = parser.parse_args(argv)
     from edge.atomic import atomic_write_bytes
 
-    data = build_int8_tflite(args.kb, args.seed)
+    data = build_int8_tflite(args.kb, args.seed, args.tiny)
     atomic_write_bytes(args.out, data)
     print(f"{args.out}: {len(data)} bytes", file=sys.stderr)
     return 0

@@ -34,6 +34,7 @@ FAST_TRIES = 3  # tries per chunk before halving the chunk size
 GROW_AFTER = 8  # clean chunks in a row before doubling it again
 SMALLEST_TRIES = 40  # tries per chunk once the chunk is as small as it gets
 INITIAL_RTO_S = 0.25  # response timeout before a round trip was measured (plus wire time)
+MAX_WINDOW = 3  # requests in flight; also bounded by the device's buf_count - 1
 
 
 class UploadError(DeviceError):
@@ -73,7 +74,11 @@ class UploadStats:
 
 
 class SmpClient:
-    """Request/response over a SerialLink with sequence matching and adaptive timeouts."""
+    """SMP requests over a SerialLink: sequence matching, adaptive timeouts, pipelining.
+
+    Every transmission gets a fresh sequence number, so a response names exactly the request
+    it answers and every round trip is a clean RTT sample (no retransmission ambiguity).
+    """
 
     def __init__(self, link: SerialLink, *, retries: int = 8, min_timeout_s: float = 0.005, max_timeout_s: float = 5.0):
         self.link = link
@@ -85,65 +90,78 @@ class SmpClient:
         self._seq = 0
         self._srtt: float | None = None
         self._rttvar = 0.0
+        self._sent_at: dict[int, tuple[float, int]] = {}
 
-    def _timeout(self, wire_bytes: int) -> float:
+    def timeout(self, wire_bytes: int) -> float:
+        """Response timeout: smoothed RTT + 4 deviations, plus the wire time of `wire_bytes`."""
         wire = wire_seconds(wire_bytes, self.link.baud)
         rto = min(self.link.timeout_s, INITIAL_RTO_S) if self._srtt is None else self._srtt + 4 * self._rttvar
-        return min(self.max_timeout_s + wire, max(self.min_timeout_s + wire, rto + wire))
+        return min(self.max_timeout_s, max(self.min_timeout_s, rto)) + wire
 
     def _observe_rtt(self, sample: float) -> None:
+        sample = max(0.0, sample)
         if self._srtt is None:
             self._srtt, self._rttvar = sample, sample / 2
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
             self._srtt = 0.875 * self._srtt + 0.125 * sample
 
-    def request(self, op: int, group: int, command: int, payload: dict, tries: int | None = None) -> sp.SmpMessage:
-        """Send one request and return its response; retry on loss; raise NoResponse when spent."""
+    def send(self, op: int, group: int, command: int, payload: dict) -> tuple[int, int]:
+        """Transmit one request without waiting; return (sequence number, wire bytes)."""
         self._seq = (self._seq + 1) & 0xFF
-        message = sp.SmpMessage(op, group, command, self._seq, payload)
-        frames = sp.encode_frames(message.encode())
-        tries = self.retries + 1 if tries is None else tries
-        for attempt in range(tries):
-            if attempt:
-                self.stats.retries += 1
-            self.stats.requests += 1
-            start = time.monotonic()
-            self.link.write(frames)
-            self.stats.wire_bytes_out += len(frames)
-            timeout = self._timeout(len(frames)) * (1 + (attempt >= 4))
-            reply = self._await(message, timeout)
-            if reply is not None:
-                if attempt == 0:
-                    self._observe_rtt(time.monotonic() - start - wire_seconds(len(frames), self.link.baud))
-                return reply
-        raise NoResponse(
-            f"no valid response to SMP group {group} command {command} after {tries} tries",
-            where=self.link.url,
-            hint="the line is too noisy or the device is not running an mcumgr SMP server on this port",
-        )
+        frames = sp.encode_frames(sp.SmpMessage(op, group, command, self._seq, payload).encode())
+        self.link.write(frames)
+        self.stats.requests += 1
+        self.stats.wire_bytes_out += len(frames)
+        self._sent_at[self._seq] = (time.monotonic(), len(frames))
+        return self._seq, len(frames)
 
-    def _await(self, sent: sp.SmpMessage, timeout_s: float) -> sp.SmpMessage | None:
+    def receive(self, group: int, timeout_s: float) -> tuple[sp.SmpMessage | None, bool]:
+        """(next response of `group`, broken) within `timeout_s`; broken = a mangled frame arrived."""
         deadline = time.monotonic() + timeout_s
         errors_before = self.decoder.errors
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.stats.timeouts += 1
-                return None
+                return None, False
             data = self.link.read_some(min(remaining, 0.05))
             for packet in self.decoder.feed(data):
                 try:
                     reply = sp.decode_message(packet)
                 except sp.SmpDecodeError:
                     self.stats.bad_frames += 1
-                    return None  # the response was mangled: resend now
-                if reply.is_response and reply.sequence == sent.sequence and reply.group == sent.group:
-                    return reply
+                    return None, True
+                if reply.is_response and reply.group == group and reply.sequence in self._sent_at:
+                    sent_at, wire = self._sent_at.pop(reply.sequence)
+                    self._observe_rtt(time.monotonic() - sent_at - wire_seconds(wire, self.link.baud))
+                    return reply, False
             self.decoder.take_other()
             if self.decoder.errors != errors_before:
                 self.stats.bad_frames += self.decoder.errors - errors_before
-                return None  # a frame arrived broken: our response is gone, resend now
+                return None, True
+
+    def request(self, op: int, group: int, command: int, payload: dict, tries: int | None = None) -> sp.SmpMessage:
+        """Send one request and return its response; resend on loss; raise NoResponse when spent."""
+        tries = self.retries + 1 if tries is None else tries
+        mine: set[int] = set()  # a late answer to an earlier try of this request is as good
+        for attempt in range(tries):
+            if attempt:
+                self.stats.retries += 1
+            seq, wire = self.send(op, group, command, payload)
+            mine.add(seq)
+            deadline = time.monotonic() + self.timeout(wire) * (1 + (attempt >= 4))
+            while True:
+                reply, _ = self.receive(group, max(0.0, deadline - time.monotonic()))
+                if reply is not None and reply.sequence in mine:
+                    return reply
+                if reply is None:
+                    break  # timed out or mangled: send again
+        raise NoResponse(
+            f"no valid response to SMP group {group} command {command} after {tries} tries",
+            where=self.link.url,
+            hint="the line is too noisy or the device is not running an mcumgr SMP server on this port",
+        )
 
 
 def _check(reply: sp.SmpMessage, what: str, allow: tuple[int, ...] = ()) -> None:
@@ -208,6 +226,7 @@ def upload_file(
     retries: int = 8,
     max_reconnects: int = 3,
     max_restarts: int = 2,
+    reconnect_delay_s: float = 0.25,
     progress: Callable[[int], None] | None = None,
 ) -> UploadStats:
     """Upload `data` to file `name`; return stats only once the device's sha256 equals ours."""
@@ -237,6 +256,7 @@ def upload_file(
             reconnects += 1
             stats.reconnects += 1
             stats.log.append(f"reconnect {reconnects}: {exc.message}")
+            time.sleep(reconnect_delay_s * 2 ** (reconnects - 1))  # a re-enumerating board needs a moment
             link.reopen()
             client.decoder = sp.FrameDecoder()
             allow_resume = True
@@ -266,49 +286,81 @@ def _upload_pass(
     resume: bool,
     progress: Callable[[int], None] | None,
 ) -> None:
-    buf_size, _ = device_params(client)
+    """Send every chunk with up to `window` requests in flight (go-back-N on loss).
+
+    The device processes requests in order and accepts a chunk only at its current file
+    length, so a lost request shows up at once as FILE_OFFSET_NOT_VALID (with the length it
+    has) on the next one: the host goes back to that length without waiting for a timeout.
+    """
+    buf_size, buf_count = device_params(client)
     largest = min(chunk or 1 << 30, chunk_size_for(buf_size, name))
+    window = max(1, min(MAX_WINDOW, buf_count - 1))
     size = largest
     client.stats.chunk_bytes = size
-    offset = _resume_offset(client, data, name) if resume else 0
-    client.stats.resumed_from = max(client.stats.resumed_from, offset)
-    if progress is not None and offset:
-        progress(offset)
-    first = True
-    streak = 0
-    while offset < len(data) or first:
-        piece = data[offset:offset + size]
-        payload: dict = {"off": offset, "data": piece, "name": name}
-        if offset == 0:
-            payload["len"] = len(data)
-        smallest = size <= MIN_CHUNK
-        try:
-            tries = max(SMALLEST_TRIES, client.retries + 1) if smallest else FAST_TRIES
-            reply = client.request(sp.OP_WRITE, sp.GROUP_FS, sp.CMD_FS_FILE, payload, tries=tries)
-        except NoResponse:
-            if smallest:
-                raise
-            size = max(MIN_CHUNK, size // 2)  # a noisy line: smaller packets get through more often
-            client.stats.chunk_bytes = min(client.stats.chunk_bytes, size)
-            streak = 0
+    acked = _resume_offset(client, data, name) if resume else 0
+    client.stats.resumed_from = max(client.stats.resumed_from, acked)
+    if progress is not None and acked:
+        progress(acked)
+    in_flight: dict[int, int] = {}  # seq -> file offset the request starts at
+    next_off = acked
+    failures = streak = 0
+    done_empty = bool(data)
+    while acked < len(data) or not done_empty:
+        while len(in_flight) < window and (next_off < len(data) or not done_empty):
+            payload: dict = {"off": next_off, "data": data[next_off:next_off + size], "name": name}
+            if next_off == 0:
+                payload["len"] = len(data)
+            seq, _ = client.send(sp.OP_WRITE, sp.GROUP_FS, sp.CMD_FS_FILE, payload)
+            in_flight[seq] = next_off
+            next_off += len(payload["data"])
+            done_empty = True
+        wire = (size + SMP_OVERHEAD) * 4 // 3 * len(in_flight)
+        reply, broken = client.receive(sp.GROUP_FS, client.timeout(wire))
+        if broken:
+            continue  # some response was mangled; the next one (or the timeout) tells us more
+        if reply is None or reply.sequence not in in_flight:
+            if reply is not None:
+                continue  # an answer to a request we already gave up on
+            failures += 1
+            client.stats.retries += len(in_flight)
+            in_flight.clear()
+            next_off = acked  # go back: resend from the last confirmed offset
+            if failures >= (SMALLEST_TRIES if size <= MIN_CHUNK else FAST_TRIES):
+                if size <= MIN_CHUNK:
+                    raise NoResponse(
+                        f"upload stalled at byte {acked} of {len(data)} after {failures} timeouts",
+                        where=f"{client.link.url}:{name}",
+                        hint="the line is too noisy or the device stopped answering; flash again to resume",
+                    )
+                size, failures, streak = max(MIN_CHUNK, size // 2), 0, 0
+                client.stats.chunk_bytes = min(client.stats.chunk_bytes, size)
             continue
-        streak += 1
-        if streak >= GROW_AFTER and size < largest:
-            size, streak = min(largest, size * 2), 0
+        for seq in list(in_flight):  # in-order device: this answer settles every earlier request
+            del in_flight[seq]
+            if seq == reply.sequence:
+                break
         error = reply.error()
-        if error is not None and error[1] == sp.FS_ERR_OFFSET_NOT_VALID and offset > 0:
-            new = _int_field(reply, "len", "file upload") if "len" in reply.payload else 0
-            new = new if new <= len(data) else 0
-            client.stats.log.append(f"device has {new} B, host was at {offset}: continuing from {new}")
+        if error is not None and error[1] == sp.FS_ERR_OFFSET_NOT_VALID:
+            have = reply.payload.get("len")
+            have = have if isinstance(have, int) and not isinstance(have, bool) and 0 <= have <= len(data) else 0
+            in_flight.clear()
+            new = have
+            failures += 1
+            streak = 0
         else:
             _check(reply, "file upload")
             new = _int_field(reply, "off", "file upload")
             if new > len(data):
                 raise UploadError(f"device acknowledged offset {new} beyond the {len(data)}-byte file", where=name)
-        if progress is not None and new > offset:
-            progress(new - offset)
-        offset = new
-        first = False
+            failures = 0
+            streak += 1
+            if streak >= GROW_AFTER and size < largest:
+                size, streak = min(largest, size * 2), 0
+        if progress is not None and new != acked:
+            progress(new - acked)
+        if new < acked or not in_flight:
+            next_off = new  # the device has less than we thought (or nothing is in flight): go on from there
+        acked = new
 
 
 def _resume_offset(client: SmpClient, data: bytes, name: str) -> int:

@@ -1,0 +1,86 @@
+"""`edge bench` against the emulated board equals the model run locally in TFLM; CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from bridge_helpers import build_model
+
+from edge.firmware_bridge.bench import local_results, random_inputs, run_bench
+from edge.firmware_bridge.emulator import MODEL_FILE, ModelRunner
+from edge.firmware_bridge.mlperf import MlperfDut
+from edge.firmware_bridge.pty_device import PtyDevice
+from edge.firmware_bridge.transport import SerialLink
+
+
+@pytest.fixture(scope="session")
+def small_model_path(tmp_path_factory):
+    return build_model(tmp_path_factory, "small", "--kb", "8")
+
+
+def test_bench_predictions_equal_local_tflm(small_model_path):
+    model = small_model_path.read_bytes()
+    inputs = random_inputs(model, 6, seed=1)
+    with PtyDevice() as board, SerialLink(board.path, 115200) as link:
+        board.device.flash.write(MODEL_FILE, 0, model)
+        report = run_bench(MlperfDut(link), inputs, runs=4, warmups=1, model=model)
+    runner = ModelRunner(model)
+    expected = [int(np.argmax(runner.run(x)[0])) for x in inputs]
+    assert report.predictions == expected == report.local_predictions
+    assert report.local_match is True and report.mismatches == []
+    assert [f"m-results-[{','.join(f'{v:0.3f}' for v in r)}]" for r in report.results] == local_results(model, inputs)
+    assert report.latency_ms > 0 and report.laps_us[1] > report.laps_us[0]
+    assert report.timing_source in ("host-measured",) or report.timing_source.startswith("cost-model")
+    assert report.profile["model"] == "edge-" + runner.sha256[:12]
+
+
+def test_bench_detects_a_different_model_on_the_device(small_model_path, tmp_path_factory):
+    model = small_model_path.read_bytes()
+    other = build_model(tmp_path_factory, "small_seed1", "--kb", "8", "--seed", "1").read_bytes()
+    inputs = random_inputs(model, 4, seed=2)
+    with PtyDevice() as board, SerialLink(board.path, 115200) as link:
+        board.device.flash.write(MODEL_FILE, 0, other)
+        report = run_bench(MlperfDut(link), inputs, runs=1, warmups=0, model=model)
+    assert report.local_match is False and report.mismatches
+
+
+def _edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "edge", "emulator", "--seconds", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = emulator.stdout.readline().strip()
+        assert port.startswith("/dev/")
+        flash = _edge("flash", "--port", port, "--model", str(small_model_path), "--quiet")
+        assert flash.returncode == 0, flash.stderr
+        assert "= local file sha256" in flash.stdout
+        out = tmp_path / "bench.json"
+        bench = _edge("bench", "--port", port, "--model", str(small_model_path), "--runs", "3", "--warmup", "1",
+                      "--inputs", "3", "--json", str(out), "--quiet")
+        assert bench.returncode == 0, bench.stderr
+        assert "vs local TFLM   all equal" in bench.stdout
+        report = json.loads(out.read_text())
+        assert report["runs"] == 3 and report["local_match"] is True and len(report["predictions"]) == 3
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+
+
+def test_cli_serial_errors_exit_3(small_model_path):
+    result = _edge("flash", "--port", "/dev/does-not-exist", "--model", str(small_model_path), "--quiet")
+    assert result.returncode == 3
+    assert "cannot open serial port" in result.stderr and "edge devices" in result.stderr
+    missing = _edge("flash", "--port", "loop://", "--model", "no/such/model.tflite")
+    assert missing.returncode == 2 and "model file not found" in missing.stderr

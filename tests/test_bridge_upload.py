@@ -1,0 +1,136 @@
+"""Model upload over mcumgr SMP through the emulated board on a pty: hash, resume, faults."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from bridge_helpers import build_model
+
+from edge.errors import DeviceError
+from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, Flash
+from edge.firmware_bridge.pty_device import Faults, PtyDevice
+from edge.firmware_bridge.transport import SerialLink
+from edge.firmware_bridge.upload import UploadError, upload_file
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory) -> bytes:
+    return build_model(tmp_path_factory, "small", "--kb", "8").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> bytes:
+    return build_model(tmp_path_factory, "tiny", "--tiny").read_bytes()
+
+
+def test_upload_stores_the_exact_model_and_the_device_confirms_its_hash(small_model):
+    with PtyDevice() as board, SerialLink(board.path, 921600) as link:
+        stats = upload_file(link, small_model, expected_sha256=hashlib.sha256(small_model).hexdigest())
+        assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
+    assert stats.device_sha256 == hashlib.sha256(small_model).hexdigest()
+    assert stats.bytes == len(small_model) > 8000
+    assert stats.reconnects == 0 and stats.restarts == 0
+    assert stats.chunk_bytes == 2048 - 64 - len(MODEL_FILE)  # sized from the device's mcumgr buf_size
+
+
+def test_manifest_hash_mismatch_is_refused_before_sending(small_model):
+    with PtyDevice() as board, SerialLink(board.path, 921600) as link:
+        with pytest.raises(UploadError, match="differs from the manifest's"):
+            upload_file(link, small_model, expected_sha256="00" * 32)
+        assert MODEL_FILE not in board.device.flash.files
+
+
+def test_interrupted_upload_resumes_from_the_device_offset(small_model):
+    sent = []
+
+    def interrupt(nbytes: int) -> None:
+        sent.append(nbytes)
+        if sum(sent) > 4000:
+            raise KeyboardInterrupt
+
+    with PtyDevice() as board, SerialLink(board.path, 921600) as link:
+        with pytest.raises(KeyboardInterrupt):
+            upload_file(link, small_model, chunk=512, progress=interrupt)
+        partial = len(board.device.flash.files[MODEL_FILE])
+        assert 4000 < partial < len(small_model)
+        stats = upload_file(link, small_model, chunk=512)
+        assert stats.resumed_from == partial
+        assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
+
+
+def test_device_that_drops_off_the_bus_is_reconnected_and_resumed(small_model):
+    faults = Faults(disconnect_after=5000, disconnect_s=4.0)
+    with PtyDevice(faults=faults) as board, SerialLink(board.path, 921600, retry_delay_s=0.1) as link:
+        stats = upload_file(link, small_model, chunk=512, max_reconnects=6)
+        assert board.disconnects >= 1
+        assert stats.reconnects >= 1 and stats.resumed_from > 0
+        assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
+
+
+class _BadFlash(Flash):
+    """Flash that corrupts one byte of the first `bad_writes` chunks it stores."""
+
+    bad_writes = 10**9
+
+    def write(self, name: str, offset: int, data: bytes) -> None:
+        if self.bad_writes > 0 and data:
+            self.bad_writes -= 1
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        super().write(name, offset, data)
+
+
+def _board_with(flash: Flash) -> PtyDevice:
+    device = EmulatedDevice()
+    device.flash = device.smp.flash = device.mlperf.flash = flash
+    return PtyDevice(device)
+
+
+def test_a_corrupt_stored_model_is_never_reported_as_flashed(tiny_model):
+    with _board_with(_BadFlash()) as board, SerialLink(board.path, 921600) as link:
+        with pytest.raises(UploadError, match="the stored model is NOT valid") as info:
+            upload_file(link, tiny_model)
+        assert info.value.exit_code == 3
+        assert bytes(board.device.flash.files[MODEL_FILE]) != tiny_model
+
+
+def test_a_transient_storage_error_is_repaired_by_a_full_rewrite(tiny_model):
+    flash = _BadFlash()
+    flash.bad_writes = 1
+    with _board_with(flash) as board, SerialLink(board.path, 921600) as link:
+        stats = upload_file(link, tiny_model)
+        assert stats.restarts == 1
+        assert bytes(board.device.flash.files[MODEL_FILE]) == tiny_model
+
+
+def _uploads_on_a_noisy_line(model: bytes, count: int, seed: int) -> dict[str, int]:
+    """1 % of bytes in both directions dropped or bit-flipped: every upload either succeeds with
+    the right bytes on the device or fails with a clear error; none reports a corrupt model."""
+    digest = hashlib.sha256(model).hexdigest()
+    faults = Faults(drop=0.005, flip=0.005, seed=seed)
+    outcomes = {"ok": 0, "failed": 0}
+    with PtyDevice(faults=faults) as board, SerialLink(board.path, 921600, timeout_s=1.0) as link:
+        for _ in range(count):
+            board.device.flash.files.pop(MODEL_FILE, None)  # every upload starts from an empty file
+            try:
+                stats = upload_file(link, model)
+            except DeviceError as exc:
+                assert exc.exit_code == 3 and exc.message and exc.hint
+                outcomes["failed"] += 1
+                continue
+            assert stats.device_sha256 == digest
+            assert bytes(board.device.flash.files[MODEL_FILE]) == model  # the device really has it
+            outcomes["ok"] += 1
+    assert faults.dropped > 10 * count and faults.flipped > 10 * count
+    return outcomes
+
+
+def test_12_uploads_on_a_line_with_1_percent_bad_bytes(tiny_model):
+    outcomes = _uploads_on_a_noisy_line(tiny_model, 12, seed=5)
+    assert outcomes["ok"] >= 10, outcomes
+
+
+@pytest.mark.slow
+def test_100_uploads_on_a_line_with_1_percent_bad_bytes(tiny_model):
+    outcomes = _uploads_on_a_noisy_line(tiny_model, 100, seed=3)
+    assert outcomes["ok"] >= 90, outcomes
