@@ -32,6 +32,7 @@ def _battery_config(args: argparse.Namespace, base: dict | None = None):
     from pydantic import ValidationError
 
     from edge.config import BatteryConfig
+    from edge.power.durations import parse_duration_days
 
     data = dict(base or {})
     for key in ("device", "mcu", "kernels", "min_lifetime", "confidence", "runs", "seed", "max_years",
@@ -39,6 +40,8 @@ def _battery_config(args: argparse.Namespace, base: dict | None = None):
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
+    if getattr(args, "min_lifetime", None) is not None:
+        parse_duration_days(args.min_lifetime, where="--min-lifetime")
     try:
         return BatteryConfig.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,131 @@
+"""Power profiles: every shipped profile validates; bad ones are rejected with file:line and field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.power.profiles import KINDS, list_profiles, load_device, load_mcu, load_profile, profiles_dir
+
+SHIPPED = {
+    "mcus": {"stm32l4r5", "stm32u575", "nrf52840", "esp32s3", "alif-e3-he"},
+    "cameras": {"hm01b0", "ov2640"},
+    "motion": {"ekmb1101111"},
+    "radios": {"nrf52840-ble", "sx1262"},
+    "cells": {"cr2032", "cr123a", "aa-alkaline", "aa-lifes2", "aa-lisocl2", "lipo-1000"},
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_shipped_profile_validates_and_cites_sources(kind: str) -> None:
+    names = list_profiles(kind)
+    assert set(SHIPPED.get(kind, set())) <= set(names)
+    for name in names:
+        profile = load_profile(kind, name)
+        assert profile.sources, f"{kind}/{name} has no sources"
+
+
+def test_mcu_api_for_the_export_stage() -> None:
+    mcu = load_mcu("stm32l4r5")
+    assert (mcu.core, mcu.clock_hz, mcu.flash_bytes, mcu.ram_bytes) == ("cortex-m4", 120_000_000, 2_097_152, 655_360)
+    assert mcu.kernels.optimized.conv_cycles_per_mac < mcu.kernels.reference.conv_cycles_per_mac
+    assert load_mcu("alif-e3-he").core == "cortex-m55"
+
+
+def test_devices_compose_existing_parts() -> None:
+    for name in list_profiles("devices"):
+        load_device(name)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A copy of the shipped profiles to break."""
+    shutil.copytree(profiles_dir(), tmp_path / "pp")
+    return tmp_path / "pp"
+
+
+def _edit(root: Path, kind: str, name: str, old: str, new: str) -> Path:
+    path = root / kind / f"{name}.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_negative_current_names_file_line_and_field(root: Path) -> None:
+    path = _edit(root, "mcus", "nrf52840", "run_current_uA: 3300", "run_current_uA: -3300")
+    with pytest.raises(ConfigError) as err:
+        load_mcu("nrf52840", root)
+    assert err.value.where == f"{path}:{_line(path, 'run_current_uA')}"
+    assert err.value.message == "field 'run_current_uA': Input should be greater than 0 (got -3300)"
+
+
+def test_missing_unit_is_called_a_missing_unit(root: Path) -> None:
+    path = _edit(root, "mcus", "nrf52840", "sleep_current_uA: 3.16", "sleep_current: 3.16")
+    with pytest.raises(ConfigError) as err:
+        load_mcu("nrf52840", root)
+    assert err.value.where == f"{path}:{_line(path, 'sleep_current:')}"
+    assert err.value.message.startswith(
+        "field 'sleep_current': missing unit: the key must name its unit, e.g. 'sleep_current_uA'")
+
+
+def test_wrong_unit_is_called_a_wrong_unit(root: Path) -> None:
+    _edit(root, "mcus", "nrf52840", "sleep_current_uA: 3.16", "sleep_current_mA: 0.00316")
+    with pytest.raises(ConfigError, match="field 'sleep_current_mA': wrong unit: this quantity is given as "
+                       "'sleep_current_uA'"):
+        load_mcu("nrf52840", root)
+
+
+def test_unknown_nested_key(root: Path) -> None:
+    path = _edit(root, "cells", "cr2032", "internal_resistance_ohm: 20.0", "internal_resistance_ohm: 20.0\nesr_mohm: 5")
+    with pytest.raises(ConfigError) as err:
+        load_profile("cells", "cr2032", root)
+    assert err.value.where == f"{path}:{_line(path, 'esr_mohm')}"
+    assert err.value.message == "field 'esr_mohm': unknown key"
+
+
+def test_impossible_sleep_above_run_points_at_the_field(root: Path) -> None:
+    path = _edit(root, "mcus", "stm32l4r5", "sleep_current_uA: 3.1 ", "sleep_current_uA: 20000 ")
+    with pytest.raises(ConfigError) as err:
+        load_mcu("stm32l4r5", root)
+    assert err.value.where == f"{path}:{_line(path, 'sleep_current_uA')}"
+    assert err.value.message == (
+        "field 'sleep_current_uA': impossible: sleep_current_uA 20000.0 is not below run_current_uA 13200.0")
+
+
+def test_impossible_cell_cutoff_and_unsorted_table(root: Path) -> None:
+    _edit(root, "cells", "cr2032", "cutoff_V: 2.0 ", "cutoff_V: 3.5 ")
+    with pytest.raises(ConfigError, match=r"impossible: cutoff_V 3.5 is not below nominal_V 3.0"):
+        load_profile("cells", "cr2032", root)
+    _edit(root, "cells", "cr2032", "cutoff_V: 3.5 ", "cutoff_V: 2.0 ")
+    _edit(root, "cells", "cr2032", "  - [1.0, 210]", "  - [0.1, 210]")
+    with pytest.raises(ConfigError, match=r"capacity_vs_load: the first column must increase strictly"):
+        load_profile("cells", "cr2032", root)
+
+
+def test_implausible_run_current_unit(root: Path) -> None:
+    _edit(root, "mcus", "nrf52840", "run_current_uA: 3300", "run_current_uA: 3.3")
+    with pytest.raises(ConfigError, match=r"0.1 uA/MHz \(real MCUs draw 5-2000 uA/MHz\); check the unit"):
+        load_mcu("nrf52840", root)
+
+
+def test_device_with_unknown_part_suggests_a_name(root: Path) -> None:
+    _edit(root, "devices", "camera-trap-nrf52840", "cell: aa-lifes2", "cell: aa-lifes")
+    with pytest.raises(ConfigError) as err:
+        load_device("camera-trap-nrf52840", root)
+    assert "no cell profile named 'aa-lifes'" in err.value.message
+    assert err.value.hint == "did you mean 'aa-lifes2'?"
+
+
+def test_lora_time_on_air_matches_semtech_formula() -> None:
+    lora = load_profile("radios", "sx1262").lora
+    assert lora.time_on_air_ms(10) == pytest.approx(61.696, abs=1e-3)  # 23 B at SF7/125 kHz (FINDINGS: ~62 ms)
+    sf12 = lora.model_copy(update={"spreading_factor": 12})
+    assert sf12.time_on_air_ms(10) == pytest.approx(1482.752, abs=1e-3)  # low data rate optimisation on
