@@ -143,6 +143,38 @@ def smallest_arena(data: bytes, sample: np.ndarray, granularity: int = 16) -> in
     return high
 
 
+def _invoke_all(data: bytes, arena: int, inputs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Outputs of one interpreter on every input, and the seconds spent invoking."""
+    interp = _interpreter(data, arena)
+    started = time.perf_counter()
+    outs = []
+    for sample in inputs:
+        interp.set_input(sample[None], 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.stack(outs), time.perf_counter() - started
+
+
+def run_images(data: bytes, arena: int, inputs: np.ndarray, workers: int | None = None) -> tuple[np.ndarray, float]:
+    """Run all inputs, split across forked workers (one interpreter each); returns (outputs, invoke seconds)."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    workers = min(workers, len(inputs)) if hasattr(os, "fork") else 1
+    if workers <= 1:
+        return _invoke_all(data, arena, inputs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    shards = np.array_split(inputs, workers)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_invoke_all, [data] * workers, [arena] * workers, shards))
+    except BrokenProcessPool as exc:
+        raise ExportError("the TFLite Micro interpreter crashed while running the test images",
+                          hint="run `edge verify` on the model to see the interpreter's own messages") from exc
+    return np.concatenate([r[0] for r in results]), sum(r[1] for r in results)
+
+
 def _child(model_path: Path, images_path: Path, out_dir: Path) -> None:
     data = model_path.read_bytes()
     model = read_tflite(model_path, data)
@@ -155,15 +187,7 @@ def _child(model_path: Path, images_path: Path, out_dir: Path) -> None:
     started = time.perf_counter()
     arena = smallest_arena(data, inputs[:1])
     bisect_s = time.perf_counter() - started
-    interp = _interpreter(data, arena)
-    started = time.perf_counter()
-    outs = []
-    for sample in inputs:
-        interp.set_input(sample[None], 0)
-        interp.invoke()
-        outs.append(np.array(interp.get_output(0)).reshape(-1))
-    invoke_s = time.perf_counter() - started
-    q = np.stack(outs)
+    q, invoke_s = run_images(data, arena, inputs)
     out_t = model.io("output")
     logits = q.astype(np.float32) if out_t.dtype == "FLOAT32" else dequantize(q, out_t)
     np.savez(out_dir / "tflm_outputs.npz", q=q, logits=logits)
