@@ -271,3 +271,41 @@ def test_disabled_prune_stage_passes_the_trained_model_through(tmp_path):
     metrics = Manifest(tmp_path).stages["prune"].metrics
     assert (metrics["params"], metrics["params_ratio"], metrics["steps"]) == (5091, 1.0, 0)
     assert (tmp_path / "prune/model.safetensors").read_bytes() == (tmp_path / "train/model.safetensors").read_bytes()
+
+
+def test_impossible_budget_stops_the_stage_before_any_work(tmp_path):
+    from edge.pipeline import run_stage_here
+
+    _tiny_run(tmp_path, max_macs=10)
+    # smallest: 16 x 4 x 16 (patches) + 2 x (3x17x4x8 + 2x17x17x8 + 17x8x4 + 2x17x4) + 4 x 3 = 14,908
+    with pytest.raises(ConfigError, match=r"\(embed 4, 1 head and 1 MLP unit per block\) has macs 14,908 > 10"):
+        run_stage_here(tmp_path, "prune")
+    assert not (tmp_path / "prune/model.safetensors").exists()
+
+
+def test_cli_rejects_a_params_ratio_above_one_with_exit_2(tmp_path, capsys):
+    from edge.cli import main
+
+    code = main(["prune", "--runs-dir", str(tmp_path), "--set", "prune.params_ratio=1.5"])
+    assert code == 2
+    assert "field 'prune.params_ratio': Input should be less than or equal to 1 (got 1.5)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_edge_prune_end_to_end_on_a_small_run(tmp_path):
+    import subprocess
+    import sys
+
+    from edge.manifest import Manifest
+
+    settings = ["data.n_train=256", "data.n_val=64", "data.n_test=64", "data.n_calib=16", "data.image_size=32",
+                "model.name=vit_lite_xs", "train.epochs=3", "train.threads=1", "prune.steps=2",
+                "prune.finetune_epochs=1", "prune.final_epochs=1", "prune.int8_ratio=null"]
+    cmd = [sys.executable, "-m", "edge", "prune", "--runs-dir", str(tmp_path), "--run", "small"]
+    for setting in settings:
+        cmd += ["--set", setting]
+    assert subprocess.call(cmd) == 0
+    metrics = Manifest(tmp_path / "small").stages["prune"].metrics
+    assert metrics["params"] <= 0.3 * metrics["params_before"] and metrics["steps"] == 2
+    model, spec = load_model(tmp_path / "small/prune/model.safetensors", tmp_path / "small/prune/model_spec.json")
+    assert count_params(model) == metrics["params"] and all(b.num_heads >= 1 for b in spec.blocks)
