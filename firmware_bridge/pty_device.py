@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import random
 import select
 import termios
@@ -121,19 +122,25 @@ class PtyDevice:
         self.disconnects = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
         self._offline_until = 0.0
 
     def start(self) -> PtyDevice:
-        """Run the device loop in a daemon thread."""
+        """Run the device loop and the paced transmitter in daemon threads."""
+        self._writer = threading.Thread(target=self._transmit, name="edge-emulator-tx", daemon=True)
+        self._writer.start()
         self._thread = threading.Thread(target=self.serve, name="edge-emulator", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop the loop and close the pty."""
+        """Stop the loops and close the pty."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._outbox.put(None)
+        for thread in (self._thread, self._writer):
+            if thread is not None:
+                thread.join(timeout=2)
         for fd in (self.master, self.slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -172,6 +179,17 @@ class PtyDevice:
             self.device.reset_link_state()
 
     def _send(self, data: bytes) -> None:
+        """Queue bytes for the transmitter (so pacing replies never delays reading requests)."""
+        self._outbox.put(data)
+
+    def _transmit(self) -> None:
+        while True:
+            data = self._outbox.get()
+            if data is None or self._stop.is_set():
+                return
+            self._write_paced(data)
+
+    def _write_paced(self, data: bytes) -> None:
         view = memoryview(data)
         step = 256 if self.tx_clock.baud else len(view) or 1
         for i in range(0, len(view), step):

@@ -80,30 +80,47 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """Consume bytes; return the complete, CRC-valid packets (header + CBOR)."""
         packets: list[bytes] = []
-        for byte in data:
+        i, n = 0, len(data)
+        while i < n:
             if self._in_smp_line:
-                if byte == 0x0A:
-                    packet = self._end_line(bytes(self._line))
-                    if packet is not None:
-                        packets.append(packet)
-                    self._line.clear()
-                    self._in_smp_line = False
-                elif len(self._line) >= MAX_LINE + 2:
-                    self.errors += 1  # newline lost: drop the line and the packet in progress
+                newline = data.find(b"\n", i)
+                end = n if newline < 0 else newline
+                room = MAX_LINE + 2 - len(self._line)
+                if end - i > room:
+                    self.errors += 1  # newline lost: drop the line, the packet in progress and this byte
                     self._line.clear()
                     self._packet = None
                     self._in_smp_line = False
-                else:
-                    self._line.append(byte)
+                    i += room + 1
+                    continue
+                self._line += data[i:end]
+                if newline < 0:
+                    break
+                packet = self._end_line(bytes(self._line))
+                if packet is not None:
+                    packets.append(packet)
+                self._line.clear()
+                self._in_smp_line = False
+                i = newline + 1
                 continue
-            self._other.append(byte)
+            if self._other[-1:] in (START[:1], CONTINUE[:1]) and bytes(self._other[-1:]) + data[i:i + 1] in (
+                START, CONTINUE
+            ):
+                self._line[:] = bytes(self._other[-1:]) + data[i:i + 1]
+                del self._other[-1:]
+                self._in_smp_line = True
+                i += 1
+                continue
+            found = [k for k in (data.find(START, i), data.find(CONTINUE, i)) if k >= 0]
+            cut = min(found) if found else n
+            self._other += data[i:cut]
             if len(self._other) > self.other_limit:
                 del self._other[: len(self._other) - self.other_limit]
-            tail = bytes(self._other[-2:])
-            if tail in (START, CONTINUE):
-                del self._other[-2:]
-                self._line[:] = tail
-                self._in_smp_line = True
+            if not found:
+                break
+            self._line[:] = data[cut:cut + 2]
+            self._in_smp_line = True
+            i = cut + 2
         return packets
 
     def take_other(self) -> bytes:

@@ -108,3 +108,53 @@ def test_fuzz_framed_garbage_is_counted_not_raised(body, marker):
     for packet in decoder.feed(frame):  # a random body passes the CRC only by chance; then decode must not crash
         with contextlib.suppress(sp.SmpDecodeError):
             sp.decode_message(packet)
+
+
+class _ByteDecoder(sp.FrameDecoder):
+    """The obvious byte-at-a-time decoder, as an oracle for the sliced fast path."""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        packets = []
+        for byte in data:
+            if self._in_smp_line:
+                if byte == 0x0A:
+                    packet = self._end_line(bytes(self._line))
+                    packets += [packet] if packet is not None else []
+                    self._line.clear()
+                    self._in_smp_line = False
+                elif len(self._line) >= sp.MAX_LINE + 2:
+                    self.errors += 1
+                    self._line.clear()
+                    self._packet = None
+                    self._in_smp_line = False
+                else:
+                    self._line.append(byte)
+                continue
+            self._other.append(byte)
+            if bytes(self._other[-2:]) in (sp.START, sp.CONTINUE):
+                self._line[:] = self._other[-2:]
+                del self._other[-2:]
+                self._in_smp_line = True
+        return packets
+
+
+_PIECES = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"\x06", b"\x09", b"\x04", b"\x14", b"\n", b"\x06\x09", b"\x04\x14", b"m-ready\r\n"]),
+    st.integers(1, 400).map(lambda n: sp.encode_frames(_message(n, seq=n % 256).encode())),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=12), st.lists(st.integers(1, 64), min_size=1, max_size=8))
+def test_fast_decoder_equals_the_byte_at_a_time_oracle(pieces, cuts):
+    stream = b"".join(pieces)
+    fast, slow = sp.FrameDecoder(), _ByteDecoder()
+    got, i, k = [], 0, 0
+    while i < len(stream):  # feed the fast one in arbitrary slices, the oracle all at once
+        step = cuts[k % len(cuts)]
+        got += fast.feed(stream[i:i + step])
+        i, k = i + step, k + 1
+    assert got == slow.feed(stream)
+    assert fast.errors == slow.errors
+    assert fast.take_other() == slow.take_other()
