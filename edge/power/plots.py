@@ -26,8 +26,10 @@ def plot_soc(sim: SimResult, path: Path, title: str, target_days: float | None =
     ax.plot(years, 100 * sim.soc_p50, label="median run")
     if target_days:
         ax.axvline(target_days / 365.25, color="k", linestyle="--", label="target")
+    if sim.brownout_soc > 0.02:
+        ax.axhline(100 * sim.brownout_soc, color="r", linestyle=":", label="brown-out under peak load")
     ax.set_xlabel("years")
-    ax.set_ylabel("state of charge (% of usable capacity)")
+    ax.set_ylabel("state of charge (% of capacity at this load)")
     ax.set_ylim(0, 105)
     ax.set_title(title)
     ax.legend(loc="upper right")

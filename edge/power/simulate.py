@@ -64,6 +64,7 @@ class SimResult:
     captures: int
     warnings: list[str] = field(default_factory=list)
     capacity_mAh: float = 0.0  # usable capacity of the nominal run (before temperature)
+    brownout_soc: float = 0.0  # state of charge at which the peak load browns the device out
 
     def percentile_days(self, q: float) -> float:
         """Lifetime percentile in days (q in 0..100)."""
@@ -218,4 +219,5 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         captures=n_captures,
         warnings=warnings,
         capacity_mAh=float(np.median(capacity)),
+        brownout_soc=1.0 - dod_v,
     )
