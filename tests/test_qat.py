@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.errors import ConfigError, ExportError
+from edge.errors import ConfigError
 from edge.training.loop import FitConfig, evaluate, fit
 from edge.training.models import build_model
 from edge.training.qat import export_qdq_onnx, float_model, learned_ranges, onnx_logits, quantize, quantizers
@@ -140,8 +140,18 @@ def test_int16_activations(trained: dict, tmp_path) -> None:
             assert item.min == pytest.approx(-item.max * 32768 / 32767, rel=1e-5)
             signed += 1
     assert signed >= len(report.ranges.activations) - 2
-    with pytest.raises(ExportError, match="only for 8-bit quantizers, got 16-bit"):
-        export_qdq_onnx(q16, SPEC, tmp_path / "m.onnx")
+    import onnx
+
+    path = export_qdq_onnx(q16, SPEC, tmp_path / "m.onnx")  # FakeQuantize rewritten as int16 QDQ pairs
+    graph = onnx.load(str(path))
+    assert {n.domain for n in graph.graph.node} == {""}
+    zero_types = {onnx.TensorProto.DataType.Name(t.data_type) for t in graph.graph.initializer
+                  if t.name.endswith("/zero_point")}
+    assert {"INT16", "INT8"} <= zero_types  # int16 activations, int8 weights
+    x = trained["val"][0][:64]
+    ours = onnx_logits(path, x.numpy())
+    ref = evaluate(q16, x, trained["val"][1][:64])[2].numpy()
+    assert (ours.argmax(1) == ref.argmax(1)).mean() >= 0.98 and np.abs(ours - ref).max() < 0.05
 
 
 @pytest.mark.parametrize(("patch", "message"), [

@@ -70,3 +70,14 @@ def test_qat_stage_needs_the_pruned_model_when_pruning_is_on(tmp_path) -> None:
     run_dir, _ = make_run(tmp_path)
     with pytest.raises(ConfigError, match="stage 'prune' has no output 'weights'"):
         run_stage_here(run_dir, "qat")
+
+
+@pytest.mark.slow
+def test_qat_stage_int16_activations(tmp_path) -> None:
+    torch.set_num_threads(1)
+    run_dir, _ = make_run(tmp_path)
+    _configure(run_dir, activation_bits=16)
+    run_stage_here(run_dir, "qat")
+    record = Manifest(run_dir).stages["qat"]
+    assert record.metrics["activation_bits"] == 16 and record.metrics["onnx_qdq_vs_torch_top1"] >= 0.95
+    assert read_ranges(run_dir / "qat" / "quant_ranges.json").activation_bits == 16

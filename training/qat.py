@@ -6,7 +6,7 @@ the plain VitLite weights that `build_model(spec)` loads and the exporter rebuil
 The wrapped model trains with `edge.training.loop.fit` like any module (the quantizers' scales are
 parameters, so the ranges are learned). Afterwards `float_model` strips the quantizers,
 `learned_ranges` maps them to the documented point names, and `export_qdq_onnx` writes standard
-QuantizeLinear/DequantizeLinear ONNX (8-bit only: NNCF cannot export 16-bit QDQ pairs).
+QuantizeLinear/DequantizeLinear ONNX (int16 pairs for 16-bit activations, via `qdq_onnx.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.errors import ExportError
 from edge.training.models import VitLite, build_model
 from edge.training.quant_ranges import ActivationRange, QuantRangesFile, WeightRange, locate, merge_activation
 from edge.vit_spec import VitSpec
@@ -140,20 +139,23 @@ def learned_ranges(qmodel: nn.Module, spec: VitSpec, activation_bits: int = 8) -
 
 
 def export_qdq_onnx(qmodel: nn.Module, spec: VitSpec, path: str | os.PathLike[str], opset: int = 17) -> Path:
-    """Write the fake-quant model as standard QuantizeLinear/DequantizeLinear ONNX (atomically)."""
+    """Write the fake-quant model as standard QuantizeLinear/DequantizeLinear ONNX (atomically).
+
+    8-bit: NNCF's own QDQ export. Any 16-bit quantizer: NNCF's FakeQuantize export rewritten into
+    QDQ pairs with int16 codes (`qdq_onnx.py`, opset 21).
+    """
     import warnings
 
     import onnx
     from nncf.torch.quantization.layers import QuantizerExportMode
 
     from edge.atomic import atomic_path
+    from edge.training.qdq_onnx import fakequantize_to_qdq
 
+    wide = any(quantizer.num_bits > 8 for _, quantizer in quantizers(qmodel))
+    mode = QuantizerExportMode.FAKE_QUANTIZE if wide else QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS
     for _, quantizer in quantizers(qmodel):
-        if quantizer.num_bits != 8:
-            raise ExportError(f"NNCF exports QuantizeLinear/DequantizeLinear only for 8-bit quantizers, "
-                              f"got {quantizer.num_bits}-bit", where=str(path),
-                              hint="use qat.activation_bits=8 for a QDQ ONNX model")
-        quantizer.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
+        quantizer.set_export_mode(mode)
     qmodel.eval()
     example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
@@ -161,6 +163,8 @@ def export_qdq_onnx(qmodel: nn.Module, spec: VitSpec, path: str | os.PathLike[st
         torch.onnx.export(qmodel, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        if wide:
+            onnx.save(fakequantize_to_qdq(onnx.load(str(tmp))), str(tmp))
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
     return Path(path)
 
