@@ -35,6 +35,7 @@ class BenchReport:
     local_predictions: list[int] | None = None
     local_match: bool | None = None
     mismatches: list[int] = field(default_factory=list)
+    energy: dict | None = None
 
     def to_json(self) -> dict:
         """Plain data for JSON (units in key names)."""
@@ -54,6 +55,13 @@ class BenchReport:
         if self.local_match is not None:
             verdict = "all equal" if self.local_match else f"MISMATCH at inputs {self.mismatches[:10]}"
             rows.append(("vs local TFLM", verdict))
+        if self.energy is not None:
+            rows.append(("measured_uJ/inference", f"{self.energy['energy_per_inference_uJ']:.2f} "
+                         f"({self.energy['method']})"))
+            energy = self.energy
+            if energy.get("costmodel_energy_uJ") is not None:
+                rows.append(("cost model uJ", f"{energy['costmodel_energy_uJ']:.2f} on {energy['costmodel_mcu']} "
+                             f"(measured/model {energy['measured_over_model']:.2f})"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -150,3 +158,18 @@ def run_bench(
         report.mismatches = [i for i, (a, b) in enumerate(zip(device_lines, expected, strict=False)) if a != b]
         report.local_match = not report.mismatches
     return report
+
+
+def trace_energy(
+    trace: Path, model: bytes | None, mcu: str, *, voltage_V: float | None, inferences: int | None, marker: int | None
+) -> dict:
+    """Measured energy per inference from a current trace, next to the cost model's estimate."""
+    from edge.firmware_bridge.emulator import costmodel_estimate
+    from edge.firmware_bridge.trace import energy_per_inference
+
+    measured = energy_per_inference(trace, voltage_V=voltage_V, inferences=inferences, marker=marker).to_json()
+    modelled = costmodel_estimate(model, mcu) if model is not None else None
+    measured["costmodel_mcu"] = mcu
+    measured["costmodel_energy_uJ"] = modelled[1] if modelled else None
+    measured["measured_over_model"] = measured["energy_per_inference_uJ"] / modelled[1] if modelled else None
+    return measured

@@ -75,7 +75,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from edge.cli import print_json
-    from edge.firmware_bridge.bench import random_inputs, read_inputs, run_bench
+    from edge.firmware_bridge.bench import random_inputs, read_inputs, run_bench, trace_energy
     from edge.firmware_bridge.mlperf import MlperfDut
     from edge.firmware_bridge.transport import SerialLink
 
@@ -96,6 +96,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     ) as bar:
         dut = MlperfDut(link, energy_mode=args.energy_mode)
         report = run_bench(dut, inputs, runs=args.runs, warmups=args.warmup, model=model, progress=bar.update)
+    if args.trace is not None:
+        report.energy = trace_energy(args.trace, model, args.mcu, voltage_V=args.voltage,
+                                     inferences=args.trace_inferences, marker=args.marker)
     print(report.table())
     print_json(report.to_json(), args.json)
     print(f"wrote {args.json}", file=sys.stderr)
@@ -187,6 +190,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--energy-mode", action="store_true", help="26-byte db chunks, as behind the energy IO manager")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the JSON report")
+    bench.add_argument("--trace", type=Path, help="current trace CSV (PPK2 or Otii export) taken during the run")
+    bench.add_argument("--voltage", type=float, help="supply voltage, V (if the trace has no voltage column)")
+    bench.add_argument("--marker", type=int, choices=range(8), metavar="0-7",
+                       help="digital channel D0-D7 that is high during each inference")
+    bench.add_argument("--trace-inferences", type=int, help="inferences in the trace (when there is no marker)")
+    bench.add_argument("--mcu", default="nrf52840", help="MCU profile for the cost-model energy (default nrf52840)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_bench)
 
@@ -202,7 +211,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="emulate a UART at this baud rate (a pty has none; default: unlimited)")
     emu.add_argument("--model", type=Path, help="pre-flash this .tflite")
     emu.add_argument("--store", type=Path, help="keep the emulated flash in this folder (survives restarts)")
-    emu.add_argument("--target", default="cortex-m4", help="cost-model target for emulated timings")
+    emu.add_argument("--mcu", default="nrf52840", dest="target",
+                     help="MCU profile (power_profiles/mcus/) whose cost model times inferences (default nrf52840)")
     emu.add_argument("--drop", type=float, default=0.0, help="probability a byte is dropped")
     emu.add_argument("--flip", type=float, default=0.0, help="probability a byte has a bit flipped")
     emu.add_argument("--stall-every", type=int, default=0, help="stall after every N received bytes")

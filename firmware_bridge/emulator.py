@@ -6,14 +6,16 @@ Zephyr's shell transport), everything else is the MLPerf Tiny command line (`...
 files live in a dict (the board's flash), optionally mirrored to a folder so they survive a
 restart. `infer` runs the stored model in the `tflite_micro` interpreter.
 
-Reported timings (the `m-lap-us-` stamps) come from the cost model `edge.power.costmodel`
-when it can estimate the model on the emulated target, otherwise from the host's measured
+Reported timings (the `m-lap-us-` stamps) come from the cost model `edge.power.cost` when it
+can estimate the model on the emulated MCU profile, otherwise from the host's measured
 TFLM time; `profile%` says which in an extra `m-timing-[...]` line.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ MAX_DB_INPUT_SIZE = 96 * 96 * 3  # the reference firmware's default buffer
 SMP_BUF_SIZE = 2048
 SMP_BUF_COUNT = 4
 ARENA_BYTES = 512 * 1024
+DEFAULT_MCU = "nrf52840"  # the MCU profile of the default cortex-m target (power_profiles/targets.yaml)
 
 
 class ModelRunner:
@@ -67,21 +70,24 @@ def format_results(values: np.ndarray) -> str:
     return "m-results-[" + ",".join(f"{float(v):0.3f}" for v in values) + "]"
 
 
-def costmodel_latency_ms(model: bytes, target: str) -> float | None:
-    """Latency of one inference from `edge.power.costmodel`, or None if unavailable."""
+@functools.lru_cache(maxsize=8)
+def costmodel_estimate(model: bytes, mcu: str) -> tuple[float, float] | None:
+    """(latency_ms, energy_uJ) of one inference from the cost model `edge.power.cost` on the
+    MCU profile `mcu` (power_profiles/mcus/), or None if the cost model or profile is missing."""
     try:
-        from edge.power import costmodel  # optional: written by the power helper
-    except Exception:
+        from edge.power.cost import estimate
+        from edge.power.profiles import load_mcu
+        from edge.power.tflite_graph import parse_tflite
+    except ImportError:
         return None
-    for name in ("estimate_latency_ms", "latency_ms"):
-        func = getattr(costmodel, name, None)
-        if callable(func):
-            try:
-                value = float(func(model, target))
-            except Exception:
-                return None
-            return value if value > 0 else None
-    return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model)
+        try:
+            cost = estimate(parse_tflite(path), load_mcu(mcu))
+        except Exception:  # an unknown MCU or an op the cost model cannot size: fall back to host time
+            return None
+    return (cost.latency_ms, cost.energy_uJ) if cost.latency_ms > 0 else None
 
 
 @dataclass
@@ -189,7 +195,7 @@ class SmpServer:
 class MlperfFirmware:
     """The MLPerf Tiny DUT command set over the emulated flash's model."""
 
-    def __init__(self, flash: Flash, *, target: str = "cortex-m4", model_file: str = MODEL_FILE) -> None:
+    def __init__(self, flash: Flash, *, target: str = DEFAULT_MCU, model_file: str = MODEL_FILE) -> None:
         self.flash = flash
         self.target = target
         self.model_file = model_file
@@ -224,7 +230,7 @@ class MlperfFirmware:
     def timing_source(self) -> str:
         """'cost-model <target>' when the cost model covers the model, else 'host-measured'."""
         model = self.flash.files.get(self.model_file)
-        if model and costmodel_latency_ms(bytes(model), self.target) is not None:
+        if model and costmodel_estimate(bytes(model), self.target) is not None:
             return f"cost-model {self.target}"
         return "host-measured"
 
@@ -309,8 +315,8 @@ class MlperfFirmware:
         out += ["m-warmup-done", f"m-infer-start-{runs}"]
         start = self.now_us()
         values, host_s = runner.run(bytes(self.buffer), runs)
-        modelled = costmodel_latency_ms(bytes(self.flash.files[self.model_file]), self.target)
-        elapsed_us = round(runs * modelled * 1000) if modelled is not None else round(host_s * 1e6)
+        modelled = costmodel_estimate(bytes(self.flash.files[self.model_file]), self.target)
+        elapsed_us = round(runs * modelled[0] * 1000) if modelled is not None else round(host_s * 1e6)
         end = start + max(1, elapsed_us)
         self._offset_us += max(0, end - self.now_us())
         self.last_results = values
@@ -335,7 +341,7 @@ def _atoi(text: str) -> int:
 class EmulatedDevice:
     """Bytes in, bytes out: SMP lines to the SMP server, the rest to the MLPerf command line."""
 
-    def __init__(self, *, store: Path | None = None, target: str = "cortex-m4", buf_size: int = SMP_BUF_SIZE) -> None:
+    def __init__(self, *, store: Path | None = None, target: str = DEFAULT_MCU, buf_size: int = SMP_BUF_SIZE) -> None:
         self.flash = Flash(store)
         self.smp = SmpServer(self.flash, buf_size)
         self.mlperf = MlperfFirmware(self.flash, target=target)

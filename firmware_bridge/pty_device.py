@@ -24,7 +24,7 @@ import tty
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.firmware_bridge.emulator import EmulatedDevice
+from edge.firmware_bridge.emulator import DEFAULT_MCU, EmulatedDevice
 from edge.firmware_bridge.transport import wire_seconds
 
 
@@ -109,7 +109,7 @@ class PtyDevice:
         baud: int | None = None,
         faults: Faults | None = None,
         store: Path | None = None,
-        target: str = "cortex-m4",
+        target: str = DEFAULT_MCU,
     ) -> None:
         self.device = device or EmulatedDevice(store=store, target=target)
         self.faults = faults or Faults()
