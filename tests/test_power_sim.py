@@ -103,8 +103,8 @@ def test_peak_current_warning_for_a_coin_cell_camera() -> None:
 def test_monte_carlo_spreads_and_is_reproducible() -> None:
     model = _model(sleep_uA=50.0, event_uJ=2000.0)
     device = DEVICE.model_copy(update={"events": EventSpec(process="bursty", rate_per_day=50)})
-    a = simulate(model, device, SimOptions(runs=200, seed=3, max_years=5))
-    b = simulate(model, device, SimOptions(runs=200, seed=3, max_years=5))
+    a = simulate(model, device, SimOptions(runs=100, seed=3, max_years=5))
+    b = simulate(model, device, SimOptions(runs=100, seed=3, max_years=5))
     assert np.array_equal(a.lifetimes_days, b.lifetimes_days)
     assert a.percentile_days(5) < a.percentile_days(50) < a.percentile_days(95)
     assert np.all(np.diff(a.soc_p50) <= 1e-6)  # state of charge never rises
