@@ -12,15 +12,23 @@ from pathlib import Path
 from edge.errors import ConfigError
 
 
+def _out_dir(path: Path, flag: str = "--out") -> Path:
+    """A folder for reports; a clear error if the path exists and is a file."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"'{path}' exists and is not a folder", where=flag, hint="give a folder path for the reports")
+    return path
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from edge.power.cost import estimate_file, layer_table_markdown
     from edge.power.profiles import load_mcu
     from edge.power.stages import write_profile
 
+    out = _out_dir(args.out) if args.out else None
     cost = estimate_file(args.model, load_mcu(args.mcu), args.kernels)
     print(layer_table_markdown(cost, top=args.top), end="")
-    if args.out:
-        for path in write_profile(cost, args.out).values():
+    if out:
+        for path in write_profile(cost, out).values():
             print(f"wrote {path}")
     if not cost.fits_flash:
         print(f"warning: the model ({cost.model_bytes:,} B) does not fit the {cost.flash_bytes:,} B flash "
@@ -84,7 +92,7 @@ def _evaluate(args: argparse.Namespace):
     battery = _battery_config(args, base)
     uj, ms, name = _inference(args, battery)
     out = args.out or (args.runs_dir / args.run / "battery-check" if args.run else Path("battery-report"))
-    outcome = evaluate_battery(battery, uj, ms, name, out)
+    outcome = evaluate_battery(battery, uj, ms, name, _out_dir(out))
     return outcome, out
 
 
