@@ -34,9 +34,9 @@ MAX_COMMAND = 80  # EE_CMD_SIZE: the firmware keeps at most 80 characters of a c
 READY = "m-ready"
 HEX_BYTES_PERFORMANCE = 31  # bytes per `db` command in the reference runner (26 in energy mode)
 HEX_BYTES_ENERGY = 26
-DEFAULT_TIMEOUT_S = 5.0  # reference runner: 5 s per command
 INFER_TIMEOUT_S = 30.0
 MAX_REPLY_LINES = 10_000
+REPLY_ALLOWANCE = 256  # bytes of reply a command may produce, for the wire-time part of its timeout
 MAX_LINE_CHARS = 4096
 
 _PREFIX = re.compile(r"^\[dut\]: ")  # energy mode: the IO manager prefixes DUT lines
@@ -204,15 +204,19 @@ class MlperfDut:
         self.max_input_bytes = max_input_bytes
         self._pending = bytearray()
 
-    def command(self, text: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
-        """Send `text%` and return the reply lines up to and including `m-ready`."""
+    def command(self, text: str, timeout_s: float | None = None) -> list[str]:
+        """Send `text%` and return the reply lines up to and including `m-ready`.
+
+        The timeout (default: the link's, 5 s like the reference runner) grows with wire time.
+        """
+        timeout_s = self.link.timeout_s if timeout_s is None else timeout_s
         if len(text) > MAX_COMMAND or TERMINATOR in text:
             raise ProtocolError(
                 f"command '{text[:40]}...' is {len(text)} characters; the firmware keeps at most {MAX_COMMAND}",
                 where="host",
             )
         self.link.write((text + TERMINATOR).encode("ascii"))
-        return self.read_reply(text, timeout_s)
+        return self.read_reply(text, self.link.payload_timeout(len(text) + 1 + REPLY_ALLOWANCE, timeout_s))
 
     def read_reply(self, command: str, timeout_s: float) -> list[str]:
         """Collect lines until `m-ready`; bounded in time, line length and line count."""
@@ -305,7 +309,7 @@ class MlperfDut:
         """`infer N W%` (both numbers always sent: the firmware's default W is 10)."""
         if runs < 1 or warmups < 0:
             raise ProtocolError(f"need runs >= 1 and warmups >= 0, got {runs} and {warmups}", where="host")
-        lines = self.command(f"infer {runs} {warmups}", timeout_s)
+        lines = self.command(f"infer {runs} {warmups}", max(timeout_s, self.link.timeout_s))
         raise_on_error(lines, "infer")
         return parse_infer(lines, runs, warmups)
 

@@ -92,9 +92,9 @@ class SerialLink:
             raise DeviceError("serial port is not open", where=self.url)
         return self.port
 
-    def payload_timeout(self, nbytes: int) -> float:
-        """Base timeout plus twice the wire time of `nbytes` at this baud rate."""
-        return self.timeout_s + 2.0 * wire_seconds(nbytes, self.baud)
+    def payload_timeout(self, nbytes: int, base_s: float | None = None) -> float:
+        """Base timeout (default: this link's) plus twice the wire time of `nbytes` at this baud rate."""
+        return (self.timeout_s if base_s is None else base_s) + 2.0 * wire_seconds(nbytes, self.baud)
 
     def write(self, data: bytes) -> None:
         """Write all of `data` (blocks until handed to the OS)."""
