@@ -3,9 +3,10 @@
 Every frame is drawn from its own seed (data seed, split, index), so a sample never depends
 on how many others are drawn or in which order, and the same config gives the same bytes.
 Both classes share every distractor (animals, birds, poles, shadows, moving vegetation,
-lighting changes, noise, blur); only the person differs. Hard positives (small, low-contrast,
-occluded, blurred people) keep it from being trivial. The parameters are `Recipe`'s fields,
-documented in datasets/synthetic-motion.yaml (a test keeps the two equal).
+lighting changes, noise, blur); only the person differs (unless `trigger_p` > 0). Varied pose,
+view, scale and clothing, occlusion, blur, night mode and person-like distractors keep it from
+being trivial. The parameters are `Recipe`'s fields, documented in
+datasets/synthetic-motion.yaml (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -41,29 +42,30 @@ _DOMAIN = 0x6D6F74  # keeps these seeds apart from any other use of the data see
 class Recipe:
     """What the generator draws and how often (probabilities per frame, ranges as (low, high))."""
 
-    person_height: tuple[float, float] = (0.28, 0.85)
-    small_person_p: float = 0.1
+    person_height: tuple[float, float] = (0.5, 0.9)
+    small_person_p: float = 0.0
     small_person_height: tuple[float, float] = (0.16, 0.28)
-    person_contrast: tuple[float, float] = (0.12, 0.5)
+    person_contrast: tuple[float, float] = (0.3, 0.6)
     second_person_p: float = 0.1
     crouch_p: float = 0.15
-    occlusion_p: float = 0.25
-    occlusion_fraction: tuple[float, float] = (0.2, 0.55)
-    quadruped_p: float = 0.35
-    bird_p: float = 0.25
-    upright_distractor_p: float = 0.4
-    clutter_count: tuple[int, int] = (0, 4)
+    occlusion_p: float = 0.1
+    occlusion_fraction: tuple[float, float] = (0.15, 0.4)
+    quadruped_p: float = 0.25
+    bird_p: float = 0.15
+    upright_distractor_p: float = 0.1
+    clutter_count: tuple[int, int] = (0, 1)
     shadow_p: float = 0.35
-    figure_shadow_p: float = 0.1
-    vegetation_p: float = 0.5
+    figure_shadow_p: float = 0.05
+    trigger_p: float = 0.0
+    vegetation_p: float = 0.2
     indoor_p: float = 0.3
     lighting_p: float = 0.5
-    night_p: float = 0.15
-    object_motion_blur_p: float = 0.4
-    motion_blur_length: tuple[float, float] = (0.01, 0.08)
+    night_p: float = 0.05
+    object_motion_blur_p: float = 0.15
+    motion_blur_length: tuple[float, float] = (0.01, 0.05)
     camera_shake_p: float = 0.1
     defocus_p: float = 0.15
-    noise_sigma: tuple[float, float] = (0.003, 0.03)
+    noise_sigma: tuple[float, float] = (0.003, 0.015)
     night_noise_sigma: tuple[float, float] = (0.02, 0.05)
 
 
@@ -140,6 +142,8 @@ def render(split: str, index: int, size: int = 64, channels: int = 1, seed: int 
         _person(scene)
         if scene.chance(recipe.second_person_p):
             _person(scene)
+    elif scene.chance(recipe.trigger_p):  # what set the camera off instead, as salient as a person
+        (_quadruped if scene.chance(0.7) else _upright_distractor)(scene, salient=True)
     if scene.chance(recipe.bird_p):
         _bird(scene)
     if scene.chance(recipe.vegetation_p):
@@ -176,10 +180,11 @@ def _background(sc: Scene) -> None:
     if not sc.indoor:  # grass / gravel streaks on the ground
         streaks = value_noise(sc.rng, sc.size, max(8, sc.size // 2), 6)
         sc.image += (sc.uniform((0.0, 0.1)) * streaks * ground)[..., None]
-    elif sc.chance(0.6):  # a window or door on the wall
-        x0 = sc.uniform((0.0, 0.8))
+    elif sc.chance(0.3):  # a window on the wall (wider than tall, so it does not mimic a standing figure)
+        x0 = sc.uniform((0.0, 0.7))
         top = sc.uniform((0.05, max(0.06, sc.horizon - 0.2)))
-        paint(sc.image, box(sc.size, x0, top, x0 + sc.uniform((0.1, 0.3)), sc.horizon + 0.02), sc.colour(0.1, 1.0))
+        width = max(sc.uniform((0.2, 0.4)), (sc.horizon - top) * 1.2)
+        paint(sc.image, box(sc.size, x0, top, x0 + width, sc.horizon - 0.02), sc.colour(0.1, 1.0))
 
 
 def _clutter(sc: Scene) -> None:
@@ -205,7 +210,7 @@ def _clutter(sc: Scene) -> None:
             paint(sc.image, bar(sc.size, (post, fy), (post, top), 0.008 + h * 0.02, 0.0), col)
         paint(sc.image, box(sc.size, x - 0.35, top + 0.02, x + 0.35, top + 0.02 + h * 0.04), col)
     else:  # box, furniture or car body
-        w = h * sc.uniform((0.5, 1.6))
+        w = h * sc.uniform((0.9, 2.0))
         paint(sc.image, box(sc.size, x - w / 2, fy - h * 0.45, x + w / 2, fy), col)
 
 
@@ -235,15 +240,15 @@ def _figure_shadow(sc: Scene) -> None:
     sc.image *= (1.0 - sc.uniform((0.2, 0.45)) * alpha)[..., None]
 
 
-def _upright_distractor(sc: Scene) -> None:
+def _upright_distractor(sc: Scene, salient: bool = False) -> None:
     """Tall thin things that look a little like a person: posts with round signs, bollards, herons."""
     kind = sc.rng.integers(3)
-    h = sc.uniform((0.15, 0.7))
+    h = sc.uniform((0.4, 0.8) if salient else (0.15, 0.7))
     x = sc.uniform((0.05, 0.95))
     fy = min(sc.ground_y(h), 1.0 + h * 0.3)
     if fy - h < 0.02:
         fy = h + 0.02
-    col = sc.colour(0.05, 0.9)
+    col = sc.colour_against(x, fy - h / 2, sc.uniform(sc.recipe.person_contrast)) if salient else sc.colour(0.05, 0.9)
     if kind == 0:  # post with a round or square sign on top
         paint(sc.image, bar(sc.size, (x, fy), (x, fy - h * 0.8), h * sc.uniform((0.02, 0.05)), 0.0), col)
         sign = ellipse(sc.size, (x, fy - h * 0.85), h * 0.12, h * 0.12) if sc.chance(0.5) else \
@@ -264,9 +269,9 @@ def _upright_distractor(sc: Scene) -> None:
 
 # --- animals -----------------------------------------------------------------------------------
 
-def _quadruped(sc: Scene) -> None:
+def _quadruped(sc: Scene, salient: bool = False) -> None:
     """A dog, deer, fox or cow: body, four walking legs, neck and head, tail; maybe blurred."""
-    length = sc.uniform((0.08, 0.55))
+    length = sc.uniform((0.25, 0.6) if salient else (0.08, 0.55))
     height = length * sc.uniform((0.7, 1.3))
     x = sc.uniform((-0.1, 1.1))
     fy = min(sc.ground_y(height), 1.0 + height * 0.2)
@@ -281,13 +286,15 @@ def _quadruped(sc: Scene) -> None:
         hip = (x + hip_dx * length * face, body_y + height * 0.08)
         foot = (hip[0] + np.sin(swing) * leg_len, hip[1] + np.cos(swing) * leg_len)
         parts.append(bar(sc.size, hip, foot, 0.004 + length * 0.025))
-    neck_top = (x + face * length * 0.55, body_y - height * sc.uniform((0.1, 0.45)))
+    neck_top = (x + face * length * 0.55, body_y - height * sc.uniform((0.05, 0.3)))
     parts.append(bar(sc.size, (x + face * length * 0.35, body_y), neck_top, length * 0.07))
     parts.append(ellipse(sc.size, (neck_top[0] + face * length * 0.06, neck_top[1]), length * 0.11, length * 0.07))
     tail_end = (x - face * length * 0.7, body_y + sc.uniform((-0.1, 0.2)) * height)
     parts.append(bar(sc.size, (x - face * length * 0.42, body_y), tail_end, 0.003 + length * 0.02))
     layer = Layer(sc.size, sc.channels)
-    layer.draw(union(*parts), sc.colour(0.05, 0.85, 0.2))
+    colour = sc.colour_against(x, body_y, sc.uniform(sc.recipe.person_contrast)) if salient \
+        else sc.colour(0.05, 0.85, 0.2)
+    layer.draw(union(*parts), colour)
     if sc.chance(sc.recipe.object_motion_blur_p):
         layer.blur(face * sc.uniform(sc.recipe.motion_blur_length), 0.0, sc.size)
     layer.over(sc.image)
