@@ -59,6 +59,11 @@ def _decode(root: Path, rel_paths: list[str], cfg: DataConfig, fit: Fit, progres
     return x, keep, [(rel_paths[i], reason) for i, reason in bad]
 
 
+def _kept(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """`x[keep]` without a copy of a possibly huge array when nothing is dropped."""
+    return x if keep.all() else x[keep]
+
+
 def _settle_corrupt(bad: list[tuple[str, str]], total: int, cfg: DataConfig, root: Path) -> list[dict[str, str]]:
     """Fail with the list of unreadable files, or (data.skip_corrupt) return it for the record."""
     if bad and not cfg.skip_corrupt:
@@ -107,7 +112,7 @@ def build_imagefolder(cfg: DataConfig, root: Path, progress: bool = True) -> Bui
     x, keep, bad = _decode(root, rel_paths, cfg, "crop", progress, "imagefolder")
     skipped = _settle_corrupt(bad, len(rel_paths), cfg, root)
     y = np.asarray(labels, dtype=np.int64)
-    x, y = x[keep], y[keep]
+    x, y = _kept(x, keep), y[keep]
     notes = []
     if skipped:
         notes.append(f"{len(skipped)} unreadable images left out (data.skip_corrupt): see data/source.json")
@@ -194,7 +199,7 @@ def build_vww(cfg: DataConfig, root: Path, progress: bool = True) -> Built:
         rel_all += rels
         x, keep, unreadable = _decode(root, rels, cfg, "stretch", progress, f"vww {folder}")
         bad += unreadable
-        loaded[part] = (x[keep], np.array([label for _, label in recs], dtype=np.int64)[keep])
+        loaded[part] = (_kept(x, keep), np.array([label for _, label in recs], dtype=np.int64)[keep])
     skipped = _settle_corrupt(bad, len(rel_all), cfg, root)
     if skipped:
         notes.append(f"{len(skipped)} unreadable images left out (data.skip_corrupt): see data/source.json")
