@@ -124,3 +124,15 @@ def test_profile_and_battery_stages_and_run_gate(models: dict[str, Path], tmp_pa
     proc = edge("battery", "check", "--run", "t", "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (run_dir / "battery-check" / "junit.xml").is_file()
+
+
+def test_battery_stage_records_a_failed_gate_without_failing(models: dict[str, Path], tmp_path: Path) -> None:
+    run_dir, _ = _run_with_export(tmp_path, models["vit_pruned_int8"])
+    manifest = Manifest(run_dir)
+    manifest.config["battery"] = {**manifest.config["battery"], "device": "doorbell-cr2032-ov2640"}
+    manifest.save()
+    run_stage_here(run_dir, "profile")
+    run_stage_here(run_dir, "battery")  # no exception: the verdict is recorded
+    record = Manifest(run_dir).stages["battery"]
+    assert record.metrics["gate_passed"] is False and record.metrics["lifetime_p5_days"] < 365
+    assert record.notes[0].startswith("FAIL: lifetime budget broken on device 'doorbell-cr2032-ov2640'")

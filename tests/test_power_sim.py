@@ -148,3 +148,15 @@ def test_replay_log(tmp_path: Path) -> None:
         events.read_trigger_log(log)
     assert err.value.where == f"{log}:3"
     assert err.value.message == "trigger time 'yesterday' is neither seconds nor ISO 8601"
+
+
+def test_replayed_trigger_log_drives_the_simulation(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("\n".join(str(60.0 * i) for i in range(100)) + "\n")  # 100 triggers a minute apart, once a day
+    device = STILL.model_copy(update={"events": EventSpec(process="replay", replay_csv="log.csv")})
+    model = _model(sleep_uA=10.0, event_uJ=30_000.0, refractory_s=0.0)
+    result = simulate(model, device, SimOptions(runs=1, uncertain=False, max_years=6), base_dir=tmp_path)
+    days = result.lifetimes_days[0]
+    expected = 1000.0 / ((10.0 + 100 * 30_000.0 / 3.0 / 86400.0) / 1000) / 24
+    assert days == pytest.approx(expected, rel=0.01)
+    assert result.events == 100 * 2190  # the log repeated every day of the 6 simulated years
