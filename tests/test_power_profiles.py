@@ -129,3 +129,29 @@ def test_lora_time_on_air_matches_semtech_formula() -> None:
     assert lora.time_on_air_ms(10) == pytest.approx(61.696, abs=1e-3)  # 23 B at SF7/125 kHz (FINDINGS: ~62 ms)
     sf12 = lora.model_copy(update={"spreading_factor": 12})
     assert sf12.time_on_air_ms(10) == pytest.approx(1482.752, abs=1e-3)  # low data rate optimisation on
+
+
+def _current_keys() -> list[tuple[str, str, str]]:
+    """(kind, profile, key) for every top-level current in the shipped part profiles."""
+    out = []
+    for kind in ("mcus", "cameras", "motion", "radios"):
+        for name in list_profiles(kind):
+            for line in (profiles_dir() / kind / f"{name}.yaml").read_text().splitlines():
+                key = line.split(":", 1)[0]
+                if key.endswith("current_uA") and not line.startswith(" "):
+                    out.append((kind, name, key))
+    return out
+
+
+@pytest.mark.parametrize(("kind", "name", "key"), _current_keys())
+def test_every_negative_current_is_rejected_at_its_line(root: Path, kind: str, name: str, key: str) -> None:
+    path = root / kind / f"{name}.yaml"
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+    lines[index] = f"{key}: -1.0"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_profile(kind, name, root)
+    assert err.value.where == f"{path}:{index + 1}"
+    assert err.value.message.startswith(f"field '{key}': Input should be greater than")
+    assert err.value.message.endswith("(got -1.0)")
