@@ -59,44 +59,49 @@ def _line(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
 
 
-def test_negative_current_names_file_line_and_field(root: Path) -> None:
-    path = _edit(root, "mcus", "nrf52840", "run_current_uA: 3300", "run_current_uA: -3300")
+def _rejected(root: Path, kind: str, name: str, old: str, new: str, needle: str) -> ConfigError:
+    """Edit a profile, load it, check the error points at the line holding `needle`; return the error."""
+    path = _edit(root, kind, name, old, new)
     with pytest.raises(ConfigError) as err:
-        load_mcu("nrf52840", root)
-    assert err.value.where == f"{path}:{_line(path, 'run_current_uA')}"
-    assert err.value.message == "field 'run_current_uA': Input should be greater than 0 (got -3300)"
+        load_profile(kind, name, root)
+    assert err.value.where == f"{path}:{_line(path, needle)}"
+    return err.value
+
+
+def test_negative_current_names_file_line_and_field(root: Path) -> None:
+    err = _rejected(root, "mcus", "nrf52840", "run_current_uA: 3300", "run_current_uA: -3300", "run_current_uA")
+    assert err.message == "field 'run_current_uA': Input should be greater than 0 (got -3300)"
 
 
 def test_missing_unit_is_called_a_missing_unit(root: Path) -> None:
-    path = _edit(root, "mcus", "nrf52840", "sleep_current_uA: 3.16", "sleep_current: 3.16")
-    with pytest.raises(ConfigError) as err:
-        load_mcu("nrf52840", root)
-    assert err.value.where == f"{path}:{_line(path, 'sleep_current:')}"
-    assert err.value.message.startswith(
+    err = _rejected(root, "mcus", "nrf52840", "sleep_current_uA: 3.16", "sleep_current: 3.16", "sleep_current:")
+    assert err.message.startswith(
         "field 'sleep_current': missing unit: the key must name its unit, e.g. 'sleep_current_uA'")
 
 
 def test_wrong_unit_is_called_a_wrong_unit(root: Path) -> None:
-    _edit(root, "mcus", "nrf52840", "sleep_current_uA: 3.16", "sleep_current_mA: 0.00316")
-    with pytest.raises(ConfigError, match="field 'sleep_current_mA': wrong unit: this quantity is given as "
-                       "'sleep_current_uA'"):
-        load_mcu("nrf52840", root)
+    err = _rejected(root, "mcus", "nrf52840", "sleep_current_uA: 3.16", "sleep_current_mA: 0.00316",
+                    "sleep_current_mA")
+    assert err.message.startswith("field 'sleep_current_mA': wrong unit: this quantity is given as 'sleep_current_uA'")
+    assert err.hint == "convert the value"
 
 
-def test_unknown_nested_key(root: Path) -> None:
-    path = _edit(root, "cells", "cr2032", "internal_resistance_ohm: 20.0", "internal_resistance_ohm: 20.0\nesr_mohm: 5")
-    with pytest.raises(ConfigError) as err:
-        load_profile("cells", "cr2032", root)
-    assert err.value.where == f"{path}:{_line(path, 'esr_mohm')}"
-    assert err.value.message == "field 'esr_mohm': unknown key"
+def test_unknown_key(root: Path) -> None:
+    err = _rejected(root, "cells", "cr2032", "internal_resistance_ohm: 20.0",
+                    "internal_resistance_ohm: 20.0\nesr_mohm: 5", "esr_mohm")
+    assert err.message == "field 'esr_mohm': unknown key"
+
+
+def test_unknown_nested_key_with_a_suggestion(root: Path) -> None:
+    err = _rejected(root, "mcus", "stm32l4r5", "    conv_cycles_per_mac: 9.0", "    conv_cycle_per_mac: 9.0",
+                    "conv_cycle_per_mac")
+    assert err.message.startswith("field 'kernels.reference.conv_cycle_per_mac': unknown key")
+    assert err.hint == "did you mean 'conv_cycles_per_mac'?"
 
 
 def test_impossible_sleep_above_run_points_at_the_field(root: Path) -> None:
-    path = _edit(root, "mcus", "stm32l4r5", "sleep_current_uA: 3.1 ", "sleep_current_uA: 20000 ")
-    with pytest.raises(ConfigError) as err:
-        load_mcu("stm32l4r5", root)
-    assert err.value.where == f"{path}:{_line(path, 'sleep_current_uA')}"
-    assert err.value.message == (
+    err = _rejected(root, "mcus", "stm32l4r5", "sleep_current_uA: 3.1 ", "sleep_current_uA: 20000 ", "sleep_current_uA")
+    assert err.message == (
         "field 'sleep_current_uA': impossible: sleep_current_uA 20000.0 is not below run_current_uA 13200.0")
 
 
