@@ -7,6 +7,8 @@ Reads `prune.weights`/`prune.spec` (or `train.*` when pruning is off) and `data.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -63,18 +65,33 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     if len(calib_x) == 0:
         raise ConfigError("the data set has no calibration images", where="data.n_calib",
                           hint="rebuild the data set with data.n_calib >= 1")
-    teacher.eval()
-    run.metrics["val_top1_input"] = round(evaluate(teacher, *val_xy)[0], 4)
-
-    torch.manual_seed(qat.seed)
-    qmodel = quantize(teacher, calib_x, qat.activation_bits, qat.model_type, qat.bias_correction)
-    run.metrics["val_top1_ptq"] = round(evaluate(qmodel, *val_xy)[0], 4)
-    if qat.epochs > 0:
-        result = fit(qmodel, train_xy, val_xy, qat_fit_config(qat),
-                     teacher=teacher if qat.distill_alpha > 0 else None, desc=f"qat {spec.name}")
-        qmodel.load_state_dict(result.best_state)
+    qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, run.metrics, f"qat {spec.name}")
+    if result is not None:
         _write_history(run, result)
     _record(run, qmodel, spec, qat, val_xy, test_xy)
+
+
+def quantize_and_finetune(
+    teacher: torch.nn.Module,
+    calib_x: torch.Tensor,
+    train_xy: tuple[torch.Tensor, torch.Tensor],
+    val_xy: tuple[torch.Tensor, torch.Tensor],
+    qat: QATConfig,
+    metrics: dict[str, Any],
+    desc: str = "qat",
+) -> tuple[torch.nn.Module, FitResult | None]:
+    """NNCF calibration then QAT fine-tuning (best epoch kept); fills val_top1_input/_ptq in `metrics`."""
+    teacher.eval()
+    metrics["val_top1_input"] = round(evaluate(teacher, *val_xy)[0], 4)
+    torch.manual_seed(qat.seed)
+    qmodel = quantize(teacher, calib_x, qat.activation_bits, qat.model_type, qat.bias_correction)
+    metrics["val_top1_ptq"] = round(evaluate(qmodel, *val_xy)[0], 4)
+    if qat.epochs == 0:
+        return qmodel, None
+    result = fit(qmodel, train_xy, val_xy, qat_fit_config(qat), teacher=teacher if qat.distill_alpha > 0 else None,
+                 desc=desc)
+    qmodel.load_state_dict(result.best_state)
+    return qmodel, result
 
 
 def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfig,
