@@ -27,11 +27,10 @@ def _sort(run: np.ndarray, t: np.ndarray, span: float) -> Events:
     return run[order], t[order]
 
 
-def _unit_arrivals(rng: np.random.Generator, means: np.ndarray) -> np.ndarray:
-    """Per run, the arrival 'times' of a unit-rate Poisson process covering [0, means[r]).
+def _unit_block(rng: np.random.Generator, means: np.ndarray) -> np.ndarray:
+    """A [runs, K] matrix of cumulative Exp(1) sums covering [0, means[r]) in every row.
 
-    Returns a [runs, K] matrix of cumulative Exp(1) sums, sorted along each row; K has room for
-    the largest mean + 8 sigma (more columns are drawn in the rare case a row falls short).
+    K has room for the largest mean + 8 sigma; more columns are drawn in the rare case a row falls short.
     """
     top = float(means.max(initial=0.0))
     cols = int(np.ceil(top + 8.0 * np.sqrt(top) + 16))
@@ -42,17 +41,30 @@ def _unit_arrivals(rng: np.random.Generator, means: np.ndarray) -> np.ndarray:
     return s
 
 
-def _compact(s: np.ndarray, means: np.ndarray) -> Events:
-    """Row-major compaction of unit arrivals to (run, s) for s < means[run]; stays sorted per run."""
-    valid = s < means[:, None]
-    run = np.broadcast_to(np.arange(s.shape[0])[:, None], s.shape)[valid]
-    return run, s[valid]
+def _unit_arrivals(rng: np.random.Generator, means: np.ndarray, groups: int = 8) -> Events:
+    """Arrivals of a unit-rate Poisson process on [0, means[r]) for each run r, as (run, s).
+
+    Each run's arrivals are contiguous and increasing. Runs are blocked by similar means so the
+    padded matrices waste little work when the Monte Carlo rates differ between runs.
+    """
+    order = np.argsort(means, kind="stable")
+    runs, values = [], []
+    for block in np.array_split(order, min(groups, max(means.size, 1))):
+        if block.size == 0:
+            continue
+        s = _unit_block(rng, means[block])
+        valid = s < means[block][:, None]
+        runs.append(np.broadcast_to(block[:, None], s.shape)[valid])
+        values.append(s[valid])
+    if not runs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(runs), np.concatenate(values)
 
 
 def poisson(rng: np.random.Generator, rates_per_s: np.ndarray, t0: float, t1: float) -> Events:
     """Homogeneous Poisson events with one rate per run (exponential gaps, no sorting needed)."""
     rates = np.maximum(np.asarray(rates_per_s, dtype=float), 1e-300)
-    run, s = _compact(_unit_arrivals(rng, rates * (t1 - t0)), rates * (t1 - t0))
+    run, s = _unit_arrivals(rng, rates * (t1 - t0))
     return run, t0 + s / rates[run]
 
 
@@ -72,18 +84,21 @@ def diurnal(rng: np.random.Generator, rates_per_s: np.ndarray, t0: float, t1: fl
     """
     rates = np.maximum(np.asarray(rates_per_s, dtype=float), 1e-300)
     g0, g1 = (float(_diurnal_g(np.asarray(x), amplitude, peak_hour)) for x in (t0, t1))
-    run, s = _compact(_unit_arrivals(rng, rates * (g1 - g0)), rates * (g1 - g0))
+    run, s = _unit_arrivals(rng, rates * (g1 - g0))
     fine = np.linspace(0.0, DAY_S, 86401)
     n_tab = 8640
     inverse = np.interp(np.linspace(0.0, DAY_S, n_tab + 1), _diurnal_g(fine, amplitude, peak_hour), fine)
-    slope = np.diff(inverse)
-    # position in a uniform table over G (index arithmetic, no search); whole days carry over
-    pos = (s / rates[run] + g0) * (n_tab / DAY_S)
-    whole = np.floor(pos)
-    frac = pos - whole
-    whole_i = whole.astype(np.int64)
-    days, idx = np.divmod(whole_i, n_tab)
-    t = days * DAY_S + inverse[idx] + frac * slope[idx]
+    # the inverse repeats every day (G(t + day) = G(t) + day): unroll it over the window once, so
+    # each event needs only index arithmetic and two gathers (no search, no division by the day)
+    first = np.floor(g0 / DAY_S)
+    n_days = int(np.ceil(g1 / DAY_S) - first) + 1
+    table = ((first + np.arange(n_days))[:, None] * DAY_S + inverse[None, :-1]).ravel()
+    table = np.append(table, (first + n_days) * DAY_S)
+    slope = np.diff(table)
+    scale = n_tab / DAY_S / rates  # table positions per unit arrival, per run
+    pos = s * scale[run] + (g0 - first * DAY_S) * (n_tab / DAY_S)
+    idx = pos.astype(np.int64)
+    t = table[idx] + (pos - idx) * slope[idx]
     return run, np.minimum(t, np.nextafter(t1, t0))
 
 
