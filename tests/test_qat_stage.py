@@ -58,6 +58,16 @@ def test_qat_stage_writes_the_contract_artifacts(tmp_path) -> None:
         assert not np.array_equal(ref["test_float"], ref["test_qat"])
 
 
+def test_qat_stage_with_zero_epochs_is_post_training_quantisation(tmp_path) -> None:
+    torch.set_num_threads(1)
+    run_dir, _ = make_run(tmp_path)
+    _configure(run_dir, epochs=0)
+    run_stage_here(run_dir, "qat")
+    record = Manifest(run_dir).stages["qat"]
+    assert "history" not in record.outputs and "quant_ranges" in record.outputs
+    assert record.metrics["val_top1"] == record.metrics["val_top1_ptq"]
+
+
 def test_qat_stage_disabled_records_a_skip(tmp_path) -> None:
     run_dir, _ = make_run(tmp_path)
     _configure(run_dir, enabled=False)

@@ -129,6 +129,7 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
         "float32_bytes": 4 * count_params(plain),
         "int8_bytes_estimate": int8_bytes_estimate(spec),
         "onnx_qdq_vs_torch_top1": agreement,
+        "onnx_qdq_max_logit_error": round(float(np.abs(ort_logits - test_qat.numpy()).max()), 6),
         "quantizers": sum(1 for _ in quantizers(qmodel)),
         "points_with_ranges": len(report.ranges.activations),
         "weights_with_ranges": len(report.ranges.weights),
