@@ -27,7 +27,7 @@ from edge.power.battery import (
 )
 from edge.power.device import DeviceModel
 from edge.power.events import DAY_S, accepted, generate, read_trigger_log
-from edge.power.schema import DeviceProfile, EventSpec
+from edge.power.schema import CellProfile, DeviceProfile, EventSpec
 
 UC_PER_MAH = 3.6e6
 EVENTS_PER_CHUNK = 8_000_000
@@ -87,41 +87,27 @@ def temperature_by_day(device: DeviceProfile, days: np.ndarray) -> np.ndarray:
     return env.temperature_mean_C - env.temperature_seasonal_amplitude_C * np.cos(phase)
 
 
-def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOptions(),
-             base_dir: Path | None = None) -> SimResult:
-    """Monte Carlo lifetime of `model` (built from `device`) over `opts.runs` runs."""
-    rng = np.random.default_rng(opts.seed)
-    n = opts.runs
-    unc = device.uncertainty
+def _event_source(device: DeviceProfile, opts: SimOptions, base_dir: Path | None
+                  ) -> tuple[EventSpec, float, np.ndarray | None]:
+    """The event process after overrides, its mean rate per day and, for replay, the trigger log."""
     spec: EventSpec = device.events
     if opts.process is not None:
         spec = spec.model_copy(update={"process": opts.process})
     rate = spec.rate_per_day if opts.event_rate_per_day is None else opts.event_rate_per_day
-    log_s = None
-    if spec.process == "replay":
-        csv_path = Path(spec.replay_csv or "")
-        if base_dir is not None and not csv_path.is_absolute():
-            csv_path = base_dir / csv_path
-        log_s = read_trigger_log(csv_path)
-        rate = len(log_s) / max(np.ceil((log_s[-1] + 1) / DAY_S), 1.0)
-    m_sleep = _multipliers(rng, unc.sleep_current_rel_sigma, n, opts.uncertain)
-    m_active = _multipliers(rng, unc.active_energy_rel_sigma, n, opts.uncertain)
-    m_rate = _multipliers(rng, unc.event_rate_rel_sigma, n, opts.uncertain)
-    m_cap = _multipliers(rng, unc.capacity_rel_sigma, n, opts.uncertain)
-    cell = model.cell
-    par = model.cells_in_parallel
+    if spec.process != "replay":
+        return spec, rate, None
+    csv_path = Path(spec.replay_csv or "")
+    if base_dir is not None and not csv_path.is_absolute():
+        csv_path = base_dir / csv_path
+    log_s = read_trigger_log(csv_path)
+    return spec, len(log_s) / max(np.ceil((log_s[-1] + 1) / DAY_S), 1.0), log_s
 
-    # charges per unit, in mAh (battery side)
-    sleep_day = model.sleep_current_uA * 24.0 / 1000.0 * m_sleep
-    beacon_day = model.charge_uC(model.beacon_power_uW * DAY_S) / UC_PER_MAH * m_active
-    wake_one = model.charge_uC(model.wake_energy_uJ * model.pulses_per_motion) / UC_PER_MAH * m_active
-    capture_one = model.charge_uC(model.capture_energy_uJ) / UC_PER_MAH * m_active
-    infer_one = model.charge_uC(model.inference_energy_uJ) / UC_PER_MAH * m_active
-    uplink_one = model.charge_uC(model.uplink_energy_uJ) / UC_PER_MAH * m_active
 
-    # usable capacity per run: load-dependent (mean current per cell) x pulse derating x MC factor
-    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * model.event_charge_uC() * m_active / DAY_S
-    peak = model.peak
+def _usable_capacity(model: DeviceModel, mean_uA: np.ndarray, m_cap: np.ndarray
+                     ) -> tuple[np.ndarray, float, list[str]]:
+    """Capacity per run (load-dependent x pulse derating x Monte Carlo factor), the depth of discharge
+    at which the peak load browns the device out, and warnings about the peaks."""
+    cell, par, peak = model.cell, model.cells_in_parallel, model.peak
     capacity = capacity_at_load_mAh(cell, mean_uA / 1000.0 / par) * par
     capacity = capacity * pulse_factor(cell, peak.battery_current_mA / par) * m_cap
     dod_v = voltage_dod_limit(cell, peak.battery_current_mA / par, model.min_voltage_V / model.cells_in_series)
@@ -132,54 +118,38 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
             f"{model.min_voltage_V:g} V after {100 * dod_v:.0f} % depth of discharge "
             f"(internal resistance {cell.internal_resistance_ohm:g} ohm): only that share of the capacity is usable"
         )
+    return capacity, dod_v, warnings
 
-    total_days = int(np.ceil(opts.max_years * 365.25))
-    remaining = capacity.copy()
-    drawn = np.zeros(n)  # load charge so far (mAh)
-    life = np.full(n, np.nan)
-    alive = np.ones(n, dtype=bool)
-    parts = {k: np.zeros(n) for k in BREAKDOWN}
-    soc = np.ones((total_days + 1, n), dtype=np.float32)
-    n_events = n_captures = 0
-    if dod_v <= 0.0:  # browns out at the first peak
-        life[:] = 0.0
-        alive[:] = False
-    # bound the events held in memory at once (~EVENTS_PER_CHUNK) by shortening chunks at high rates
-    per_day = n * max(rate, 1e-9) * float(m_rate.max())
-    chunk = int(max(1, min(opts.chunk_days, EVENTS_PER_CHUNK // per_day)))
-    day0 = 0
-    while day0 < total_days:
-        if not alive.any():
-            total_days = day0
-            break
-        days = min(chunk, total_days - day0)
-        run, t = generate(rng, spec, rate * m_rate, day0 * DAY_S, (day0 + days) * DAY_S, log_s)
-        keep = accepted(run, t, model.refractory_s)
-        n_events += t.size
-        n_captures += int(keep.sum())
-        day = ((t - day0 * DAY_S) // DAY_S).astype(np.int64)
-        key = run * days + day
-        motions = np.bincount(key, minlength=n * days).reshape(n, days)
-        captures = np.bincount(key[keep], minlength=n * days).reshape(n, days)
-        uplinks = rng.binomial(captures, model.uplink_probability) if model.uplink_probability > 0 else 0 * captures
-        per_state = {
-            "sleep": np.broadcast_to(sleep_day[:, None], (n, days)),
-            "beacon": np.broadcast_to(beacon_day[:, None], (n, days)),
-            "wake": motions * wake_one[:, None],
-            "capture": captures * capture_one[:, None],
-            "inference": captures * infer_one[:, None],
-            "uplink": uplinks * uplink_one[:, None],
-        }
-        q = sum(per_state.values())
-        d_idx = np.arange(day0, day0 + days + 1)
-        temps = temperature_by_day(device, d_idx)
-        keep_frac = np.cumprod(np.concatenate(([1.0], 1.0 - self_discharge_per_day(cell, temps[:-1]))))
-        # R_j = P_j (R_0 - sum_{i<j} q_i / P_{i+1}): the daily recurrence R <- R (1 - k) - q in closed form
-        rem = keep_frac[None, :] * (remaining[:, None] - np.concatenate(
-            (np.zeros((n, 1)), np.cumsum(q / keep_frac[None, 1:], axis=1)), axis=1))
-        used = capacity[:, None] - rem
-        limit = capacity[:, None] * np.minimum(temperature_factor(cell, temps), dod_v)[None, :]
-        over = (used[:, 1:] >= limit[:, 1:]) & alive[:, None]
+
+@dataclass
+class _Battery:
+    """Per-run battery state carried from chunk to chunk."""
+
+    capacity: np.ndarray
+    remaining: np.ndarray
+    life: np.ndarray
+    alive: np.ndarray
+    drawn: np.ndarray
+    parts: dict[str, np.ndarray]
+    soc: np.ndarray  # [days + 1, runs]
+
+    def discharge(self, q_parts: dict[str, np.ndarray], day0: int, temps: np.ndarray, cell: CellProfile,
+                  dod_v: float) -> None:
+        """Apply `days` of daily load charges (per state, [runs, days]) with temperatures for days day0..day0+days.
+
+        Remaining charge follows R <- R (1 - k) - q; in closed form R_j = P_j (R_0 - sum_{i<j} q_i / P_{i+1})
+        with P the running product of (1 - k). A run ends on the first day its drawn charge reaches the
+        usable limit; the crossing is interpolated within the day.
+        """
+        q = sum(q_parts.values())
+        n, days = q.shape
+        cap = self.capacity[:, None]
+        keep = np.cumprod(np.concatenate(([1.0], 1.0 - self_discharge_per_day(cell, temps[:-1]))))
+        rem = keep[None, :] * (self.remaining[:, None] - np.concatenate(
+            (np.zeros((n, 1)), np.cumsum(q / keep[None, 1:], axis=1)), axis=1))
+        used = cap - rem
+        limit = cap * np.minimum(temperature_factor(cell, temps), dod_v)[None, :]
+        over = (used[:, 1:] >= limit[:, 1:]) & self.alive[:, None]
         hit = over.any(axis=1)
         col = np.where(hit, over.argmax(axis=1), days)  # day within the chunk on which the run ends
         rows = np.flatnonzero(hit)
@@ -187,28 +157,85 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         denom = (used[rows, c + 1] - used[rows, c]) - (limit[rows, c + 1] - limit[rows, c])
         frac = np.clip(np.divide(limit[rows, c] - used[rows, c], denom, out=np.zeros(rows.size), where=denom > 0),
                        0.0, 1.0)
-        life[rows] = day0 + c + frac
-        losses = rem[:, :-1] * (1.0 - keep_frac[1:] / keep_frac[:-1])[None, :]
-        weight = np.clip(np.where(np.isnan(life), np.inf, life)[:, None] - d_idx[None, :-1], 0.0, 1.0)
-        for name, arr in per_state.items():
-            parts[name] += (arr * weight).sum(axis=1)
-        parts["self_discharge"] += (losses * weight).sum(axis=1)
-        drawn += (q * weight).sum(axis=1)
+        self.life[rows] = day0 + c + frac
+        losses = rem[:, :-1] * (1.0 - keep[1:] / keep[:-1])[None, :]
+        weight = np.clip(np.where(np.isnan(self.life), np.inf, self.life)[:, None] - (day0 + np.arange(days)),
+                         0.0, 1.0)
+        for name, arr in q_parts.items():
+            self.parts[name] += (arr * weight).sum(axis=1)
+        self.parts["self_discharge"] += (losses * weight).sum(axis=1)
+        self.drawn += (q * weight).sum(axis=1)
         ended = np.arange(days)[None, :] >= col[:, None]
-        soc[day0 + 1: day0 + days + 1] = np.where(ended | ~alive[:, None], 0.0, rem[:, 1:] / capacity[:, None]).T
-        alive &= ~hit
-        remaining = rem[:, -1]
+        self.soc[day0 + 1: day0 + days + 1] = np.where(ended | ~self.alive[:, None], 0.0, rem[:, 1:] / cap).T
+        self.alive &= ~hit
+        self.remaining = rem[:, -1]
+
+
+def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOptions(),
+             base_dir: Path | None = None) -> SimResult:
+    """Monte Carlo lifetime of `model` (built from `device`) over `opts.runs` runs."""
+    rng = np.random.default_rng(opts.seed)
+    n = opts.runs
+    unc = device.uncertainty
+    spec, rate, log_s = _event_source(device, opts, base_dir)
+    m_sleep = _multipliers(rng, unc.sleep_current_rel_sigma, n, opts.uncertain)
+    m_active = _multipliers(rng, unc.active_energy_rel_sigma, n, opts.uncertain)
+    m_rate = _multipliers(rng, unc.event_rate_rel_sigma, n, opts.uncertain)
+    m_cap = _multipliers(rng, unc.capacity_rel_sigma, n, opts.uncertain)
+
+    # charges per unit, in mAh (battery side)
+    sleep_day = model.sleep_current_uA * 24.0 / 1000.0 * m_sleep
+    beacon_day = model.charge_uC(model.beacon_power_uW * DAY_S) / UC_PER_MAH * m_active
+    per_event = {name: model.charge_uC(energy) / UC_PER_MAH * m_active for name, energy in (
+        ("wake", model.wake_energy_uJ * model.pulses_per_motion), ("capture", model.capture_energy_uJ),
+        ("inference", model.inference_energy_uJ), ("uplink", model.uplink_energy_uJ))}
+    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * model.event_charge_uC() * m_active / DAY_S
+    capacity, dod_v, warnings = _usable_capacity(model, mean_uA, m_cap)
+
+    total_days = int(np.ceil(opts.max_years * 365.25))
+    bat = _Battery(capacity=capacity, remaining=capacity.copy(), life=np.full(n, np.nan),
+                   alive=np.full(n, dod_v > 0.0), drawn=np.zeros(n), parts={k: np.zeros(n) for k in BREAKDOWN},
+                   soc=np.ones((total_days + 1, n), dtype=np.float32))
+    bat.life[~bat.alive] = 0.0  # browns out at the first peak
+    n_events = n_captures = 0
+    # bound the events held in memory at once (~EVENTS_PER_CHUNK) by shortening chunks at high rates
+    chunk = int(max(1, min(opts.chunk_days, EVENTS_PER_CHUNK // (n * max(rate, 1e-9) * float(m_rate.max())))))
+    day0 = 0
+    while day0 < total_days:
+        if not bat.alive.any():
+            total_days = day0
+            break
+        days = min(chunk, total_days - day0)
+        run, t = generate(rng, spec, rate * m_rate, day0 * DAY_S, (day0 + days) * DAY_S, log_s)
+        keep = accepted(run, t, model.refractory_s)
+        n_events += t.size
+        n_captures += int(keep.sum())
+        key = run * days + ((t - day0 * DAY_S) // DAY_S).astype(np.int64)
+        motions = np.bincount(key, minlength=n * days).reshape(n, days)
+        captures = np.bincount(key[keep], minlength=n * days).reshape(n, days)
+        uplinks = rng.binomial(captures, model.uplink_probability) if model.uplink_probability > 0 else 0 * captures
+        q_parts = {
+            "sleep": np.broadcast_to(sleep_day[:, None], (n, days)),
+            "beacon": np.broadcast_to(beacon_day[:, None], (n, days)),
+            "wake": motions * per_event["wake"][:, None],
+            "capture": captures * per_event["capture"][:, None],
+            "inference": captures * per_event["inference"][:, None],
+            "uplink": uplinks * per_event["uplink"][:, None],
+        }
+        temps = temperature_by_day(device, np.arange(day0, day0 + days + 1))
+        bat.discharge(q_parts, day0, temps, model.cell, dod_v)
         day0 += days
+    life = bat.life
     censored = np.isnan(life)
     life[censored] = total_days
-    soc = soc[: total_days + 1]
+    soc = bat.soc[: total_days + 1]
     pct = np.percentile(soc, [5, 50, 95], axis=1)
-    run_uA = drawn / np.maximum(life, 1e-9) / 24.0 * 1000.0
+    run_uA = bat.drawn / np.maximum(life, 1e-9) / 24.0 * 1000.0
     median_run = int(np.argsort(life)[n // 2])
     return SimResult(
         lifetimes_days=life,
         censored=censored,
-        breakdown_mAh={k: float(v.mean()) for k, v in parts.items()},
+        breakdown_mAh={k: float(v.mean()) for k, v in bat.parts.items()},
         avg_current_uA=float(run_uA[median_run]),
         run_current_uA=run_uA,
         soc_days=np.arange(total_days + 1, dtype=float),
