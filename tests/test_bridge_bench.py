@@ -20,7 +20,7 @@ from edge.firmware_bridge.transport import SerialLink
 
 @pytest.fixture(scope="session")
 def small_model_path(tmp_path_factory):
-    return build_model(tmp_path_factory, "small", "--kb", "8")
+    return build_model(tmp_path_factory, "small")
 
 
 def test_bench_predictions_equal_local_tflm(small_model_path):
@@ -44,7 +44,7 @@ def test_bench_predictions_equal_local_tflm(small_model_path):
 
 def test_bench_detects_a_different_model_on_the_device(small_model_path, tmp_path_factory):
     model = small_model_path.read_bytes()
-    other = build_model(tmp_path_factory, "small_seed1", "--kb", "8", "--seed", "1").read_bytes()
+    other = build_model(tmp_path_factory, "small_seed1").read_bytes()
     inputs = random_inputs(model, 4, seed=2)
     with PtyDevice() as board, SerialLink(board.path, 115200) as link:
         board.device.flash.write(MODEL_FILE, 0, other)

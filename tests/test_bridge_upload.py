@@ -16,12 +16,12 @@ from edge.firmware_bridge.upload import UploadError, upload_file
 
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory) -> bytes:
-    return build_model(tmp_path_factory, "small", "--kb", "8").read_bytes()
+    return build_model(tmp_path_factory, "small").read_bytes()
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> bytes:
-    return build_model(tmp_path_factory, "tiny", "--tiny").read_bytes()
+    return build_model(tmp_path_factory, "tiny").read_bytes()
 
 
 def test_upload_stores_the_exact_model_and_the_device_confirms_its_hash(small_model):
