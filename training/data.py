@@ -98,7 +98,7 @@ def write_samples(dataset: Dataset, path: str | os.PathLike[str], per_class: int
     import matplotlib.pyplot as plt
 
     labels = dataset.labels[:12]
-    fig, axes = plt.subplots(len(labels), per_class, figsize=(per_class * 1.1, len(labels) * 1.25), squeeze=False)
+    fig, axes = plt.subplots(len(labels), per_class, figsize=(per_class * 1.1, len(labels) * 1.45 + 0.3), squeeze=False)
     for row, label in enumerate(labels):
         members = np.flatnonzero(dataset.train.y == row)[:per_class]
         for col in range(per_class):
