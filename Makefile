@@ -59,7 +59,7 @@ flash: $(STAMP)  ## upload build/$(TARGET)/model_int8.tflite to the board on POR
 	$(EDGE) flash --port $(PORT) --model build/$(TARGET)/model_int8.tflite
 
 bench: $(STAMP)  ## benchmark the board on PORT (MLPerf Tiny protocol)
-	$(EDGE) bench --port $(PORT)
+	$(EDGE) bench --port $(PORT) --model build/$(TARGET)/model_int8.tflite
 
 devices: $(STAMP)  ## list serial ports
 	$(EDGE) devices

@@ -366,13 +366,14 @@ def _upload_pass(
 def _resume_offset(client: SmpClient, data: bytes, name: str) -> int:
     """Bytes already on the device that match our prefix (0 if none or unverifiable)."""
     have = device_file_len(client, name)
-    if have <= 0 or have >= len(data):
+    if have <= 0 or have > len(data):
         return 0
     try:
         digest, hashed = device_sha256(client, name, have)
     except UploadError:
         return 0
     if hashed == have and digest == hashlib.sha256(data[:have]).digest():
-        client.stats.log.append(f"resuming at {have} B (device prefix hash matches)")
+        client.stats.log.append(f"resuming at {have} B (device prefix hash matches)" if have < len(data)
+                                else "the device already holds this exact file")
         return have
     return 0

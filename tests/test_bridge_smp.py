@@ -158,3 +158,24 @@ def test_fast_decoder_equals_the_byte_at_a_time_oracle(pieces, cuts):
     assert got == slow.feed(stream)
     assert fast.errors == slow.errors
     assert fast.take_other() == slow.take_other()
+
+
+_CBOR_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["rc", "err", "off", "len", "output", "type", "x"]) | st.integers(),
+                       _CBOR_VALUES, max_size=5))
+def test_fuzz_response_payload_checks_never_crash(payload):
+    from edge.firmware_bridge.upload import UploadError, _int_field
+
+    msg = sp.decode_message(sp.SmpMessage(sp.OP_READ_RSP, 8, 2, 1, payload).encode())
+    error = msg.error()
+    assert error is None or (isinstance(error[1], int) and error[1] != 0)
+    for key in ("off", "len"):
+        with contextlib.suppress(UploadError):
+            assert _int_field(msg, key, "fuzz") >= 0

@@ -134,3 +134,31 @@ def test_12_uploads_on_a_line_with_1_percent_bad_bytes(tiny_model):
 def test_100_uploads_on_a_line_with_1_percent_bad_bytes(tiny_model):
     outcomes = _uploads_on_a_noisy_line(tiny_model, 100, seed=3)
     assert outcomes["ok"] >= 90, outcomes
+
+
+def test_an_identical_file_on_the_device_is_not_sent_again(small_model):
+    with PtyDevice() as board, SerialLink(board.path, 921600) as link:
+        board.device.flash.write(MODEL_FILE, 0, small_model)
+        stats = upload_file(link, small_model)
+    assert stats.resumed_from == len(small_model)
+    assert stats.wire_bytes_out < 1000  # params, status, prefix hash, final hash: no data chunks
+    assert "already holds this exact file" in stats.log[-1]
+
+
+def test_flash_cli_checks_the_manifest_sha256(small_model, tmp_path):
+    from edge.firmware_bridge.cli import manifest_sha256
+    from edge.manifest import Manifest
+
+    model = tmp_path / "build" / "model_int8.tflite"
+    model.parent.mkdir()
+    model.write_bytes(small_model)
+    manifest = Manifest(tmp_path / "runs" / "r1")
+    run = manifest.begin("export", "cfg")
+    run.output("tflite_int8", model)
+    manifest.commit(run.finish())
+    assert manifest_sha256(model, tmp_path / "runs", "r1") == hashlib.sha256(small_model).hexdigest()
+    assert manifest_sha256(tmp_path / "other.tflite", tmp_path / "runs", "r1") is None
+    model.write_bytes(small_model + b"\0")  # changed after export
+    with PtyDevice() as board, SerialLink(board.path, 921600) as link, pytest.raises(UploadError) as info:
+        upload_file(link, model.read_bytes(), expected_sha256=manifest_sha256(model, tmp_path / "runs", "r1"))
+    assert "differs from the manifest's" in info.value.message and "re-run `edge export`" in info.value.hint
