@@ -105,3 +105,23 @@ def plot_parity(logits: dict[str, np.ndarray], reference: str, path: str | os.Pa
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def tie_analysis(logits: np.ndarray, reference: np.ndarray, threshold: float) -> dict[str, object]:
+    """Where `logits` and `reference` disagree, and how close to a tie the reference was there.
+
+    The margin is the reference's top-1 minus top-2 logit. Disagreements with a margin below
+    `threshold` (a few int8 output steps) are near-ties an int8 output cannot resolve; agreement
+    on the images with a larger margin is reported as `decisive_top1_agreement`.
+    """
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    differ = logits.argmax(axis=1) != reference.argmax(axis=1)
+    decisive = margin >= threshold
+    return {
+        "near_tie_threshold": round(float(threshold), 6),
+        "disagreements": [{"index": int(i), "reference_margin": round(float(margin[i]), 6)}
+                          for i in np.flatnonzero(differ)[:50]],
+        "near_tie_images": int((~decisive).sum()),
+        "decisive_top1_agreement": round(float(1 - differ[decisive].mean()), 4) if decisive.any() else None,
+    }

@@ -18,7 +18,7 @@ TOOLS = ("tensorflow-cpu", "torch", "onnx", "onnxruntime", "ai-edge-litert", "tf
 
 def build(*, target: Target, source: str, spec: VitSpec, int_model: TfliteModel, float_model: TfliteModel,
           convert: dict[str, Any], torch: dict[str, Any], onnx: dict[str, Any], tflm: dict[str, Any],
-          arena_const: int, rows: list[dict[str, Any]], reference: str, sizes: dict[str, Any],
+          arena_const: int, rows: list[dict[str, Any]], reference: str, ties: dict[str, Any], sizes: dict[str, Any],
           fit: dict[str, Any], vela: dict[str, Any] | None, timings: dict[str, float], test_images: int,
           notes: list[str]) -> dict[str, Any]:
     """Everything the export measured, as one JSON-ready dict."""
@@ -39,6 +39,7 @@ def build(*, target: Target, source: str, spec: VitSpec, int_model: TfliteModel,
         "quantization": {
             "mode": convert["quantization"], "qat_points": convert["qat_points"],
             "calibrated_points": convert["calibrated_points"], "fixed_points": convert["fixed_points"],
+            "folded_points": convert["folded_points"],
             "unknown_points": convert["unknown_points"], "clipped_weights": convert["clipped_weights"],
             "calibration_images": convert["calibration_images"],
         },
@@ -60,6 +61,7 @@ def build(*, target: Target, source: str, spec: VitSpec, int_model: TfliteModel,
             "tflm_vs_qat_max_logit_error": tflm_row["max_logit_error"],
             "tflm_vs_qat_mean_logit_error": tflm_row["mean_logit_error"],
             "table": rows,
+            **ties,
         },
         "fit": fit,
         "vela": vela,
@@ -109,6 +111,10 @@ def _kib(n: int | None) -> str:
     return "-" if n is None else f"{n:,} B ({n / 1024:.1f} KiB)"
 
 
+def _margins(disagreements: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{d['reference_margin']:.4f}" for d in disagreements[:10]) or "-"
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The human-readable report."""
     t, m, s, q, tflm, fit = (data[k] for k in ("target", "model", "size", "quantization", "tflm", "fit"))
@@ -146,7 +152,13 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(data["agreement"]["table"], data["agreement"]["reference"]),
         "",
         f"TFLM int8 vs {data['agreement']['reference']}: top-1 agreement "
-        f"**{data['agreement']['tflm_vs_qat_top1']:.4f}** on {data['agreement']['test_images']} images.",
+        f"**{data['agreement']['tflm_vs_qat_top1']:.4f}** on {data['agreement']['test_images']} images "
+        f"(vs PyTorch float: {data['agreement']['tflm_vs_float_top1']:.4f}). "
+        f"{len(data['agreement']['disagreements'])} disagreement(s), reference margins "
+        f"{_margins(data['agreement']['disagreements'])}; "
+        f"{data['agreement']['near_tie_images']} image(s) have a reference margin below "
+        f"{data['agreement']['near_tie_threshold']:.4f} (4 int8 output steps); agreement on the rest: "
+        f"{data['agreement']['decisive_top1_agreement']}.",
         "",
         "![logits of the integer runtimes against the reference](parity.png)",
         "",
@@ -158,6 +170,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"- QAT ranges: {', '.join(q['qat_points']) or 'none'}",
         f"- calibrated: {', '.join(q['calibrated_points']) or 'none'}",
         f"- fixed: {', '.join(f'{k} ({v})' for k, v in q['fixed_points'].items()) or 'none'}",
+        f"- LayerNorm outputs with a QAT range, calibrated instead so the converter folds the norm's scale "
+        f"and shift into the next Linear: {', '.join(q['folded_points']) or 'none'}",
         "",
         "## TFLite Micro ops",
         "",

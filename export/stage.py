@@ -129,6 +129,11 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     rows = parity.parity_table(logits, reference, test_y)
     parity.plot_parity(logits, reference, out / "parity.png")
     tflm_row = next(r for r in rows if r["runtime"] == "TFLM int8")
+    out_scale = quant_params(read_tflite(out / "model_int8.tflite").io("output"))[0]
+    ties = parity.tie_analysis(logits["TFLM int8"], logits[reference], 4 * out_scale)
+    ties["tflm_vs_float_top1"] = next(r for r in parity.parity_table(
+        {"TFLM int8": logits["TFLM int8"], "PyTorch float": logits["PyTorch float"]}, "PyTorch float")
+        if r["runtime"] == "TFLM int8")["top1_agreement"]
 
     started = time.perf_counter()
     arena = tflm_info["arena_bytes"]
@@ -158,7 +163,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     report_data = report.build(
         target=target, source=source, spec=spec, int_model=int_model, float_model=float_model,
         convert=convert_info, torch=torch_info, onnx=onnx_info, tflm=tflm_info, arena_const=arena_const,
-        rows=rows, reference=reference, sizes=sizes, fit=fit, vela=vela, timings=timer.steps,
+        rows=rows, reference=reference, ties=ties, sizes=sizes, fit=fit, vela=vela, timings=timer.steps,
         test_images=len(test_x), notes=run.notes,
     )
     timer("total", started_all)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,10 @@ from edge.vit_spec import VitSpec
 # The int8 SOFTMAX kernel fixes its output to scale 1/256, zero point -128; a FakeQuant with any other
 # range there would make the converter requantise through float. QAT ranges for it are not applied.
 KERNEL_FIXED_SUFFIX = "attn.softmax"
+# LayerNorm outputs: without a FakeQuant there, the converter folds the LayerNorm's scale and shift
+# into the Linear layers that follow (2 ops and 2 tensors fewer per norm). Measured on a pruned QAT
+# vit_lite_s: 4.8 KB smaller, and TFLM agreement with the QAT model 0.9875 instead of 0.985.
+FOLDED_NORM = re.compile(r"(^|\.)norm\d?$")
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -55,7 +60,7 @@ class TfVit:
     # -- building blocks -------------------------------------------------------------------
     def _fq(self, x: tf.Tensor, point: str, scale: float = 1.0) -> tf.Tensor:
         """Fake-quantise `x` with the learned range of `point`, if there is one."""
-        if point not in self.ranges or point.endswith(KERNEL_FIXED_SUFFIX):
+        if point not in self.ranges or point.endswith(KERNEL_FIXED_SUFFIX) or FOLDED_NORM.search(point):
             return x
         lo, hi = self.ranges[point]
         lo, hi = min(lo * scale, 0.0), max(hi * scale, 0.0)  # a quantised range must contain 0
@@ -81,8 +86,10 @@ class TfVit:
 
     def _act(self, x: tf.Tensor) -> tf.Tensor:
         act = self.spec.act
-        if act == "gelu_tanh":
-            return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+        if act == "gelu_tanh":  # 0.5 x (1 + tanh(c (x + 0.044715 x^3))), with no x^3 tensor: in int8 its
+            # range would swamp small values; x * (1 + 0.044715 x^2) keeps every intermediate well scaled
+            inner = (x * math.sqrt(2.0 / math.pi)) * (1.0 + 0.044715 * (x * x))
+            return x * (0.5 + 0.5 * tf.tanh(inner))
         if act == "relu":
             return tf.nn.relu(x)
         if act == "hardswish":

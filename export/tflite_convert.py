@@ -29,7 +29,7 @@ from edge.atomic import atomic_write_bytes, atomic_write_json
 from edge.export.child import child_main
 from edge.export.pixels import INPUT_POINT, centred_pixels
 from edge.export.quant_ranges import activation_points, clip_weights, load_ranges
-from edge.export.tf_vit import KERNEL_FIXED_SUFFIX, TfVit, load_weights
+from edge.export.tf_vit import FOLDED_NORM, KERNEL_FIXED_SUFFIX, TfVit, load_weights
 from edge.vit_spec import VitSpec
 
 
@@ -84,6 +84,7 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
         calibrated_points=[p for p in points if p != "input" and p not in model.used_points
                            and not (p.endswith(KERNEL_FIXED_SUFFIX) and not int16)],
         fixed_points=_fixed_points(points, INPUT_POINT in model.used_points, int16),
+        folded_points=[p for p in points if FOLDED_NORM.search(p) and p in learned],
         unknown_points=sorted(set(learned) - set(points)),
         clipped_weights=clipped,
         calibration_images=len(calib) - (0 if int16 else 1),
