@@ -59,7 +59,8 @@ def main() -> int:
         try:
             port = emulator.stdout.readline().strip()
             line_Bps = args.baud / BITS_PER_BYTE
-            print(f"model {model_path} ({len(data)} B), emulated UART {args.baud} baud = {line_Bps:.0f} B/s, pty {port}")
+            print(f"model {model_path} ({len(data)} B), emulated UART {args.baud} baud = {line_Bps:.0f} B/s, "
+                  f"pty {port}")
             print(f"{'run':>3} {'wall_s':>7} {'model_B/s':>10} {'goodput/line':>12} {'wire_B/s':>9} "
                   f"{'wire/line':>9} {'chunk_B':>7} {'retries':>7}")
             goodputs, utilisations = [], []
