@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -95,8 +96,8 @@ def test_profile_command(models: dict[str, Path]) -> None:
     assert bad.returncode == 2 and "did you mean 'stm32l4r5'?" in bad.stderr
 
 
-def _run_with_export(root: Path, model: Path) -> tuple[Path, RunConfig]:
-    """runs/t/ whose export record holds `model` (as the export stage would have written it)."""
+def _run_with_export(root: Path, model: Path, target_mcu: str | None = None) -> tuple[Path, RunConfig]:
+    """runs/t/ whose export record holds `model` (and, if given, a report naming the target's MCU)."""
     run_dir = root / "runs" / "t"
     config = RunConfig.model_validate({"battery": {"runs": 50, "max_years": 2}})
     manifest = Manifest(run_dir)
@@ -106,6 +107,10 @@ def _run_with_export(root: Path, model: Path) -> tuple[Path, RunConfig]:
     target.parent.mkdir(parents=True)
     shutil.copy(model, target)
     run.output("tflite_int8", target)
+    if target_mcu is not None:
+        report = run_dir / "export" / "report.json"
+        report.write_text(json.dumps({"target": {"name": "cortex-m4", "mcu": target_mcu}}))
+        run.output("report", report)
     manifest.commit(run.finish())
     return run_dir, config
 
@@ -136,3 +141,14 @@ def test_battery_stage_records_a_failed_gate_without_failing(models: dict[str, P
     record = Manifest(run_dir).stages["battery"]
     assert record.metrics["gate_passed"] is False and record.metrics["lifetime_p5_days"] < 365
     assert record.notes[0].startswith("FAIL: lifetime budget broken on device 'doorbell-cr2032-ov2640'")
+
+
+def test_profile_on_the_target_mcu_battery_on_the_device_mcu(models: dict[str, Path], tmp_path: Path) -> None:
+    run_dir, _ = _run_with_export(tmp_path, models["vit_pruned_int8"], target_mcu="stm32l4r5")
+    run_stage_here(run_dir, "profile")
+    run_stage_here(run_dir, "battery")
+    profile = json.loads((run_dir / "profile" / "profile.json").read_text())
+    assert profile["mcu"] == "stm32l4r5" and profile["battery_mcu"]["mcu"] == "nrf52840"
+    assert profile["battery_mcu"]["latency_ms"] > profile["latency_ms"]  # 64 MHz vs 120 MHz
+    lifetime = json.loads((run_dir / "battery" / "lifetime.json").read_text())
+    assert lifetime["inference"]["energy_uJ"] == pytest.approx(profile["battery_mcu"]["energy_uJ"])
