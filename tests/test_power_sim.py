@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from power_fixtures import flat_cell
 
 from edge.errors import ConfigError
@@ -160,3 +162,12 @@ def test_replayed_trigger_log_drives_the_simulation(tmp_path: Path) -> None:
     expected = 1000.0 / ((10.0 + 100 * 30_000.0 / 3.0 / 86400.0) / 1000) / 24
     assert days == pytest.approx(expected, rel=0.01)
     assert result.events == 100 * 2190  # the log repeated every day of the 6 simulated years
+
+
+@given(sleep_uA=st.floats(1.0, 2000.0), capacity_mAh=st.floats(20.0, 5000.0))
+@settings(max_examples=25, deadline=None)
+def test_lifetime_is_capacity_over_current_for_any_constant_load(sleep_uA: float, capacity_mAh: float) -> None:
+    expected = capacity_mAh / (sleep_uA / 1000) / 24
+    opts = SimOptions(runs=1, uncertain=False, max_years=1.5 * expected / 365.25)
+    days = simulate(_model(sleep_uA=sleep_uA, cell_mAh=capacity_mAh), STILL, opts).lifetimes_days[0]
+    assert days == pytest.approx(expected, rel=1e-3)
