@@ -19,6 +19,7 @@ matched ours. Everything is bounded: retries per request, reconnects, and whole 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class SmpClient:
         self.max_timeout_s = max_timeout_s
         self.decoder = sp.FrameDecoder()
         self.stats = UploadStats()
-        self._seq = 0
+        self._seq = secrets.randbelow(256)  # like a TCP initial sequence number: old answers rarely match
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._sent_at: dict[int, tuple[float, int]] = {}
@@ -141,6 +142,31 @@ class SmpClient:
                 self.stats.bad_frames += self.decoder.errors - errors_before
                 return None, True
 
+    def barrier(self) -> None:
+        """Echo a random nonce and wait for it: the device answers in order, so every answer to
+        anything sent before (including stale retransmissions, earlier sessions) is behind us.
+
+        Devices without the echo command (rc 8, not supported) still answer in order, so their
+        error reply is accepted as the barrier too.
+        """
+        nonce = secrets.token_hex(8)
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            _, wire = self.send(sp.OP_WRITE, sp.GROUP_OS, sp.CMD_OS_ECHO, {"d": nonce})
+            deadline = time.monotonic() + self.timeout(wire) * (1 + (attempt >= 4))
+            while True:
+                reply, _ = self.receive(sp.GROUP_OS, max(0.0, deadline - time.monotonic()))
+                if reply is None:
+                    break
+                if reply.command == sp.CMD_OS_ECHO and (reply.payload.get("r") == nonce or reply.error()):
+                    return
+        raise NoResponse(
+            f"no answer to an mcumgr echo after {self.retries + 1} tries",
+            where=self.link.url,
+            hint="the line is too noisy or the device is not running an mcumgr SMP server on this port",
+        )
+
     def request(self, op: int, group: int, command: int, payload: dict, tries: int | None = None) -> sp.SmpMessage:
         """Send one request and return its response; resend on loss; raise NoResponse when spent."""
         tries = self.retries + 1 if tries is None else tries
@@ -153,7 +179,7 @@ class SmpClient:
             deadline = time.monotonic() + self.timeout(wire) * (1 + (attempt >= 4))
             while True:
                 reply, _ = self.receive(group, max(0.0, deadline - time.monotonic()))
-                if reply is not None and reply.sequence in mine:
+                if reply is not None and reply.sequence in mine and reply.command == command:
                     return reply
                 if reply is None:
                     break  # timed out or mangled: send again
@@ -247,6 +273,7 @@ def upload_file(
     while True:
         try:
             _upload_pass(client, data, name, chunk, allow_resume, progress)
+            client.barrier()  # no stale hash answer can be taken for the final one
             digest, hashed = device_sha256(client, name)
         except DeviceRefused:
             raise
@@ -292,6 +319,7 @@ def _upload_pass(
     length, so a lost request shows up at once as FILE_OFFSET_NOT_VALID (with the length it
     has) on the next one: the host goes back to that length without waiting for a timeout.
     """
+    client.barrier()  # answers to requests of an earlier pass or session are flushed
     buf_size, buf_count = device_params(client)
     largest = min(chunk or 1 << 30, chunk_size_for(buf_size, name))
     window = max(1, min(MAX_WINDOW, buf_count - 1))
@@ -318,6 +346,8 @@ def _upload_pass(
         reply, broken = client.receive(sp.GROUP_FS, client.timeout(wire))
         if broken:
             continue  # some response was mangled; the next one (or the timeout) tells us more
+        if reply is not None and reply.command != sp.CMD_FS_FILE:
+            continue  # a late answer to some other group-8 request
         if reply is None or reply.sequence not in in_flight:
             if reply is not None:
                 continue  # an answer to a request we already gave up on
