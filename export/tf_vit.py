@@ -88,7 +88,8 @@ class TfVit:
         act = self.spec.act
         if act == "gelu_tanh":  # 0.5 x (1 + tanh(c (x + 0.044715 x^3))), with no x^3 tensor: in int8 its
             # range would swamp small values; x * (1 + 0.044715 x^2) keeps every intermediate well scaled
-            inner = (x * math.sqrt(2.0 / math.pi)) * (1.0 + 0.044715 * (x * x))
+            c = math.sqrt(2.0 / math.pi)
+            inner = x * (c + (c * 0.044715) * (x * x))
             return x * (0.5 + 0.5 * tf.tanh(inner))
         if act == "relu":
             return tf.nn.relu(x)
