@@ -8,6 +8,7 @@ import pytest
 from bridge_helpers import build_model
 
 from edge.errors import DeviceError
+from edge.firmware_bridge import smp_serial as sp
 from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, Flash
 from edge.firmware_bridge.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.transport import SerialLink
@@ -162,3 +163,33 @@ def test_flash_cli_checks_the_manifest_sha256(small_model, tmp_path):
     with PtyDevice() as board, SerialLink(board.path, 921600) as link, pytest.raises(UploadError) as info:
         upload_file(link, model.read_bytes(), expected_sha256=manifest_sha256(model, tmp_path / "runs", "r1"))
     assert "differs from the manifest's" in info.value.message and "re-run `edge export`" in info.value.hint
+
+
+class _StaleAnswers(EmulatedDevice):
+    """After every upload answer, replay 256 old-looking 'hash = the right sha256' answers (one per
+    sequence number), as retransmissions from an earlier session could leave in the pipe."""
+
+    def __init__(self, claimed: bytes) -> None:
+        super().__init__()
+        digest = hashlib.sha256(claimed).digest()
+        self.fakes = b"".join(
+            sp.encode_frames(sp.SmpMessage(sp.OP_READ_RSP, sp.GROUP_FS, sp.CMD_FS_HASH, seq,
+                                           {"type": "sha256", "len": len(claimed), "output": digest}).encode())
+            for seq in range(256)
+        )
+
+    def feed(self, data: bytes) -> bytes:
+        out = super().feed(data)
+        answers = [sp.decode_message(p) for p in sp.FrameDecoder().feed(out)]
+        if any(a.group == sp.GROUP_FS and a.command == sp.CMD_FS_FILE for a in answers):
+            out += self.fakes
+        return out
+
+
+def test_stale_hash_answers_never_confirm_a_corrupt_model(tiny_model):
+    device = _StaleAnswers(tiny_model)
+    device.flash = device.smp.flash = device.mlperf.flash = _BadFlash()
+    with PtyDevice(device) as board, SerialLink(board.path, 921600) as link:
+        with pytest.raises(UploadError, match="the stored model is NOT valid"):
+            upload_file(link, tiny_model)
+        assert bytes(board.device.flash.files[MODEL_FILE]) != tiny_model
