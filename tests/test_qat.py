@@ -174,3 +174,35 @@ def test_weight_range_channel_count_must_match_the_weight() -> None:
     ranges = QuantRangesFile(weights={"head.weight": {"axis": 0, "min": [-1.0] * 3, "max": [1.0] * 3}})
     with pytest.raises(ConfigError, match=r"'weights.head.weight' has 3 channels, the weight \[2, 16\] has 2"):
         ranges.check_shapes({"head.weight": (2, 16)})
+
+
+@pytest.mark.parametrize("act", ["gelu_tanh", "quick_gelu"])  # one op / three ops in the activation module
+def test_every_documented_point_has_exactly_one_producing_op(act: str) -> None:
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+    from nncf.torch.function_hook.wrapper import wrap_model
+
+    from edge.training.quant_ranges import locate
+
+    spec = SPEC.model_copy(update={"act": act})
+    graph = build_nncf_graph(wrap_model(build_model(spec).eval()), torch.zeros(1, 1, 16, 16))
+    producers: dict[str, list[str]] = {}
+    for node in graph.get_all_nodes():
+        where = locate(graph, node.node_name, None, spec)
+        if where.kind == "activation":
+            producers.setdefault(where.name, []).append(node.node_name)
+    points = set(producers)
+    per_block = ["norm1", "attn.q", "attn.k", "attn.v", "attn.scores", "attn.softmax", "attn.context", "attn.proj",
+                 "add1", "norm2", "mlp.fc1", "mlp.act", "mlp.fc2", "add2"]
+    expected = {"input", "patch_embed", "tokens", "norm", "head"}
+    expected |= {f"blocks.{i}.{p}" for i in range(2) for p in per_block}
+    assert points == expected
+    # one producing op per point, ignoring ops that only move values (they name their input's tensor)
+    moved = {"reshape", "flatten", "transpose", "dropout", "__getitem__"}
+    for name in expected:
+        real = [n for n in producers[name] if graph.get_node_by_name(n).node_type not in moved]
+        if name.endswith("attn.q"):  # q itself and q * D^-0.5 (preferred: the tensor the int8 model has)
+            i = name.split(".")[1]
+            assert sorted(real) == [f"blocks/{i}/attn/mul/0", f"blocks/{i}/attn/q/linear/0"]
+            assert locate(graph, f"blocks/{i}/attn/mul/0", None, spec).priority == 1
+        else:
+            assert len(real) == 1, (name, real)
