@@ -125,7 +125,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from edge.firmware_bridge.emulator import MODEL_FILE
-    from edge.firmware_bridge.pty_device import Faults, PtyDevice
+    from edge.firmware_bridge.pty_device import Faults, PtyDevice, TcpDevice
 
     try:
         faults = Faults(
@@ -134,7 +134,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc), where="edge emulator") from exc
-    device = PtyDevice(baud=args.line_rate, faults=faults, store=args.store, target=args.target)
+    kind = TcpDevice if args.tcp is not None else PtyDevice
+    extra = {"port": args.tcp} if args.tcp is not None else {}
+    device = kind(baud=args.line_rate, faults=faults, store=args.store, target=args.target, **extra)
     if args.model is not None:
         device.device.flash.write(MODEL_FILE, 0, _read_model(args.model))
     device.start()
@@ -210,6 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emu.add_argument("--line-rate", type=int, default=0, metavar="BAUD",
                      help="emulate a UART at this baud rate (a pty has none; default: unlimited)")
     emu.add_argument("--model", type=Path, help="pre-flash this .tflite")
+    emu.add_argument("--tcp", type=int, metavar="PORT", help="serve on socket://127.0.0.1:PORT instead of a pty "
+                     "(0 = any free port)")
     emu.add_argument("--store", type=Path, help="keep the emulated flash in this folder (survives restarts)")
     emu.add_argument("--mcu", default="nrf52840", dest="target",
                      help="MCU profile (power_profiles/mcus/) whose cost model times inferences (default nrf52840)")

@@ -1,4 +1,4 @@
-"""Serve an EmulatedDevice on a pseudo-terminal, with line-rate emulation and fault injection.
+"""Serve an EmulatedDevice on a pseudo-terminal (or loopback TCP), with line rate and faults.
 
 A pty ignores the baud rate (bytes move as fast as the kernel copies them), so throughput over
 a pty says nothing about a UART. With `baud` set, every byte in either direction is paced to
@@ -17,6 +17,7 @@ import os
 import queue
 import random
 import select
+import socket
 import termios
 import threading
 import time
@@ -115,9 +116,7 @@ class PtyDevice:
         self.faults = faults or Faults()
         self.rx_clock = WireClock(baud)
         self.tx_clock = WireClock(baud)
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave, termios.TCSANOW)  # no echo, no CR/LF translation, 8-bit clean
-        self.path = os.ttyname(self.slave)
+        self.path = self._open()
         self.received = 0
         self.disconnects = 0
         self._stop = threading.Event()
@@ -141,20 +140,39 @@ class PtyDevice:
         for thread in (self._thread, self._writer):
             if thread is not None:
                 thread.join(timeout=2)
+        self._close()
+
+    def _open(self) -> str:
+        """Create the host-facing endpoint; return what the host opens."""
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave, termios.TCSANOW)  # no echo, no CR/LF translation, 8-bit clean
+        return os.ttyname(self.slave)
+
+    def _close(self) -> None:
         for fd in (self.master, self.slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _read(self, wait_s: float) -> bytes | None:
+        """Bytes from the host (b'' if none within `wait_s`); None when the endpoint is gone."""
+        ready, _, _ = select.select([self.master], [], [], wait_s)
+        if not ready:
+            return b""
+        try:
+            return os.read(self.master, 4096)
+        except OSError:
+            return None
+
+    def _write(self, data: bytes) -> int:
+        """Write towards the host; return the bytes taken."""
+        return os.write(self.master, data)
 
     def serve(self) -> None:
         """The device loop: read, pace, inject faults, process, reply (until stop())."""
         self._send(self.device.boot())
         while not self._stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
+            data = self._read(0.05)
+            if data is None:
                 break
             if not data:
                 continue
@@ -197,7 +215,7 @@ class PtyDevice:
             self.tx_clock.wait(len(piece))
             while piece:
                 try:
-                    written = os.write(self.master, piece)
+                    written = self._write(piece)
                 except BlockingIOError:
                     time.sleep(0.001)
                     continue
@@ -210,3 +228,54 @@ class PtyDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class TcpDevice(PtyDevice):
+    """The same board on a loopback TCP port, for `socket://127.0.0.1:PORT` (or where no pty exists).
+
+    One host connection at a time; a closed connection is like an unplugged cable (the flash
+    is kept) and the next connection is accepted.
+    """
+
+    def __init__(self, device: EmulatedDevice | None = None, *, port: int = 0, **kwargs: object) -> None:
+        self._port = port
+        self._conn: socket.socket | None = None
+        super().__init__(device, **kwargs)  # type: ignore[arg-type]
+
+    def _open(self) -> str:
+        self._listener = socket.create_server(("127.0.0.1", self._port))
+        return f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _close(self) -> None:
+        for sock in (self._conn, self._listener):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _read(self, wait_s: float) -> bytes | None:
+        if self._conn is None:
+            ready, _, _ = select.select([self._listener], [], [], wait_s)
+            if ready:
+                self._conn, _ = self._listener.accept()
+                self.device.reset_link_state()
+            return b""
+        ready, _, _ = select.select([self._conn], [], [], wait_s)
+        if not ready:
+            return b""
+        try:
+            data = self._conn.recv(4096)
+        except OSError:
+            data = b""
+        if not data:  # the host closed the connection
+            self._conn.close()
+            self._conn = None
+        return data
+
+    def _write(self, data: bytes) -> int:
+        conn = self._conn
+        if conn is None:
+            return len(data)  # nobody listening: the bytes are lost, as on an unplugged UART
+        try:
+            return conn.send(data)
+        except OSError:
+            return len(data)

@@ -193,3 +193,18 @@ def test_stale_hash_answers_never_confirm_a_corrupt_model(tiny_model):
         with pytest.raises(UploadError, match="the stored model is NOT valid"):
             upload_file(link, tiny_model)
         assert bytes(board.device.flash.files[MODEL_FILE]) != tiny_model
+
+
+def test_flash_and_bench_over_a_socket_url(tiny_model):
+    from edge.firmware_bridge.bench import random_inputs, run_bench
+    from edge.firmware_bridge.mlperf import MlperfDut
+    from edge.firmware_bridge.pty_device import TcpDevice
+
+    with TcpDevice() as board:
+        assert board.path.startswith("socket://127.0.0.1:")
+        with SerialLink(board.path, 115200) as link:
+            upload_file(link, tiny_model)
+            report = run_bench(MlperfDut(link), random_inputs(tiny_model, 2), runs=2, warmups=0, model=tiny_model)
+        assert report.local_match is True
+        with SerialLink(board.path, 115200) as link:  # a second connection finds the model still there
+            assert upload_file(link, tiny_model).resumed_from == len(tiny_model)
