@@ -70,12 +70,22 @@ def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):
         assert flash.returncode == 0, flash.stderr
         assert "= local file sha256" in flash.stdout
         out = tmp_path / "bench.json"
+        trace = tmp_path / "ppk2.csv"  # 4 inferences of 10 ms at 4 mA (D0 high), 50 uA between
+        rows = [f"{k:.1f},{4000.0 if (k // 10) % 2 else 50.0},{'10000000' if (k // 10) % 2 else '00000000'}"
+                for k in range(80)]
+        trace.write_text("Timestamp(ms),Current(uA),D0-D7\n" + "\n".join(rows) + "\n")
         bench = _edge("bench", "--port", port, "--model", str(small_model_path), "--runs", "3", "--warmup", "1",
-                      "--inputs", "3", "--json", str(out), "--quiet")
+                      "--inputs", "3", "--json", str(out), "--quiet", "--trace", str(trace), "--voltage", "3.0",
+                      "--marker", "0")
         assert bench.returncode == 0, bench.stderr
-        assert "vs local TFLM   all equal" in bench.stdout
+        assert "vs local TFLM          all equal" in bench.stdout
         report = json.loads(out.read_text())
         assert report["runs"] == 3 and report["local_match"] is True and len(report["predictions"]) == 3
+        energy = report["energy"]
+        assert energy["inferences"] == 4
+        assert energy["energy_per_inference_uJ"] == pytest.approx(9 * 1e-3 * 4e-3 * 3.0 * 1e6)  # 9 ms x 12 mW
+        assert energy["costmodel_energy_uJ"] == pytest.approx(costmodel_estimate(small_model_path.read_bytes(),
+                                                                                  "nrf52840")[1])
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
