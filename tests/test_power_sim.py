@@ -171,3 +171,11 @@ def test_lifetime_is_capacity_over_current_for_any_constant_load(sleep_uA: float
     opts = SimOptions(runs=1, uncertain=False, max_years=1.5 * expected / 365.25)
     days = simulate(_model(sleep_uA=sleep_uA, cell_mAh=capacity_mAh), STILL, opts).lifetimes_days[0]
     assert days == pytest.approx(expected, rel=1e-3)
+
+
+def test_lifetime_is_capped_at_the_cells_shelf_life() -> None:
+    model = build_device(DEVICE, inference_energy_uJ=1600.0, inference_latency_ms=161.0)
+    result = simulate(model, DEVICE, SimOptions(runs=20, max_years=30))
+    assert result.lifetimes_days.tolist() == [20 * 365.25] * 20 and not result.censored.any()
+    assert result.warnings == ["100 % of the runs reach the cell's rated shelf life of 20 years ('aa-lifes2'); "
+                               "their lifetime is capped there"]

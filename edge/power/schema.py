@@ -297,6 +297,7 @@ class CellProfile(Strict):
     temperature_derating: list[Point] = Field(min_length=1, description="[temperature_C, capacity factor]")
     pulse_derating: list[Point] = Field(min_length=1, description="[peak current_mA, capacity factor]")
     self_discharge_pct_per_year: float = Field(ge=0, le=100, description="at 20 C; doubles per +10 C")
+    shelf_life_years: float | None = Field(None, gt=0, le=50, description="the cell's rated life; caps lifetimes")
     max_continuous_current_mA: float = Field(gt=0)
     max_pulse_current_mA: float = Field(gt=0)
     internal_resistance_ohm: float = Field(ge=0)

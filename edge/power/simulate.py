@@ -193,6 +193,10 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
     capacity, dod_v, warnings = _usable_capacity(model, mean_uA, m_cap)
 
     total_days = int(np.ceil(opts.max_years * 365.25))
+    shelf_days = model.cell.shelf_life_years * 365.25 if model.cell.shelf_life_years else None
+    shelf_capped = shelf_days is not None and shelf_days <= total_days
+    if shelf_capped:
+        total_days = int(np.ceil(shelf_days))
     bat = _Battery(capacity=capacity, remaining=capacity.copy(), life=np.full(n, np.nan),
                    alive=np.full(n, dod_v > 0.0), drawn=np.zeros(n), parts={k: np.zeros(n) for k in BREAKDOWN},
                    soc=np.ones((total_days + 1, n), dtype=np.float32))
@@ -227,6 +231,11 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         day0 += days
     life = bat.life
     censored = np.isnan(life)
+    if shelf_capped and censored.any():
+        life[censored] = shelf_days
+        warnings.append(f"{100 * censored.mean():.0f} % of the runs reach the cell's rated shelf life of "
+                        f"{model.cell.shelf_life_years:g} years ('{model.cell.name}'); their lifetime is capped there")
+        censored[:] = False
     life[censored] = total_days
     soc = bat.soc[: total_days + 1]
     pct = np.percentile(soc, [5, 50, 95], axis=1)
