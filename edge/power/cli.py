@@ -111,8 +111,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     gate = outcome.gate
     for warning in gate.warnings:
         print(f"warning: {warning}")
-    print(f"lifetime P5 {gate.lifetime_p5_days:.0f} d, P50 {gate.lifetime_p50_days:.0f} d, "
-          f"P95 {gate.lifetime_p95_days:.0f} d ({outcome.sim.lifetimes_days.size} runs); "
+    def days(value: float) -> str:
+        return f"{'>' if value >= gate.horizon_days else ''}{value:.0f} d"
+
+    print(f"lifetime P5 {days(gate.lifetime_p5_days)}, P50 {days(gate.lifetime_p50_days)}, "
+          f"P95 {days(gate.lifetime_p95_days)} ({outcome.sim.lifetimes_days.size} runs); "
           f"average current {gate.avg_current_uA:.2f} uA")
     total = sum(gate.breakdown_mAh.values()) or 1.0
     for state, mah in sorted(gate.breakdown_mAh.items(), key=lambda kv: -kv[1]):
