@@ -27,6 +27,7 @@ def _configure(run_dir, **qat: object) -> None:
     tree["qat"].update({"epochs": 1, "batch_size": 8, **qat})
     tree["train"]["threads"] = 1
     manifest.config = RunConfig.model_validate(tree).model_dump(mode="json")
+    manifest.stages["train"].metrics.update({"params": 25_000, "val_top1": 0.75})  # what the train stage records
     manifest.save()
 
 
@@ -44,6 +45,8 @@ def test_qat_stage_writes_the_contract_artifacts(tmp_path) -> None:
                 "onnx_qdq_vs_torch_top1", "quantizers", "points_with_ranges", "wall_s"):
         assert key in metrics, key
     assert metrics["onnx_qdq_vs_torch_top1"] >= 0.95
+    assert metrics["params_ratio_vs_trained"] == round(metrics["params"] / 25_000, 4)
+    assert metrics["val_top1_drop_vs_trained"] == round(0.75 - metrics["val_top1"], 4)
     assert metrics["points_with_ranges"] >= 20 and metrics["quantizers"] > metrics["points_with_ranges"]
     assert 0 < metrics["int8_bytes_estimate"] < metrics["float32_bytes"]
 

@@ -135,6 +135,10 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
         "weights_with_ranges": len(report.ranges.weights),
         "activation_bits": qat.activation_bits,
     })
+    trained = run.manifest.stages.get("train")
+    if trained and {"params", "val_top1"} <= set(trained.metrics):  # issue 3's acceptance figures
+        run.metrics["params_ratio_vs_trained"] = round(count_params(plain) / trained.metrics["params"], 4)
+        run.metrics["val_top1_drop_vs_trained"] = round(trained.metrics["val_top1"] - val_top1, 4)
 
 
 def _write_history(run: StageRun, result: FitResult) -> None:
