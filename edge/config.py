@@ -146,6 +146,7 @@ class ExportConfig(Section):
         "(checked when the model was pruned; null = report only)")
     eval_images: int | None = Field(None, ge=1, description="test images for the agreement table (null = all)")
     require_qat: bool = Field(False, description="fail instead of falling back to the prune/train model")
+    strip_tensor_names: bool = Field(True, description="drop tensor names from model_int8.tflite (TFLM ignores them)")
 
 
 class BatteryConfig(Section):

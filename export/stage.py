@@ -93,7 +93,8 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
 
     bar = tqdm(total=6, desc=f"export {config.target}", unit="step", file=sys.stderr)
     job = {"spec": str(spec_path), "weights": str(weights), "ranges": str(qat["ranges"]) if qat else None,
-           "calib": str(work / "calib_x.npy"), "out_dir": str(out), "int16": cfg.int16_activations}
+           "calib": str(work / "calib_x.npy"), "out_dir": str(out), "int16": cfg.int16_activations,
+           "strip": cfg.strip_tensor_names}
     atomic_write_json(work / "convert_job.json", job)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:  # the torch and TF children run side by side

@@ -8,6 +8,7 @@ not load in the stage process). JOB.json holds:
     calib                  .npy of uint8 NHWC calibration images
     out_dir                where model_float.tflite / model_int8.tflite / convert.json go
     int16                  true: int16 activations, int8 weights (TFLM "16x8"), int16 in/out
+    strip                  drop tensor names from the integer model (default true, tflite_strip.py)
     probe, probe_out       optional: .npy uint8 images -> .npy float logits of the TF graph
 
 Integer mode: optimizations DEFAULT, representative data set, TFLITE_BUILTINS_INT8 only, int8
@@ -30,6 +31,7 @@ from edge.export.child import child_main
 from edge.export.pixels import INPUT_POINT, centred_pixels
 from edge.export.quant_ranges import activation_points, clip_weights, load_ranges
 from edge.export.tf_vit import FOLDED_NORM, KERNEL_FIXED_SUFFIX, TfVit, load_weights
+from edge.export.tflite_strip import strip_for_mcu
 from edge.vit_spec import VitSpec
 
 
@@ -74,7 +76,10 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     else:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
-    atomic_write_bytes(out_dir / "model_int8.tflite", converter.convert())
+    int_model = converter.convert()
+    if job.get("strip", True):
+        int_model = strip_for_mcu(int_model)
+    atomic_write_bytes(out_dir / "model_int8.tflite", int_model)
     info["timings_s"]["convert_int"] = round(time.perf_counter() - started, 3)
 
     points = activation_points(spec)

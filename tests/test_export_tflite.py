@@ -168,3 +168,19 @@ def test_converter_child_reports_a_bad_ranges_file(exported: Path, tmp_path: Pat
     assert proc.returncode == 2
     expected = f"error: {tmp_path / 'ranges.json'}: field 'format' is 'other/9', expected 'edge-quant-ranges/1'"
     assert expected in proc.stderr
+
+
+def test_stripping_names_keeps_the_model_and_its_alignment(exported: Path, tmp_path: Path) -> None:
+    from edge.export.tflite_strip import misaligned_buffers, strip_for_mcu
+
+    assert {t.name for t in read_tflite(exported / "model_int8.tflite").tensors} == {""}  # the export strips
+    assert misaligned_buffers((exported / "model_int8.tflite").read_bytes()) == []
+    original = (exported / "model_float.tflite").read_bytes()
+    stripped = strip_for_mcu(original)
+    assert misaligned_buffers(stripped) == [] and len(stripped) < len(original)
+    (tmp_path / "s.tflite").write_bytes(stripped)
+    before, after = read_tflite(exported / "model_float.tflite"), read_tflite(tmp_path / "s.tflite")
+    assert [op.name for op in after.ops] == [op.name for op in before.ops]
+    images = np.load(exported / "probe.npy")
+    np.testing.assert_array_equal(run_litert(tmp_path / "s.tflite", images),
+                                  run_litert(exported / "model_float.tflite", images))
