@@ -13,6 +13,7 @@ The body is an 8-byte SMP header (op, flags, length, group, sequence, command) +
 
 from __future__ import annotations
 
+import base64
 import binascii
 import struct
 from dataclasses import dataclass, field
@@ -133,7 +134,7 @@ class FrameDecoder:
     def _end_line(self, line: bytes) -> bytes | None:
         marker, text = line[:2], line[2:]
         try:
-            chunk = binascii.a2b_base64(text, strict_mode=True)
+            chunk = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             self.errors += 1
             self._packet = None

@@ -138,7 +138,8 @@ def energy_per_inference(
         raise DataError("the trace has no voltage column", where=str(path), hint="pass the supply voltage (--voltage)")
     total = _energy_J(trace, voltage_V)
     duration = float(trace.time_s[-1] - trace.time_s[0])
-    mean_uA = float(np.trapezoid(trace.current_A, trace.time_s) / duration * 1e6)
+    charge = float(np.sum(0.5 * (trace.current_A[1:] + trace.current_A[:-1]) * np.diff(trace.time_s)))
+    mean_uA = charge / duration * 1e6
     if marker is not None:
         if trace.bits is None:
             raise DataError(f"no digital channels for marker D{marker}", where=str(path),

@@ -116,3 +116,13 @@ def test_fuzz_reply_reader_terminates(data):
         dut.read_reply("fuzz", 0.05)
     assert time.monotonic() - start < 1.0
     port.close()
+
+
+def test_link_closes_on_ctrl_c():
+    link = SerialLink("loop://")
+    with pytest.raises(KeyboardInterrupt), link:
+        link.write(b"name%")
+        raise KeyboardInterrupt
+    assert link.port is None
+    with pytest.raises(DeviceError, match="serial port is not open"):
+        link.write(b"x")
