@@ -88,17 +88,20 @@ def diurnal(rng: np.random.Generator, rates_per_s: np.ndarray, t0: float, t1: fl
     fine = np.linspace(0.0, DAY_S, 86401)
     n_tab = 8640
     inverse = np.interp(np.linspace(0.0, DAY_S, n_tab + 1), _diurnal_g(fine, amplitude, peak_hour), fine)
-    # the inverse repeats every day (G(t + day) = G(t) + day): unroll it over the window once, so
-    # each event needs only index arithmetic and two gathers (no search, no division by the day)
+    # the inverse repeats every day (G(t + day) = G(t) + day): for many events, unroll it over the
+    # window once, so each event needs only index arithmetic and two gathers (no search, no division)
     first = np.floor(g0 / DAY_S)
     n_days = int(np.ceil(g1 / DAY_S) - first) + 1
-    table = ((first + np.arange(n_days))[:, None] * DAY_S + inverse[None, :-1]).ravel()
-    table = np.append(table, (first + n_days) * DAY_S)
-    slope = np.diff(table)
     scale = n_tab / DAY_S / rates  # table positions per unit arrival, per run
     pos = s * scale[run] + (g0 - first * DAY_S) * (n_tab / DAY_S)
     idx = pos.astype(np.int64)
-    t = table[idx] + (pos - idx) * slope[idx]
+    if s.size < n_days * n_tab:  # few events: wrap the one-day table instead of unrolling it
+        day, within = np.divmod(idx, n_tab)
+        t = (first + day) * DAY_S + inverse[within] + (pos - idx) * np.diff(inverse)[within]
+    else:
+        table = ((first + np.arange(n_days))[:, None] * DAY_S + inverse[None, :-1]).ravel()
+        table = np.append(table, (first + n_days) * DAY_S)
+        t = table[idx] + (pos - idx) * np.diff(table)[idx]
     return run, np.minimum(t, np.nextafter(t1, t0))
 
 
