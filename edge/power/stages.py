@@ -14,8 +14,9 @@ from typing import Any
 
 from edge.atomic import atomic_write_json, atomic_write_text
 from edge.config import BatteryConfig, RunConfig
+from edge.manifest import StageRun
 from edge.power.cost import InferenceCost, estimate_file, layer_table_csv, layer_table_markdown
-from edge.power.device import build_device
+from edge.power.device import DeviceModel, build_device
 from edge.power.durations import parse_duration_days
 from edge.power.gate import GateResult, evaluate, write_reports
 from edge.power.plots import plot_breakdown, plot_soc
@@ -79,7 +80,7 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
     return BatteryOutcome(sim, gate, files)
 
 
-def lifetime_json(gate: GateResult, sim: SimResult, model: Any, battery: BatteryConfig, inference_uJ: float,
+def lifetime_json(gate: GateResult, sim: SimResult, model: DeviceModel, battery: BatteryConfig, inference_uJ: float,
                   inference_ms: float) -> dict[str, Any]:
     """The lifetime artifact: gate verdict, distribution summary, per-state energies, settings."""
     return {
@@ -104,7 +105,7 @@ def lifetime_json(gate: GateResult, sim: SimResult, model: Any, battery: Battery
     }
 
 
-def _record_profiles(run: Any, battery: BatteryConfig) -> None:
+def _record_profiles(run: StageRun, battery: BatteryConfig) -> None:
     """Record the device profile and its parts as inputs, so editing a profile reruns the stage."""
     device = load_device(battery.device)
     parts = {"devices": device.name, "mcus": battery.mcu or device.mcu, "cameras": device.camera,
@@ -115,7 +116,7 @@ def _record_profiles(run: Any, battery: BatteryConfig) -> None:
         run.external_input(f"power_profiles.{kind}.{name}", profile_path(kind, name))
 
 
-def _target_mcu(run: Any) -> str | None:
+def _target_mcu(run: StageRun) -> str | None:
     """The MCU profile of the export target, from the export stage's report.json (None if unknown)."""
     export = run.manifest.stages.get("export")
     if export is None or "report" not in export.outputs:
@@ -124,7 +125,7 @@ def _target_mcu(run: Any) -> str | None:
     return (report.get("target") or {}).get("mcu")
 
 
-def run_profile(run: Any, config: RunConfig) -> None:
+def run_profile(run: StageRun, config: RunConfig) -> None:
     """Stage `profile`: cost of the exported int8 model on the export target's MCU (else the device's),
     plus, when it differs, on the MCU the battery stage simulates (`battery_mcu` in profile.json)."""
     model = run.input("export", "tflite_int8")
@@ -150,7 +151,7 @@ def run_profile(run: Any, config: RunConfig) -> None:
     run.notes.append("latency/energy are cost-model estimates (see docs/power.md), not measurements")
 
 
-def run_battery(run: Any, config: RunConfig) -> None:
+def run_battery(run: StageRun, config: RunConfig) -> None:
     """Stage `battery`: lifetime distribution and gate verdict (recorded, never fails the pipeline)."""
     profile = json.loads(run.input("profile", "profile").read_text(encoding="utf-8"))
     _record_profiles(run, config.battery)
