@@ -16,6 +16,7 @@ import json
 import time
 
 import torch
+from tqdm import tqdm
 
 from edge.config import DataConfig
 from edge.training.loop import FitConfig, fit, to_input
@@ -48,8 +49,7 @@ def main() -> int:
     val = (to_input(data["val"][0]), torch.as_tensor(data["val"][1]))
     start = time.perf_counter()
     result = fit(model, train, val, FitConfig(epochs=args.epochs, patience=args.epochs),
-                 on_epoch=lambda row: print(f"epoch {int(row['epoch']) + 1:2d}: val_top1 {row['val_top1']:.4f}",
-                                            flush=True))
+                 on_epoch=lambda row: tqdm.write(f"epoch {int(row['epoch']) + 1:2d}: val_top1 {row['val_top1']:.4f}"))
     first = result.history[0]["val_top1"]
     print(f"{args.model}: best val_top1 {result.best_val_top1:.4f} (epoch {result.best_epoch + 1}), "
           f"after epoch 1 {first:.4f}, {time.perf_counter() - start:.0f} s training")
