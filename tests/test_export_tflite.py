@@ -184,3 +184,20 @@ def test_stripping_names_keeps_the_model_and_its_alignment(exported: Path, tmp_p
     images = np.load(exported / "probe.npy")
     np.testing.assert_array_equal(run_litert(tmp_path / "s.tflite", images),
                                   run_litert(exported / "model_float.tflite", images))
+
+
+@pytest.mark.slow
+def test_int16x8_model_runs_in_tflm_with_lower_error(exported: Path, tmp_path: Path) -> None:
+    job = json.loads((exported / "job.json").read_text())
+    job.update(out_dir=str(tmp_path), int16=True, probe=None)
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    run_module("edge.export.tflite_convert", [str(tmp_path / "job.json")], what="int16 conversion")
+    model = read_tflite(tmp_path / "model_int8.tflite")
+    require_full_integer(model)
+    assert model.io("input").dtype == model.io("output").dtype == "INT16"
+    assert json.loads((tmp_path / "convert.json").read_text())["qat_points"] == []  # 8-bit ranges not used
+    _, logits16 = check_tflm(tmp_path / "model_int8.tflite", exported / "probe.npy", tmp_path / "w16")
+    torch_logits = np.load(exported / "torch_float.npz")["logits"]
+    error = np.abs(logits16 - torch_logits)
+    print(f"int16x8 TFLM vs torch: max {error.max():.2e}, mean {error.mean():.2e}")
+    assert error.mean() < 0.01 * np.abs(torch_logits).mean() + 1e-3
