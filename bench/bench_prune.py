@@ -62,28 +62,27 @@ def main() -> int:
     train = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
     val = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
 
+    print(f"run {args.run}: {spec.name}, {len(data.train)} train / {len(data.val)} val images; "
+          f"{args.steps} steps x {args.epochs} epochs + {args.final_epochs} final, {args.importance} importance")
+    header = (f"{'keep':>5s} {'params':>8s} {'smaller':>8s} {'MACs':>11s} {'int8 est':>9s} {'ram est':>8s} "
+              f"{'val_top1':>8s} {'drop':>7s} {'rel drop':>8s} {'wall_s':>7s}")
     rows = []
     for ratio in (float(r) for r in args.ratios.split(",")):
-        cfg = PruneConfig(params_ratio=ratio, steps=args.steps, finetune_epochs=args.epochs,
+        cfg = PruneConfig(params_ratio=ratio, int8_ratio=None, steps=args.steps, finetune_epochs=args.epochs,
                           final_epochs=args.final_epochs, importance=args.importance)
         start = time.perf_counter()
         result = iterative_prune(model, spec, train, val, cfg)
-        rows.append((ratio, result.steps[0], result.steps[-1], time.perf_counter() - start))
-
-    base = rows[0][1]
-    print(f"\nrun {args.run}: {spec.name}, {base['params']:,} params, val_top1 {base['val_top1']:.4f} "
-          f"({len(data.val)} val images); {args.steps} steps x {args.epochs} epochs + {args.final_epochs} final, "
-          f"{args.importance} importance")
-    header = (f"{'keep':>5s} {'params':>8s} {'smaller':>8s} {'MACs':>11s} {'int8 est':>9s} {'ram est':>8s} "
-              f"{'val_top1':>8s} {'drop':>7s} {'rel drop':>8s} {'wall_s':>7s}")
-    print(header)
-    print("-" * len(header))
-    for ratio, before, after, wall in rows:
+        before, after = result.steps[0], result.steps[-1]
+        if not rows:
+            print(f"unpruned: {before['params']:,} params, {before['macs']:,} MACs, "
+                  f"int8 est {before['int8_bytes_estimate'] / 1024:.1f} KB, val_top1 {before['val_top1']:.4f}")
+            print(header + "\n" + "-" * len(header))
         drop = before["val_top1"] - after["val_top1"]
-        print(f"{ratio:5.2f} {after['params']:8,d} {1 - after['params'] / before['params']:8.1%} "
-              f"{after['macs']:11,d} {after['int8_bytes_estimate'] / 1024:7.1f}KB "
-              f"{after['ram_bytes_estimate'] / 1024:6.1f}KB {after['val_top1']:8.4f} {drop:+7.4f} "
-              f"{drop / before['val_top1']:8.1%} {wall:7.1f}")
+        rows.append(f"{ratio:5.2f} {after['params']:8,d} {1 - after['params'] / before['params']:8.1%} "
+                    f"{after['macs']:11,d} {after['int8_bytes_estimate'] / 1024:7.1f}KB "
+                    f"{after['ram_bytes_estimate'] / 1024:6.1f}KB {after['val_top1']:8.4f} {drop:+7.4f} "
+                    f"{drop / before['val_top1']:8.1%} {time.perf_counter() - start:7.1f}")
+        print(rows[-1], flush=True)
     print(f"\n{SEED_CLAIM}: compare the 'smaller' and 'rel drop' columns at keep 0.10")
     return 0
 
