@@ -46,3 +46,14 @@ def test_a_model_that_fits_reports_its_share() -> None:
     fit = check_fit(resolve_target("cortex-m"), model_bytes=100_000, arena_bytes=50_000, frame_bytes=4096)
     assert fit["flash_needed_bytes"] == 198_304 and fit["ram_needed_bytes"] == 70_480
     assert fit["ram_used_fraction"] == round(70_480 / 262_144, 4)
+
+
+def test_edge_targets_lists_families_and_boards() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edge", "targets"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert {"cortex-m", "cortex-m0plus", "ethos-u55", "linux", "nrf52840"} <= set(rows)
+    assert "flash   1,048,576 B  RAM     262,144 B" in rows["cortex-m"] and " vela " in rows["ethos-u55"]
