@@ -18,6 +18,7 @@ matched ours. Everything is bounded: retries per request, reconnects, and whole 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import secrets
 import time
@@ -92,6 +93,7 @@ class SmpClient:
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._sent_at: dict[int, tuple[float, int]] = {}
+        self._packets: collections.deque[bytes] = collections.deque()
 
     def timeout(self, wire_bytes: int) -> float:
         """Response timeout: smoothed RTT + 4 deviations, plus the wire time of `wire_bytes`."""
@@ -122,12 +124,14 @@ class SmpClient:
         deadline = time.monotonic() + timeout_s
         errors_before = self.decoder.errors
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stats.timeouts += 1
-                return None, False
-            data = self.link.read_some(min(remaining, 0.05))
-            for packet in self.decoder.feed(data):
+            if not self._packets:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stats.timeouts += 1
+                    return None, False
+                self._packets.extend(self.decoder.feed(self.link.read_some(min(remaining, 0.05))))
+            while self._packets:  # several answers can arrive in one read: keep the rest for later
+                packet = self._packets.popleft()
                 try:
                     reply = sp.decode_message(packet)
                 except sp.SmpDecodeError:
@@ -286,6 +290,7 @@ def upload_file(
             time.sleep(reconnect_delay_s * 2 ** (reconnects - 1))  # a re-enumerating board needs a moment
             link.reopen()
             client.decoder = sp.FrameDecoder()
+            client._packets.clear()
             allow_resume = True
             continue
         if digest == local and hashed == len(data):
