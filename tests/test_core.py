@@ -22,6 +22,18 @@ def test_atomic_write_leaves_target_untouched_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]  # no temp file left behind
 
 
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "report.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 def _stage_with_output(manifest: Manifest, name: str, content: bytes, sha: str = "cfg") -> None:
     run = manifest.begin(name, sha)
     path = run.dir / "out.bin"
