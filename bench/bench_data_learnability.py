@@ -31,12 +31,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--model", default="vit_lite_s")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-train", type=int, default=DataConfig().n_train, help="training frames")
     parser.add_argument("--recipe", default="{}", help="JSON object of Recipe fields to change")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.recipe).items()}
     recipe = dataclasses.replace(DEFAULT_RECIPE, **changes)
-    cfg = DataConfig()
+    cfg = DataConfig(n_train=args.n_train)
     start = time.perf_counter()
     data = {split: generate(split, n, cfg.image_size, cfg.channels, cfg.seed, recipe, progress=False)
             for split, n in (("train", cfg.n_train), ("val", cfg.n_val))}
