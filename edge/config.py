@@ -64,7 +64,7 @@ class DistillConfig(Section):
 class TrainConfig(Section):
     """AdamW + cosine schedule training of the float model."""
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(15, ge=1, description="the default data set plateaus by epoch 15 (docs/data.md)")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
