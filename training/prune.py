@@ -92,7 +92,7 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
     for step in range(1, cfg.steps + 1):
         started = time.perf_counter()
         plan = final_plan if step == cfg.steps else solve_plan(shallow, budget.at_step(spec, step, cfg.steps), dims)
-        plan = _no_wider(plan, current)
+        plan = _between(plan, final_plan, current)
         torch.manual_seed(cfg.seed + step)
         prune_to(student, plan, cfg.importance, _importance_batches(train, cfg, step))
         current = spec_of(student, spec)
@@ -112,12 +112,18 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
     return result
 
 
-def _no_wider(plan: VitSpec, current: VitSpec) -> VitSpec:
-    """`plan` clipped to `current`'s widths (a later step never regrows a dimension)."""
-    blocks = [b.model_copy(update={"num_heads": min(b.num_heads, c.num_heads),
-                                   "mlp_hidden": min(b.mlp_hidden, c.mlp_hidden)})
-              for b, c in zip(plan.blocks, current.blocks, strict=True)]
-    return plan.model_copy(update={"embed_dim": min(plan.embed_dim, current.embed_dim), "blocks": blocks})
+def _between(plan: VitSpec, low: VitSpec, high: VitSpec) -> VitSpec:
+    """`plan` with every width clipped into [low, high]: a step never regrows a dimension
+    (`high` = the current model) nor cuts below the final plan (`low`), so the final plan is
+    always reachable even where an intermediate plan rounded its heads differently."""
+    def clip(value: int, lo: int, hi: int) -> int:
+        return max(lo, min(value, hi))
+
+    blocks = [b.model_copy(update={"num_heads": clip(b.num_heads, lo.num_heads, hi.num_heads),
+                                   "mlp_hidden": clip(b.mlp_hidden, lo.mlp_hidden, hi.mlp_hidden)})
+              for b, lo, hi in zip(plan.blocks, low.blocks, high.blocks, strict=True)]
+    return plan.model_copy(update={"embed_dim": clip(plan.embed_dim, low.embed_dim, high.embed_dim),
+                                   "blocks": blocks})
 
 
 def _check_budget(spec: VitSpec, base: VitSpec, budget: Budget) -> None:

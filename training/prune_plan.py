@@ -5,11 +5,11 @@ against a budget before any weight is touched:
 
 - `spec_params`, `spec_macs`: the same figures `count_params` / `count_macs` give for the model.
 - `int8_bytes_estimate`: flash of a full-integer TFLite file, estimated as 1 byte per weight,
-  +3 bytes per bias (int32), +12 bytes per quantised output channel (float32 scale + int64
-  zero point, per-channel weights) and a fixed flatbuffer overhead (tensor/op metadata) of
-  `OVERHEAD_BASE_BYTES + OVERHEAD_PER_BLOCK_BYTES * depth`. Calibrated on six conversions with
-  the export stage's converter (vit_lite_s pruned to 100/50/30/20/10 % and vit_lite_xs, 79-376 KB):
-  within 5 % of the real file (table in docs/compression.md); the export stage measures it.
+  +3 bytes per bias (int32) and +25 bytes per output channel of every conv/linear layer
+  (per-channel scale and zero point, folded LayerNorm terms) plus a fixed flatbuffer overhead of
+  `OVERHEAD_BASE_BYTES + OVERHEAD_PER_BLOCK_BYTES * depth`. Calibrated on four trained models
+  (vit_lite_s at 64 and 32 px, unpruned and pruned to 20 %) converted by the export stage's
+  converter: within 0.5 % of the real files (docs/compression.md); the export stage measures it.
 - `ram_bytes_estimate`: the int8 activation scratch TFLite Micro needs at the widest point of
   the network (live tensors of the attention or MLP sub-block, attention maps included). It does
   not include TFLM's persistent per-op structures; the export stage measures the real arena.
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from edge.errors import ConfigError
 from edge.vit_spec import BlockSpec, VitSpec
 
-OVERHEAD_BASE_BYTES = 8 * 1024
+OVERHEAD_BASE_BYTES = 5 * 1024
 OVERHEAD_PER_BLOCK_BYTES = 6 * 1024
-QUANT_BYTES_PER_CHANNEL = 12
+QUANT_BYTES_PER_CHANNEL = 25
 
 
 def spec_params(spec: VitSpec) -> int:
