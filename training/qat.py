@@ -69,7 +69,7 @@ def quantize(
     )
     model = copy.deepcopy(model).eval()
     samples = [calib_x[i : i + batch_size] for i in range(0, len(calib_x), batch_size)]
-    return nncf.quantize(
+    qmodel = nncf.quantize(
         model,
         nncf.Dataset(samples),
         preset=nncf.QuantizationPreset.MIXED if activation_bits == 8 else nncf.QuantizationPreset.PERFORMANCE,
@@ -78,6 +78,33 @@ def quantize(
         fast_bias_correction=True if bias_correction else None,  # None = off (False is not for torch)
         advanced_parameters=advanced,
     )
+    _drop_input_quantizers(qmodel)
+    return qmodel
+
+
+def _drop_input_quantizers(qmodel: nn.Module) -> None:
+    """Remove NNCF's quantizer on the model input.
+
+    The deployed int8 input is the pixel itself (`pixel - 128`, exact: the exporter folds the
+    normalisation into the patch embedding), so the input carries no quantisation error there.
+    NNCF's input quantizer would add one, and its grid puts the discrete pixel values on rounding
+    ties, where NNCF's kernel and onnxruntime round differently.
+    """
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+
+    storage = get_hook_storage(qmodel)
+    for name, _ in list(quantizers(qmodel)):
+        hook_type, op_name, _ = decode_hook_name(name)
+        if hook_type == "post_hooks" and op_name in _input_names(qmodel):
+            storage.delete_hook(name)
+
+
+def _input_names(model: nn.Module) -> set[str]:
+    """Names NNCF gives the model's inputs: the parameters of `forward`."""
+    import inspect
+
+    return set(inspect.signature(type(model).forward).parameters) - {"self"}
 
 
 def quantizers(qmodel: nn.Module) -> Iterator[tuple[str, nn.Module]]:
