@@ -34,10 +34,14 @@ class StageSpec:
     entry: str  # "module:function"
     config_keys: tuple[str, ...]
     tools: tuple[str, ...] = ()
+    # "module:function" computing, from the RunConfig, a fingerprint of inputs outside the run (a
+    # user's image folder); the stage records it as metrics["source_fingerprint"] and reruns on change.
+    source_fingerprint: str | None = None
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("data", "edge.training.data:run_stage", ("data",), ("numpy", "pillow")),
+    StageSpec("data", "edge.training.data:run_stage", ("data",), ("numpy", "pillow"),
+              source_fingerprint="edge.training.data:source_fingerprint"),
     StageSpec("train", "edge.training.train:run_stage", ("model", "train"), ("torch", "timm", "codecarbon")),
     StageSpec("prune", "edge.training.prune:run_stage", ("prune",), ("torch", "timm", "torch-pruning")),
     StageSpec("qat", "edge.training.qat_stage:run_stage", ("prune", "qat"),
@@ -72,13 +76,27 @@ def run_stage_here(run_dir: Path, name: str, options: dict[str, Any] | None = No
     manifest = Manifest(run_dir)
     config = RunConfig.model_validate(manifest.config)
     spec = stage_spec(name)
-    module_name, func_name = spec.entry.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
+    func = _load(spec.entry)
     run = manifest.begin(name, config_fingerprint(config, spec))
     run.options = dict(options or {})
     func(run, config)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 records the stage
         manifest.commit(run.finish(spec.tools))
+
+
+def _load(entry: str) -> Any:
+    module_name, func_name = entry.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def staleness(manifest: Manifest, config: RunConfig, spec: StageSpec) -> str | None:
+    """Why `spec` must run again (config, artifacts, or its outside source changed), or None."""
+    reason = manifest.staleness(spec.name, config_fingerprint(config, spec))
+    if reason is None and spec.source_fingerprint is not None:
+        recorded = manifest.stages[spec.name].metrics.get("source_fingerprint")
+        if recorded != _load(spec.source_fingerprint)(config):
+            reason = "its source changed"
+    return reason
 
 
 def run_pipeline(
@@ -96,7 +114,7 @@ def run_pipeline(
     manifest.config = config.model_dump(mode="json")
     manifest.save()
     for spec in STAGES:
-        reason = "forced" if spec.name in force else manifest.staleness(spec.name, config_fingerprint(config, spec))
+        reason = "forced" if spec.name in force else staleness(manifest, config, spec)
         if reason is None:
             print(f"[edge] {spec.name}: up to date, skipped", file=sys.stderr)
         else:

@@ -68,6 +68,9 @@ def test_train_on_a_user_imagefolder_with_three_classes_and_odd_sizes(tmp_path):
                   "--set", "train.batch_size=16", "--set", "train.lr=0.005", "--set", "train.warmup_epochs=1",
                   "--set", "data.channels=3", "--set", "data.n_calib=6")
     assert result.returncode == 0, result.stderr
+    assert "[edge] train: up to date, skipped" in edge(tmp_path, "data").stderr + edge(tmp_path, "train").stderr
+    Image.fromarray(np.zeros((30, 41, 3), dtype=np.uint8)).save(tmp_path / "photos/cat/new.png")
+    assert "[edge] data: running (its source changed)" in edge(tmp_path, "data").stderr
     stages = manifest(tmp_path, "default")["stages"]
     metrics = stages["train"]["metrics"]
     spec = json.loads((tmp_path / "runs/default/train/model_spec.json").read_text())
