@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.config import load_config
+from edge.config import RunConfig, user_settings, validate_settings
 from edge.manifest import Manifest
 from edge.pipeline import STAGE_NAMES, run_pipeline, run_stage_here
 
@@ -26,9 +26,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="hardware target, e.g. cortex-m, cortex-m4, nrf52840")
     parser.add_argument("--data", metavar="SOURCE", help="'synthetic', 'imagefolder:PATH' or 'vww:COCO_ROOT'")
     parser.add_argument("--force", action="append", default=[], choices=STAGE_NAMES, help="rerun this stage")
+    parser.add_argument("--fresh-config", action="store_true",
+                        help="forget the settings this run remembers from earlier --set/--config")
 
 
-def _resolve(args: argparse.Namespace) -> tuple[Path, Any]:
+def _resolve(args: argparse.Namespace) -> tuple[Path, RunConfig, dict[str, Any]]:
+    """Run folder, resolved config and the explicit settings (remembered ones + this command's)."""
     overrides = list(args.overrides)
     if getattr(args, "target", None):
         overrides.append(f"target={args.target}")
@@ -37,19 +40,20 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, Any]:
     if getattr(args, "epochs", None):
         overrides.append(f"train.epochs={args.epochs}")
     run_dir = args.runs_dir / args.run
-    previous = Manifest(run_dir).config if args.config is None and not args.fresh_config else None
-    config = load_config(args.config, overrides, base=previous)
-    return run_dir, config
+    previous = None if args.fresh_config else Manifest(run_dir).settings
+    settings, origin = user_settings(args.config, overrides, base=previous)
+    return run_dir, validate_settings(settings, origin), settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    run_dir, config = _resolve(args)
+    run_dir, config, settings = _resolve(args)
     options: dict[str, dict[str, Any]] = {"train": {}}
     if getattr(args, "resume", False):
         options["train"]["resume"] = True
     if getattr(args, "nproc", 1) > 1:
         options["train"]["nproc"] = args.nproc
-    return run_pipeline(run_dir, config, until=args.until, force=tuple(args.force), options=options)
+    return run_pipeline(run_dir, config, until=args.until, force=tuple(args.force), options=options,
+                        settings=settings)
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -65,7 +69,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    _, config = _resolve(args)
+    _, config, _ = _resolve(args)
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
@@ -95,7 +99,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_run_options(run)
     run.add_argument("--until", default=STAGE_NAMES[-1], choices=STAGE_NAMES, help="last stage to run")
     run.add_argument("--resume", action="store_true", help="resume an interrupted training from its checkpoint")
-    run.add_argument("--fresh-config", action="store_true", help="ignore the config stored in the run")
     run.set_defaults(func=_cmd_run)
 
     shortcuts = {
@@ -108,7 +111,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, text in shortcuts.items():
         sub = subparsers.add_parser(name, help=text, description=text)
         _add_run_options(sub)
-        sub.add_argument("--fresh-config", action="store_true", help="ignore the config stored in the run")
         if name == "train":
             sub.add_argument("--epochs", type=int, help="training epochs (same as --set train.epochs=N)")
             sub.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
@@ -125,7 +127,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config = subparsers.add_parser("config", help="show the resolved configuration as YAML")
     _add_run_options(config)
     config.add_argument("--show", action="store_true", help="print the config (default action)")
-    config.add_argument("--fresh-config", action="store_true", help="ignore the config stored in the run")
     config.set_defaults(func=_cmd_config)
 
     status = subparsers.add_parser("status", help="list the stages of a run with their metrics")

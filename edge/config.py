@@ -216,14 +216,18 @@ def _format_validation(exc: ValidationError, origin: str) -> ConfigError:
     )
 
 
-def load_config(
+def user_settings(
     file: str | os.PathLike[str] | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
-) -> RunConfig:
-    """Resolve a RunConfig from a base dict, an optional YAML file and `--set` overrides."""
+) -> tuple[dict[str, Any], str]:
+    """The user's explicit settings: `base` (what a run remembered), then a YAML file, then `--set`.
+
+    Returns the merged tree and a description of where it came from (for error messages).
+    Defaults are not part of it, so a run picks up improved defaults of a newer edge.
+    """
     tree: dict[str, Any] = dict(base or {})
-    origin = "built-in defaults"
+    origin = "the run's saved settings" if base else "built-in defaults"
     if file is not None:
         path = Path(file)
         origin = str(path)
@@ -242,10 +246,24 @@ def load_config(
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
         origin = f"{origin} + --set"
+    return tree, origin
+
+
+def validate_settings(tree: dict[str, Any], origin: str = "settings") -> RunConfig:
+    """Defaults + `tree` as a validated RunConfig; errors name the field and the origin."""
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise _format_validation(exc, origin) from exc
+
+
+def load_config(
+    file: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a RunConfig from a base dict, an optional YAML file and `--set` overrides."""
+    return validate_settings(*user_settings(file, overrides, base))
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

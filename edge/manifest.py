@@ -66,7 +66,8 @@ class Manifest:
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = Path(run_dir)
         self.file = self.run_dir / MANIFEST_NAME
-        self.config: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}  # resolved: every key, defaults included
+        self.settings: dict[str, Any] = {}  # only what the user set explicitly for this run
         self.stages: dict[str, StageRecord] = {}
         if self.file.exists():
             self._load()
@@ -87,6 +88,7 @@ class Manifest:
                 hint="this run was made by another version of edge; start a new run",
             )
         self.config = data.get("config", {})
+        self.settings = data.get("settings", {})
         self.stages = {name: StageRecord.model_validate(rec) for name, rec in data.get("stages", {}).items()}
 
     def save(self) -> None:
@@ -96,6 +98,7 @@ class Manifest:
             {
                 "schema": SCHEMA_VERSION,
                 "run": self.run_dir.name,
+                "settings": self.settings,
                 "config": self.config,
                 "stages": {name: rec.model_dump() for name, rec in self.stages.items()},
             },

@@ -105,13 +105,20 @@ def run_pipeline(
     until: str = STAGE_NAMES[-1],
     force: tuple[str, ...] = (),
     options: dict[str, dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> int:
-    """Run every stage up to and including `until`, each in a child process; returns exit code."""
+    """Run every stage up to and including `until`, each in a child process; returns exit code.
+
+    `settings` (the user's explicit settings) are remembered in the run so that a later
+    command on the same run keeps them; `config` is what the stages see.
+    """
     stage_spec(until)
     for name in force:
         stage_spec(name)
     manifest = Manifest(run_dir)
     manifest.config = config.model_dump(mode="json")
+    if settings is not None:
+        manifest.settings = settings
     manifest.save()
     for spec in STAGES:
         reason = "forced" if spec.name in force else staleness(manifest, config, spec)

@@ -34,8 +34,11 @@ def test_unchanged_stage_is_skipped_and_a_changed_config_reruns(tmp_path):
     first = edge(tmp_path, "data", *TINY)
     assert first.returncode == 0, first.stderr
     assert "[edge] data: running (not run yet)" in first.stderr
-    again = edge(tmp_path, "data")  # the run remembers its config
+    again = edge(tmp_path, "data")  # the run remembers its explicit settings, not the defaults
     assert "[edge] data: up to date, skipped" in again.stderr
+    saved = manifest(tmp_path, "default")
+    assert saved["settings"]["data"]["n_train"] == 64 and "qat" not in saved["settings"]
+    assert saved["config"]["qat"]["epochs"] >= 0  # the resolved config has every key
     changed = edge(tmp_path, "data", "--set", "data.seed=1")
     assert "[edge] data: running (its config changed)" in changed.stderr
 
