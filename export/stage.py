@@ -25,6 +25,7 @@ from edge.config import RunConfig
 from edge.errors import ConfigError, ExportError
 from edge.export import c_array, onnx_check, parity, report
 from edge.export.child import run_module
+from edge.export.quant_ranges import load_ranges
 from edge.export.targets import check_fit, resolve_target
 from edge.export.tflite_inspect import quant_params, read_tflite, require_full_integer
 from edge.export.tflm_check import check_tflm, require_tflm_ops, resolver_calls
@@ -66,6 +67,20 @@ class _Timer:
         self.steps[name] = round(time.perf_counter() - started, 3)
 
 
+def _int16_activations(requested: bool, qat: dict[str, Path]) -> bool:
+    """int16x8 export when asked for, or when QAT learned int16 ranges; a contradiction is an error."""
+    if not qat:
+        return requested
+    bits = load_ranges(qat["ranges"]).activation_bits
+    if requested and bits != 16:
+        raise ConfigError(
+            f"export.int16_activations is true but the qat stage learned {bits}-bit activation ranges",
+            where=str(qat["ranges"]),
+            hint="set qat.activation_bits=16 (export then follows it by itself)",
+        )
+    return bits == 16
+
+
 def run_stage(run: StageRun, config: RunConfig) -> None:
     """Export the run's newest model for config.target and record everything in the manifest."""
     from edge.training.data import load_dataset
@@ -91,9 +106,10 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
         run.notes.append(f"no qat stage in this run: exported the {source} model with every quantisation "
                          "point calibrated on calib_x")
 
+    int16 = _int16_activations(cfg.int16_activations, qat)
     bar = tqdm(total=6, desc=f"export {config.target}", unit="step", file=sys.stderr)
     job = {"spec": str(spec_path), "weights": str(weights), "ranges": str(qat["ranges"]) if qat else None,
-           "calib": str(work / "calib_x.npy"), "out_dir": str(out), "int16": cfg.int16_activations,
+           "calib": str(work / "calib_x.npy"), "out_dir": str(out), "int16": int16,
            "strip": cfg.strip_tensor_names}
     atomic_write_json(work / "convert_job.json", job)
     started = time.perf_counter()

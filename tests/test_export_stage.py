@@ -17,7 +17,7 @@ import pytest
 from export_fixtures import make_run
 
 from edge.config import RunConfig
-from edge.errors import ExportError
+from edge.errors import ConfigError, ExportError
 from edge.export.c_array import parse_model_array
 from edge.export.tflite_inspect import read_tflite, require_full_integer
 from edge.manifest import Manifest
@@ -132,3 +132,17 @@ def test_edge_run_exports_a_tiny_pipeline(tmp_path: Path, target: str) -> None:
         assert report["vela"]["npu_ops"] > 0 and report["vela"]["cycles"] > 0
         assert (out / "model_int8_vela.tflite").is_file()
     assert np.isfinite(report["agreement"]["tflm_vs_qat_max_logit_error"])
+
+
+def test_int16_export_follows_the_qat_ranges_and_refuses_a_contradiction(tmp_path):
+    from edge.export.stage import _int16_activations
+
+    ranges = tmp_path / "quant_ranges.json"
+    for bits in (8, 16):
+        ranges.write_text(json.dumps({"format": "edge-quant-ranges/1", "activation_bits": bits, "weight_bits": 8,
+                                       "activations": {}, "weights": {}}))
+        assert _int16_activations(False, {"ranges": ranges}) is (bits == 16)
+    assert _int16_activations(True, {}) is True  # no QAT: the export setting decides
+    ranges.write_text(ranges.read_text().replace('"activation_bits": 16', '"activation_bits": 8'))
+    with pytest.raises(ConfigError, match=r"export\.int16_activations is true but the qat stage learned 8-bit"):
+        _int16_activations(True, {"ranges": ranges})
