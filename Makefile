@@ -8,7 +8,8 @@ TARGET ?= cortex-m
 PORT   ?=
 STAMP  := $(VENV)/.installed
 
-# NNCF otherwise compiles a C++ extension on first use (over 60 s here, FINDINGS.md).
+# 0 = no time limit: NNCF compiles its C++ extension on first use (cached in ~/.cache/nncf); its default
+# limit (60 s) is too short on 2 cores, which FINDINGS.md saw as a timeout.
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
