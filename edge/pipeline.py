@@ -22,7 +22,7 @@ from typing import Any
 
 from edge.atomic import sha256_json
 from edge.config import RunConfig
-from edge.errors import ConfigError, EdgeError
+from edge.errors import ConfigError
 from edge.manifest import Manifest
 
 
@@ -153,9 +153,3 @@ def _run_child(run_dir: Path, name: str, options: dict[str, Any]) -> int:
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             child.kill()
             return 130
-
-
-def stage_error_exit(exc: EdgeError) -> int:
-    """Print an EdgeError for people and return its exit code."""
-    print(f"error: {exc.render()}", file=sys.stderr)
-    return exc.exit_code

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,8 +130,3 @@ def _teacher(run: StageRun, config: RunConfig, spec: Any, train_xy: Any, val_xy:
 def _write_history(run: StageRun, result: FitResult) -> None:
     atomic_write_json(run.output("history", run.dir / "history.json"), result.history)
     plot_history(result.history, run.output("curves", run.dir / "curves.png"), title="training")
-
-
-def load_history(path: Path) -> list[dict[str, float]]:
-    """Read a history.json written by a stage."""
-    return json.loads(path.read_text(encoding="utf-8"))
