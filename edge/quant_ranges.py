@@ -1,0 +1,132 @@
+"""`quant_ranges.json` (format `edge-quant-ranges/1`, docs/artifacts.md): the one schema, reader and writer.
+
+The qat stage (torch) writes the file and the export's TensorFlow child reads it, so this module
+imports neither: pydantic and the standard library only. Naming NNCF's quantizers lives in
+`training/quant_ranges.py`, applying weight ranges to float weights in `export/quant_ranges.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge.atomic import atomic_write_json
+from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.vit_spec import VitSpec
+
+FORMAT = "edge-quant-ranges/1"
+
+#: The activation points of one transformer block, in graph order (docs/artifacts.md).
+BLOCK_POINTS = ("norm1", "attn.q", "attn.k", "attn.v", "attn.scores", "attn.softmax", "attn.context",
+                "attn.proj", "add1", "norm2", "mlp.fc1", "mlp.act", "mlp.fc2", "add2")
+_HEAD_POINTS = ("input", "patch_embed", "tokens")
+_TAIL_POINTS = ("norm", "head")
+
+#: Every activation point name the contract documents, for any number of blocks.
+POINT_RE = re.compile(
+    rf"^({'|'.join(map(re.escape, _HEAD_POINTS + _TAIL_POINTS))}|"
+    rf"blocks\.\d+\.({'|'.join(map(re.escape, BLOCK_POINTS))}))$"
+)
+
+
+def activation_points(spec: VitSpec) -> list[str]:
+    """Every activation quantisation point of `spec`, in graph order (docs/artifacts.md)."""
+    blocks = [f"blocks.{i}.{point}" for i in range(len(spec.blocks)) for point in BLOCK_POINTS]
+    return [*_HEAD_POINTS, *blocks, *_TAIL_POINTS]
+
+
+def _documented(name: str) -> str:
+    if not POINT_RE.match(name):
+        raise ValueError(f"undocumented activation point {name!r} (docs/artifacts.md lists the names)")
+    return name
+
+
+class ActivationRange(BaseModel):
+    """The learned range of one activation tensor."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _check(self) -> ActivationRange:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"range must be finite, got [{self.min}, {self.max}]")
+        if not self.min < self.max:
+            raise ValueError(f"min {self.min} is not below max {self.max}")
+        return self
+
+
+class WeightRange(BaseModel):
+    """Per-output-channel ranges of one weight (`axis` 0 of the torch weight); one entry = per tensor."""
+
+    model_config = ConfigDict(extra="forbid")
+    axis: int = Field(0, ge=0)
+    min: list[float] = Field(min_length=1)
+    max: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> WeightRange:
+        if len(self.min) != len(self.max):
+            raise ValueError(f"{len(self.min)} mins but {len(self.max)} maxs")
+        for channel, (lo, hi) in enumerate(zip(self.min, self.max, strict=True)):
+            if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+                raise ValueError(f"channel {channel}: range [{lo}, {hi}] must be finite with min < max")
+        return self
+
+
+class QuantRangesFile(BaseModel):
+    """The whole `quant_ranges.json` (format `edge-quant-ranges/1`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["edge-quant-ranges/1"] = FORMAT
+    activation_bits: Literal[8, 16] = 8
+    weight_bits: Literal[8] = 8
+    activations: dict[Annotated[str, AfterValidator(_documented)], ActivationRange] = Field(default_factory=dict)
+    weights: dict[str, WeightRange] = Field(default_factory=dict)
+
+    def activation_pairs(self) -> dict[str, tuple[float, float]]:
+        """Activation point -> (min, max), in file order."""
+        return {name: (item.min, item.max) for name, item in self.activations.items()}
+
+    def check_shapes(self, shapes: dict[str, tuple[int, ...]], where: str = "quant_ranges.json") -> None:
+        """Raise ConfigError unless every weight range names a weight and has one entry per channel."""
+        for name, item in self.weights.items():
+            if name not in shapes:
+                raise ConfigError(f"field 'weights.{name}' names no weight of the model", where=where,
+                                  hint="ranges and weights come from different runs; rerun the qat stage")
+            shape = tuple(shapes[name])
+            if item.axis >= len(shape) or len(item.min) not in (1, shape[item.axis]):
+                raise ConfigError(f"field 'weights.{name}' has {len(item.min)} channels, the weight {list(shape)} "
+                                  f"has {shape[item.axis] if item.axis < len(shape) else 'no'} on axis {item.axis}",
+                                  where=where)
+
+
+def write_ranges(path: str | os.PathLike[str], ranges: QuantRangesFile) -> Path:
+    """Write the ranges JSON atomically."""
+    return atomic_write_json(path, ranges.model_dump(mode="json"))
+
+
+def read_ranges(path: str | os.PathLike[str]) -> QuantRangesFile:
+    """Read and validate a ranges JSON; errors name the file and the field."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read quantisation ranges: {exc}", where=str(path)) from exc
+    try:
+        return QuantRangesFile.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        field = ".".join(str(p) for p in errors[0]["loc"] if p != "[key]")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        place = f"field '{field}'" if field else "top level"
+        raise ConfigError(f"invalid quantisation ranges, {place}: {errors[0]['msg']}{more}", where=str(path),
+                          hint="the qat stage writes this file; rerun it") from exc
