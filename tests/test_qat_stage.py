@@ -13,8 +13,8 @@ from edge.config import RunConfig
 from edge.errors import ConfigError
 from edge.manifest import Manifest
 from edge.pipeline import run_stage_here
+from edge.quant_ranges import read_ranges
 from edge.training.models import load_model
-from edge.training.quant_ranges import read_ranges
 
 os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
 

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge.quant_ranges import ActivationRange, QuantRangesFile, WeightRange
 from edge.training.models import VitLite, build_model
-from edge.training.quant_ranges import ActivationRange, QuantRangesFile, WeightRange, locate, merge_activation
+from edge.training.quant_ranges import locate, merge_activation
 from edge.vit_spec import VitSpec
 
 HOOKS_PREFIX = "__nncf_hooks."

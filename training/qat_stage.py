@@ -16,6 +16,7 @@ from edge.atomic import atomic_path, atomic_write_json
 from edge.config import QATConfig, RunConfig
 from edge.errors import ConfigError
 from edge.manifest import StageRun
+from edge.quant_ranges import write_ranges
 from edge.training.loop import FitConfig, FitResult, evaluate, fit, set_threads, to_input
 from edge.training.models import count_macs, count_params, load_model, save_model
 from edge.training.prune_plan import int8_bytes_estimate
@@ -27,7 +28,6 @@ from edge.training.qat import (
     quantize,
     quantizers,
 )
-from edge.training.quant_ranges import write_ranges
 from edge.vit_spec import VitSpec
 
 

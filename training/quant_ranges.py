@@ -1,4 +1,4 @@
-"""`quant_ranges.json` (docs/artifacts.md): the schema, and NNCF quantizers -> documented point names.
+"""NNCF quantizers -> the point names of `quant_ranges.json` (schema: `edge/quant_ranges.py`).
 
 NNCF hooks a quantizer either after an op (post-hook: it quantises that op's output) or before an
 op on one input port (pre-hook: weights on port 1 of linear/conv, or an activation). A quantizer is
@@ -11,27 +11,12 @@ before the scale, so that range is divided by D^-0.5 (the exporter folds the sca
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from edge.atomic import atomic_write_json
-from edge.errors import ConfigError
+from edge.quant_ranges import ActivationRange
 from edge.vit_spec import VitSpec
-
-FORMAT = "edge-quant-ranges/1"
-
-#: Every activation point name the contract documents (docs/artifacts.md, "quant_ranges.json").
-POINT_RE = re.compile(
-    r"^(input|patch_embed|tokens|norm|head|"
-    r"blocks\.\d+\.(norm1|norm2|add1|add2|attn\.(q|k|v|scores|softmax|context|proj)|mlp\.(fc1|act|fc2)))$"
-)
 
 # Ops that only move or select values: a quantizer on their output quantises their input's tensor.
 _TRANSPARENT = {"reshape", "view", "flatten", "transpose", "permute", "dropout", "contiguous", "__getitem__",
@@ -54,91 +39,6 @@ _NODE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _ACT_SCOPE = re.compile(r"^blocks/(\d+)/mlp/act/")
 _Q_SCALED = re.compile(r"^blocks/(\d+)/attn/mul/0$")
-
-
-class ActivationRange(BaseModel):
-    """The learned range of one activation tensor."""
-
-    model_config = ConfigDict(extra="forbid")
-    min: float
-    max: float
-
-    @model_validator(mode="after")
-    def _check(self) -> ActivationRange:
-        if not (math.isfinite(self.min) and math.isfinite(self.max)):
-            raise ValueError(f"range must be finite, got [{self.min}, {self.max}]")
-        if not self.min < self.max:
-            raise ValueError(f"min {self.min} is not below max {self.max}")
-        return self
-
-
-class WeightRange(BaseModel):
-    """Per-output-channel ranges of one weight (`axis` 0 of the torch weight); one entry = per tensor."""
-
-    model_config = ConfigDict(extra="forbid")
-    axis: int = Field(0, ge=0)
-    min: list[float] = Field(min_length=1)
-    max: list[float] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> WeightRange:
-        if len(self.min) != len(self.max):
-            raise ValueError(f"{len(self.min)} mins but {len(self.max)} maxs")
-        for channel, (lo, hi) in enumerate(zip(self.min, self.max, strict=True)):
-            if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-                raise ValueError(f"channel {channel}: range [{lo}, {hi}] must be finite with min < max")
-        return self
-
-
-class QuantRangesFile(BaseModel):
-    """The whole `quant_ranges.json` (format `edge-quant-ranges/1`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    format: Literal["edge-quant-ranges/1"] = FORMAT
-    activation_bits: Literal[8, 16] = 8
-    weight_bits: Literal[8] = 8
-    activations: dict[str, ActivationRange] = Field(default_factory=dict)
-    weights: dict[str, WeightRange] = Field(default_factory=dict)
-
-    @field_validator("activations")
-    @classmethod
-    def _documented(cls, value: dict[str, ActivationRange]) -> dict[str, ActivationRange]:
-        unknown = sorted(name for name in value if not POINT_RE.match(name))
-        if unknown:
-            raise ValueError(f"undocumented activation point(s) {unknown} (docs/artifacts.md lists the names)")
-        return value
-
-    def check_shapes(self, shapes: dict[str, tuple[int, ...]], where: str = "quant_ranges.json") -> None:
-        """Raise ConfigError unless every weight range names a weight and has one entry per channel."""
-        for name, item in self.weights.items():
-            if name not in shapes:
-                raise ConfigError(f"field 'weights.{name}' names no weight of the model", where=where,
-                                  hint="ranges and weights come from different runs; rerun the qat stage")
-            shape = shapes[name]
-            if item.axis >= len(shape) or len(item.min) not in (1, shape[item.axis]):
-                raise ConfigError(f"field 'weights.{name}' has {len(item.min)} channels, the weight {list(shape)} "
-                                  f"has {shape[item.axis] if item.axis < len(shape) else 'no'} on axis {item.axis}",
-                                  where=where)
-
-
-def write_ranges(path: str | os.PathLike[str], ranges: QuantRangesFile) -> Path:
-    """Write the ranges JSON atomically."""
-    return atomic_write_json(path, ranges.model_dump(mode="json"))
-
-
-def read_ranges(path: str | os.PathLike[str]) -> QuantRangesFile:
-    """Read and validate a ranges JSON; errors name the file and the field."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read quantisation ranges: {exc}", where=str(path)) from exc
-    try:
-        return QuantRangesFile.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"invalid quantisation ranges, field '{field}': {err['msg']}", where=str(path),
-                          hint="the qat stage writes this file; rerun it") from exc
 
 
 @dataclass(frozen=True)
