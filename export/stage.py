@@ -25,11 +25,11 @@ from edge.config import RunConfig
 from edge.errors import ConfigError, ExportError
 from edge.export import c_array, onnx_check, parity, report
 from edge.export.child import run_module
-from edge.export.quant_ranges import load_ranges
 from edge.export.targets import check_fit, resolve_target
 from edge.export.tflite_inspect import quant_params, read_tflite, require_full_integer
 from edge.export.tflm_check import check_tflm, require_tflm_ops, resolver_calls
 from edge.manifest import StageRun
+from edge.quant_ranges import read_ranges
 from edge.vit_spec import VitSpec
 
 MODEL_STAGES = ("qat", "prune", "train")
@@ -71,7 +71,7 @@ def _int16_activations(requested: bool, qat: dict[str, Path]) -> bool:
     """int16x8 export when asked for, or when QAT learned int16 ranges; a contradiction is an error."""
     if not qat:
         return requested
-    bits = load_ranges(qat["ranges"]).activation_bits
+    bits = read_ranges(qat["ranges"]).activation_bits
     if requested and bits != 16:
         raise ConfigError(
             f"export.int16_activations is true but the qat stage learned {bits}-bit activation ranges",

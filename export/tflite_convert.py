@@ -29,9 +29,10 @@ import numpy as np
 from edge.atomic import atomic_write_bytes, atomic_write_json
 from edge.export.child import child_main
 from edge.export.pixels import INPUT_POINT, centred_pixels
-from edge.export.quant_ranges import activation_points, clip_weights, load_ranges
+from edge.export.quant_ranges import clip_weights
 from edge.export.tf_vit import FOLDED_NORM, KERNEL_FIXED_SUFFIX, TfVit, load_weights
 from edge.export.tflite_strip import strip_for_mcu
+from edge.quant_ranges import activation_points, read_ranges
 from edge.vit_spec import VitSpec
 
 
@@ -43,10 +44,10 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     weights = load_weights(job["weights"])
     out_dir = Path(job["out_dir"])
     int16 = bool(job.get("int16", False))
-    ranges = load_ranges(job["ranges"]) if job.get("ranges") else None
+    ranges = read_ranges(job["ranges"]) if job.get("ranges") else None
     int_weights = dict(weights)  # QAT weight ranges clip the integer model's weights only
     clipped = clip_weights(int_weights, ranges, where=str(job["ranges"])) if ranges and not int16 else []
-    learned = dict(ranges.activations) if ranges and not int16 else {}
+    learned = ranges.activation_pairs() if ranges and not int16 else {}
     learned.pop("input", None)  # the input range is fixed by the centred-pixel input (tf_vit.py)
     calib = centred_pixels(np.load(job["calib"]))
     if not int16:  # make the calibrated input range equal the fixed one, else a float requantise appears

@@ -13,9 +13,10 @@ from export_fixtures import single_op_tflite
 
 from edge.errors import ConfigError, ExportError
 from edge.export.onnx_check import read_onnx
-from edge.export.quant_ranges import QuantRanges, clip_weights, load_ranges
+from edge.export.quant_ranges import clip_weights
 from edge.export.tflite_inspect import read_tflite, require_full_integer
 from edge.export.tflm_check import _works, require_tflm_ops, smallest_arena
+from edge.quant_ranges import QuantRangesFile, WeightRange, read_ranges
 
 HINT_TFLITE = "re-export the model (`edge export`), or copy the file again: it is not a complete .tflite"
 
@@ -150,13 +151,12 @@ def test_quant_ranges_parse_and_clip(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"format": "edge-quant-ranges/1", "activations": {"head": {"min": -1, "max": 2}},
                                 "weights": {"w": {"axis": 0, "min": [-1, -2], "max": [1, 2]}}}))
-    ranges = load_ranges(path)
-    assert ranges.activations == {"head": (-1.0, 2.0)}
+    ranges = read_ranges(path)
+    assert ranges.activation_pairs() == {"head": (-1.0, 2.0)}
     weights = {"w": np.array([[5.0, -5.0], [5.0, -5.0]], dtype=np.float32)}
     assert clip_weights(weights, ranges) == ["w"]
     np.testing.assert_array_equal(weights["w"], [[1, -1], [2, -2]])
     with pytest.raises(ConfigError, match=r"field 'weights\.nope' names no weight of the model"):
-        clip_weights({}, QuantRanges(weights={"nope": (0, np.zeros(1), np.ones(1))}))
-    path.write_text(json.dumps({"format": "edge-quant-ranges/1", "activations": {"head": {"min": 3, "max": 2}}}))
-    with pytest.raises(ConfigError, match=r"field 'activations.head': min 3.0 > max 2.0"):
-        load_ranges(path)
+        clip_weights({}, QuantRangesFile(weights={"nope": WeightRange(min=[0.0], max=[1.0])}))
+    with pytest.raises(ConfigError, match=r"field 'weights\.w' has 2 channels, the weight \[3, 2\] has 3 on axis 0"):
+        clip_weights({"w": np.zeros((3, 2), dtype=np.float32)}, ranges, where="r.json")
