@@ -339,22 +339,35 @@ def _atoi(text: str) -> int:
 
 
 class EmulatedDevice:
-    """Bytes in, bytes out: SMP lines to the SMP server, the rest to the MLPerf command line."""
+    """Bytes in, bytes out: SMP packets to the SMP server, the rest to the MLPerf command line.
 
-    def __init__(self, *, store: Path | None = None, target: str = DEFAULT_MCU, buf_size: int = SMP_BUF_SIZE) -> None:
+    `framing="console"` (default) shares the line as Zephyr's shell/console transport does;
+    `framing="raw"` is Zephyr's raw UART transport, which owns the whole port: no text, so no
+    MLPerf command line and no boot banner on it.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Path | None = None,
+        target: str = DEFAULT_MCU,
+        buf_size: int = SMP_BUF_SIZE,
+        framing: sp.Framing | None = None,
+    ) -> None:
         self.flash = Flash(store)
         self.smp = SmpServer(self.flash, buf_size)
         self.mlperf = MlperfFirmware(self.flash, target=target)
-        self.decoder = sp.FrameDecoder(max_packet=buf_size + 2)
+        self.framing = framing or sp.framing("console")
+        self.decoder = self.framing.new_decoder(buf_size)
         self._command = bytearray()
 
     def boot(self) -> bytes:
-        """The boot banner."""
-        return self.mlperf.banner().encode()
+        """The boot banner (none on a raw SMP port)."""
+        return b"" if self.framing.name == "raw" else self.mlperf.banner().encode()
 
     def reset_link_state(self) -> None:
         """Forget half-received frames and commands (after a disconnect); flash is kept."""
-        self.decoder = sp.FrameDecoder(max_packet=self.smp.buf_size + 2)
+        self.decoder = self.framing.new_decoder(self.smp.buf_size)
         self._command.clear()
 
     def feed(self, data: bytes) -> bytes:
@@ -363,7 +376,7 @@ class EmulatedDevice:
         for packet in self.decoder.feed(data):
             reply = self.smp.handle(packet)
             if reply is not None:
-                out += sp.encode_frames(reply)
+                out += self.framing.encode(reply)
         for byte in self.decoder.take_other():
             if byte == ord("%"):
                 command = self._command.decode("ascii", errors="replace")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.firmware_bridge.emulator import DEFAULT_MCU, EmulatedDevice
+from edge.firmware_bridge.smp_serial import Framing
 from edge.firmware_bridge.transport import wire_seconds
 
 
@@ -111,8 +112,9 @@ class PtyDevice:
         faults: Faults | None = None,
         store: Path | None = None,
         target: str = DEFAULT_MCU,
+        framing: Framing | None = None,
     ) -> None:
-        self.device = device or EmulatedDevice(store=store, target=target)
+        self.device = device or EmulatedDevice(store=store, target=target, framing=framing)
         self.faults = faults or Faults()
         self.rx_clock = WireClock(baud)
         self.tx_clock = WireClock(baud)

@@ -1,12 +1,20 @@
-"""mcumgr SMP over a serial line: framing, a resynchronising frame decoder, and message codec.
+"""mcumgr SMP over a serial line: the two framings Zephyr offers, their decoders, and the message codec.
 
-The framing is Zephyr's "SMP over console" (subsys/mgmt/mcumgr/transport/smp-console.md):
+`console` (default) is Zephyr's "SMP over console" (subsys/mgmt/mcumgr/transport/smp-console.md):
 a packet is `len(2, BE) + body + crc16(2, BE)` with `len = len(body) + 2` and CRC16-CCITT
 (polynomial 0x1021, initial value 0) over the body; it is base64-encoded and cut into lines of
 at most 127 bytes, the first starting 0x06 0x09, the others 0x04 0x14, each ending in `\\n`.
 Encoding uses the PyPI `smp` package (`smp.packet.encode`); decoding is our own because a
 bridge must survive dropped and flipped bytes: it resynchronises on the next start marker,
 bounds every buffer, and never raises on garbage (it counts it).
+
+`raw` is Zephyr's raw UART transport (CONFIG_UART_MCUMGR_RAW_PROTOCOL +
+CONFIG_MCUMGR_TRANSPORT_RAW_UART, Zephyr 4.4; MCUboot's BOOT_SERIAL_RAW_PROTOCOL): SMP packets
+back to back in binary, no base64, length prefix, CRC or lines. The header's length field is the
+only framing; a packet not complete within the input timeout of its first byte is discarded
+(CONFIG_MCUMGR_TRANSPORT_RAW_UART_INPUT_TIMEOUT). It carries ~98 % of the wire bytes as packet
+bytes instead of ~73 %, but nothing on the wire is checked: the uploader verifies what the
+device stored instead (upload.py).
 
 The body is an 8-byte SMP header (op, flags, length, group, sequence, command) + CBOR map.
 """
@@ -16,8 +24,10 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cbor2
 from smp.packet import encode as _smp_encode
@@ -163,6 +173,90 @@ class FrameDecoder:
             self.errors += 1
             return None
         return body_and_crc[:-2]
+
+
+@dataclass
+class RawDecoder:
+    """Splits a raw-UART SMP byte stream into packets by the header's length field.
+
+    As Zephyr's raw transport: a packet not complete within `input_timeout_s` of the data it
+    started in is discarded when more bytes arrive; a header announcing more than `max_packet`
+    bytes (the device's buffer) is discarded at once, with everything buffered. Never raises.
+    """
+
+    max_packet: int = 1 << 16
+    input_timeout_s: float = 0.1
+    errors: int = 0
+    _buffer: bytearray = field(default_factory=bytearray)
+    _started: float = 0.0
+
+    def feed(self, data: bytes, now: float | None = None) -> list[bytes]:
+        """Consume bytes; return the complete packets (header + CBOR), unchecked."""
+        now = time.monotonic() if now is None else now
+        if self._buffer and now - self._started > self.input_timeout_s:
+            self.errors += 1  # a half packet went stale: its bytes were lost on the wire
+            self._buffer.clear()
+        if not self._buffer:
+            self._started = now
+        self._buffer += data
+        packets: list[bytes] = []
+        while len(self._buffer) >= HEADER_SIZE:
+            total = HEADER_SIZE + int.from_bytes(self._buffer[2:4], "big")
+            if total > self.max_packet:
+                self.errors += 1
+                self._buffer.clear()
+                break
+            if len(self._buffer) < total:
+                break
+            packets.append(bytes(self._buffer[:total]))
+            del self._buffer[:total]
+            self._started = now
+        return packets
+
+    def take_other(self) -> bytes:
+        """Nothing: a raw SMP port carries no text."""
+        return b""
+
+
+class PacketDecoder(Protocol):
+    """What both decoders offer: packets from bytes, text seen between them, an error count."""
+
+    errors: int
+
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def take_other(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How SMP packets travel on the line: encoder, decoder factory, wire cost, resync pause."""
+
+    name: str
+    encode: Callable[[bytes], bytes]
+    new_decoder: Callable[[int], PacketDecoder]  # max packet bytes -> a fresh decoder
+    wire_bytes: Callable[[int], int]  # packet bytes -> bytes on the wire
+    quiet_s: float = 0.0  # silence a receiver needs to drop a half packet (0: it resyncs by itself)
+    crc: bool = True  # False: corrupt bytes reach the device unnoticed, so stored data must be checked
+
+
+FRAMINGS = ("console", "raw")
+DEFAULT_RAW_TIMEOUT_S = 0.1
+
+
+def framing(name: str, raw_input_timeout_s: float = DEFAULT_RAW_TIMEOUT_S) -> Framing:
+    """The framing called `name` ('console' or 'raw'); raw needs the device's input timeout."""
+    if name == "console":
+        return Framing(
+            "console", encode_frames, lambda size: FrameDecoder(max_packet=size + 2),
+            lambda n: len(encode_frames(bytes(n))),
+        )
+    if name == "raw":
+        return Framing(
+            "raw", bytes, lambda size: RawDecoder(max_packet=size, input_timeout_s=raw_input_timeout_s),
+            lambda n: n, quiet_s=raw_input_timeout_s, crc=False,
+        )
+    raise ValueError(f"unknown SMP framing {name!r}; choose one of {', '.join(FRAMINGS)}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ has, and the host continues from there). Timeouts follow the measured round trip
 bounded below by the wire time of the packet). A dropped connection is reopened, and the
 upload resumes from the length the device reports, after the device's hash of that prefix
 matched ours. Everything is bounded: retries per request, reconnects, and whole restarts.
+
+On the `raw` framing (smp_serial.py) nothing on the wire is checked, so every VERIFY_EVERY bytes
+the host asks the device for the CRC32 of what it stored since the last check (file
+hash/checksum, type `crc32`, `off`/`len`); a mismatch rewrites the file from offset 0 at once
+(fs_mgmt cannot rewrite the middle of a file) instead of finding out at the final sha256.
+After a lost answer the host keeps the line quiet for the device's input timeout, so the
+device drops any half packet before the next request starts.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import collections
 import hashlib
 import secrets
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +45,8 @@ GROW_AFTER = 8  # clean chunks in a row before doubling it again
 SMALLEST_TRIES = 40  # tries per chunk once the chunk is as small as it gets
 INITIAL_RTO_S = 0.25  # response timeout before a round trip was measured (plus wire time)
 MAX_WINDOW = 3  # requests in flight; also bounded by the device's buf_count - 1
+VERIFY_EVERY = 32 * 1024  # raw framing: bytes between device CRC32 checks of the stored data
+HOST_MAX_PACKET = 1 << 16
 
 
 class UploadError(DeviceError):
@@ -49,6 +59,10 @@ class NoResponse(UploadError):
 
 class DeviceRefused(UploadError):
     """The device answered with an error code: retrying the same request will not help."""
+
+
+class StoredDataWrong(UploadError):
+    """The device's checksum of stored bytes differs from ours: rewrite from offset 0."""
 
 
 @dataclass
@@ -64,6 +78,7 @@ class UploadStats:
     reconnects: int = 0
     restarts: int = 0
     resumed_from: int = 0
+    crc_checks: int = 0
     wall_s: float = 0.0
     wire_bytes_out: int = 0
     device_sha256: str = ""
@@ -82,18 +97,39 @@ class SmpClient:
     it answers and every round trip is a clean RTT sample (no retransmission ambiguity).
     """
 
-    def __init__(self, link: SerialLink, *, retries: int = 8, min_timeout_s: float = 0.005, max_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        link: SerialLink,
+        *,
+        framing: sp.Framing | None = None,
+        retries: int = 8,
+        min_timeout_s: float = 0.005,
+        max_timeout_s: float = 5.0,
+    ):
         self.link = link
+        self.framing = framing or sp.framing("console")
         self.retries = retries
         self.min_timeout_s = min_timeout_s
         self.max_timeout_s = max_timeout_s
-        self.decoder = sp.FrameDecoder()
+        self.decoder = self.framing.new_decoder(HOST_MAX_PACKET)
+        self._line_free_at = 0.0
         self.stats = UploadStats()
         self._seq = secrets.randbelow(256)  # like a TCP initial sequence number: old answers rarely match
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._sent_at: dict[int, tuple[float, int]] = {}
         self._packets: collections.deque[bytes] = collections.deque()
+
+    def reset_link_state(self) -> None:
+        """Forget half-received packets and queued answers (after reopening the port)."""
+        self.decoder = self.framing.new_decoder(HOST_MAX_PACKET)
+        self._packets.clear()
+
+    def resync(self) -> None:
+        """Before resending after a loss: on a framing without markers (raw), stay quiet until our
+        bytes have left the wire and the device's input timeout has dropped any half packet."""
+        if self.framing.quiet_s > 0:
+            time.sleep(max(0.0, self._line_free_at - time.monotonic()) + self.framing.quiet_s * 1.2 + 0.005)
 
     def timeout(self, wire_bytes: int) -> float:
         """Response timeout: smoothed RTT + 4 deviations, plus the wire time of `wire_bytes`."""
@@ -112,8 +148,10 @@ class SmpClient:
     def send(self, op: int, group: int, command: int, payload: dict) -> tuple[int, int]:
         """Transmit one request without waiting; return (sequence number, wire bytes)."""
         self._seq = (self._seq + 1) & 0xFF
-        frames = sp.encode_frames(sp.SmpMessage(op, group, command, self._seq, payload).encode())
+        frames = self.framing.encode(sp.SmpMessage(op, group, command, self._seq, payload).encode())
         self.link.write(frames)
+        now = time.monotonic()
+        self._line_free_at = max(self._line_free_at, now) + wire_seconds(len(frames), self.link.baud)
         self.stats.requests += 1
         self.stats.wire_bytes_out += len(frames)
         self._sent_at[self._seq] = (time.monotonic(), len(frames))
@@ -157,6 +195,7 @@ class SmpClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
+                self.resync()
             _, wire = self.send(sp.OP_WRITE, sp.GROUP_OS, sp.CMD_OS_ECHO, {"d": nonce})
             deadline = time.monotonic() + self.timeout(wire) * (1 + (attempt >= 4))
             while True:
@@ -172,20 +211,33 @@ class SmpClient:
         )
 
     def request(self, op: int, group: int, command: int, payload: dict, tries: int | None = None) -> sp.SmpMessage:
-        """Send one request and return its response; resend on loss; raise NoResponse when spent."""
+        """Send one request and return its response; resend on loss; raise NoResponse when spent.
+
+        On a framing without CRC an error answer may be the device refusing a corrupted request,
+        so it is returned only once the same error came twice in a row.
+        """
         tries = self.retries + 1 if tries is None else tries
         mine: set[int] = set()  # a late answer to an earlier try of this request is as good
+        lost = False
+        refused: tuple[int, int] | None = None
         for attempt in range(tries):
             if attempt:
                 self.stats.retries += 1
+                if lost:
+                    self.resync()
             seq, wire = self.send(op, group, command, payload)
             mine.add(seq)
             deadline = time.monotonic() + self.timeout(wire) * (1 + (attempt >= 4))
             while True:
                 reply, _ = self.receive(group, max(0.0, deadline - time.monotonic()))
                 if reply is not None and reply.sequence in mine and reply.command == command:
-                    return reply
+                    error = reply.error()
+                    if error is None or self.framing.crc or error == refused or attempt + 1 == tries:
+                        return reply
+                    refused, lost = error, False
+                    break  # confirm the refusal with a clean copy of the request
                 if reply is None:
+                    lost = True
                     break  # timed out or mangled: send again
         raise NoResponse(
             f"no valid response to SMP group {group} command {command} after {tries} tries",
@@ -227,17 +279,31 @@ def device_file_len(client: SmpClient, name: str) -> int:
     return _int_field(reply, "len", "file status")
 
 
-def device_sha256(client: SmpClient, name: str, length: int | None = None) -> tuple[bytes, int]:
-    """(sha256 digest, hashed length) of `name` computed by the device."""
-    payload: dict = {"name": name, "type": "sha256"}
+def _device_hash(client: SmpClient, name: str, kind: str, off: int | None, length: int | None) -> sp.SmpMessage:
+    """The device's answer to file hash/checksum `kind` over `length` bytes at `off` (all if None)."""
+    payload: dict = {"name": name, "type": kind}
     if length is not None:
-        payload.update(off=0, len=length)
+        payload.update(off=off or 0, len=length)
     reply = client.request(sp.OP_READ, sp.GROUP_FS, sp.CMD_FS_HASH, payload)
-    _check(reply, "file hash")
+    _check(reply, f"file {kind}")
+    if reply.payload.get("type") != kind:
+        raise UploadError(f"file hash response is not a {kind}: {reply.payload!r:.120}", where="SMP response")
+    return reply
+
+
+def device_sha256(client: SmpClient, name: str, length: int | None = None) -> tuple[bytes, int]:
+    """(sha256 digest, hashed length) of `name` (its first `length` bytes) computed by the device."""
+    reply = _device_hash(client, name, "sha256", 0, length)
     output = reply.payload.get("output")
-    if not isinstance(output, bytes) or len(output) != 32 or reply.payload.get("type") != "sha256":
+    if not isinstance(output, bytes) or len(output) != 32:
         raise UploadError(f"file hash response is not a sha256 digest: {reply.payload!r:.120}", where="SMP response")
     return output, _int_field(reply, "len", "file hash")
+
+
+def device_crc32(client: SmpClient, name: str, off: int, length: int) -> tuple[int, int]:
+    """(IEEE CRC32, checked length) of `length` bytes of `name` at `off`, computed by the device."""
+    reply = _device_hash(client, name, "crc32", off, length)
+    return _int_field(reply, "output", "file crc32"), _int_field(reply, "len", "file crc32")
 
 
 def chunk_size_for(buf_size: int, name: str) -> int:
@@ -250,6 +316,7 @@ def upload_file(
     data: bytes,
     *,
     name: str = DEFAULT_NAME,
+    framing: sp.Framing | None = None,
     expected_sha256: str | None = None,
     chunk: int | None = None,
     resume: bool = True,
@@ -257,6 +324,7 @@ def upload_file(
     max_reconnects: int = 3,
     max_restarts: int = 2,
     reconnect_delay_s: float = 0.25,
+    verify_every: int = VERIFY_EVERY,
     progress: Callable[[int], None] | None = None,
 ) -> UploadStats:
     """Upload `data` to file `name`; return stats only once the device's sha256 equals ours."""
@@ -267,7 +335,7 @@ def upload_file(
             where="--model",
             hint="the file changed after export; re-run `edge export`",
         )
-    client = SmpClient(link, retries=retries)
+    client = SmpClient(link, framing=framing, retries=retries)
     stats = client.stats
     stats.bytes = len(data)
     start = time.monotonic()
@@ -276,11 +344,13 @@ def upload_file(
     allow_resume = resume
     while True:
         try:
-            _upload_pass(client, data, name, chunk, allow_resume, progress)
+            _upload_pass(client, data, name, chunk, allow_resume, verify_every, progress)
             client.barrier()  # no stale hash answer can be taken for the final one
             digest, hashed = device_sha256(client, name)
         except DeviceRefused:
             raise
+        except StoredDataWrong as exc:
+            problem = exc.message
         except DeviceError as exc:
             if reconnects >= max_reconnects:
                 raise
@@ -289,21 +359,24 @@ def upload_file(
             stats.log.append(f"reconnect {reconnects}: {exc.message}")
             time.sleep(reconnect_delay_s * 2 ** (reconnects - 1))  # a re-enumerating board needs a moment
             link.reopen()
-            client.decoder = sp.FrameDecoder()
-            client._packets.clear()
+            client.reset_link_state()
             allow_resume = True
             continue
-        if digest == local and hashed == len(data):
-            stats.device_sha256 = digest.hex()
-            stats.wall_s = time.monotonic() - start
-            return stats
-        stats.log.append(f"device hash {digest.hex()[:16]} over {hashed} B != local {local.hex()[:16]}")
+        else:
+            if digest == local and hashed == len(data):
+                stats.device_sha256 = digest.hex()
+                stats.wall_s = time.monotonic() - start
+                return stats
+            problem = (f"device reports sha256 {digest.hex()[:16]}... over {hashed} bytes, expected "
+                       f"{local.hex()[:16]}... over {len(data)} bytes")
+        stats.log.append(problem)
         if restarts >= max_restarts:
+            unchecked = "" if client.framing.crc else "; the raw framing has no CRC, so try --framing console"
             raise UploadError(
-                f"device reports sha256 {digest.hex()[:16]}... over {hashed} bytes, expected "
-                f"{local.hex()[:16]}... over {len(data)} bytes after {restarts + 1} attempts",
+                f"{problem} after {restarts + 1} attempts",
                 where=f"{link.url}:{name}",
-                hint="the stored model is NOT valid; check the cable or lower the baud rate and flash again",
+                hint="the stored model is NOT valid; check the cable or lower the baud rate and flash again"
+                + unchecked,
             )
         restarts += 1
         stats.restarts += 1
@@ -316,6 +389,7 @@ def _upload_pass(
     name: str,
     chunk: int | None,
     resume: bool,
+    verify_every: int,
     progress: Callable[[int], None] | None,
 ) -> None:
     """Send every chunk with up to `window` requests in flight (go-back-N on loss).
@@ -323,6 +397,8 @@ def _upload_pass(
     The device processes requests in order and accepts a chunk only at its current file
     length, so a lost request shows up at once as FILE_OFFSET_NOT_VALID (with the length it
     has) on the next one: the host goes back to that length without waiting for a timeout.
+    On a framing without CRC the window drains every `verify_every` bytes for a device CRC32
+    check of the bytes stored since the last one (StoredDataWrong on a mismatch).
     """
     client.barrier()  # answers to requests of an earlier pass or session are flushed
     buf_size, buf_count = device_params(client)
@@ -335,35 +411,48 @@ def _upload_pass(
     if progress is not None and acked:
         progress(acked)
     in_flight: dict[int, int] = {}  # seq -> file offset the request starts at
-    next_off = acked
+    next_off = verified = acked
     failures = streak = 0
+    last_refusal: tuple[int, int] | None = None
     done_empty = bool(data)
     while acked < len(data) or not done_empty:
-        while len(in_flight) < window and (next_off < len(data) or not done_empty):
-            payload: dict = {"off": next_off, "data": data[next_off:next_off + size], "name": name}
+        limit = len(data) if client.framing.crc else min(len(data), verified + verify_every)
+        if acked == limit and limit > verified:
+            _verify_stored(client, data, name, verified, limit)
+            verified = limit
+            continue
+        while len(in_flight) < window and (next_off < limit or not done_empty):
+            payload: dict = {"off": next_off, "data": data[next_off:min(limit, next_off + size)], "name": name}
             if next_off == 0:
                 payload["len"] = len(data)
             seq, _ = client.send(sp.OP_WRITE, sp.GROUP_FS, sp.CMD_FS_FILE, payload)
             in_flight[seq] = next_off
             next_off += len(payload["data"])
             done_empty = True
-        wire = (size + SMP_OVERHEAD) * 4 // 3 * len(in_flight)
+        wire = client.framing.wire_bytes(size + SMP_OVERHEAD) * len(in_flight)
         reply, broken = client.receive(sp.GROUP_FS, client.timeout(wire))
         if broken:
             continue  # some response was mangled; the next one (or the timeout) tells us more
         if reply is not None and reply.command != sp.CMD_FS_FILE:
             continue  # a late answer to some other group-8 request
-        if reply is None or reply.sequence not in in_flight:
-            if reply is not None:
-                continue  # an answer to a request we already gave up on
+        if reply is not None and reply.sequence not in in_flight:
+            continue  # an answer to a request we already gave up on
+        error = None if reply is None else reply.error()
+        if reply is not None and not client.framing.crc and failures < client.retries and _suspect(reply, error):
+            last_refusal = error or last_refusal  # maybe a corrupted request or answer on the unchecked link
+            reply = None  # so treat it as lost
+        if reply is None:
             failures += 1
             client.stats.retries += len(in_flight)
             in_flight.clear()
             next_off = acked  # go back: resend from the last confirmed offset
+            client.resync()
             if failures >= (SMALLEST_TRIES if size <= MIN_CHUNK else FAST_TRIES):
                 if size <= MIN_CHUNK:
+                    refusal = f" (last device error: group {last_refusal[0]} rc {last_refusal[1]})" \
+                        if last_refusal else ""
                     raise NoResponse(
-                        f"upload stalled at byte {acked} of {len(data)} after {failures} timeouts",
+                        f"upload stalled at byte {acked} of {len(data)} after {failures} lost requests{refusal}",
                         where=f"{client.link.url}:{name}",
                         hint="the line is too noisy or the device stopped answering; flash again to resume",
                     )
@@ -374,7 +463,6 @@ def _upload_pass(
             del in_flight[seq]
             if seq == reply.sequence:
                 break
-        error = reply.error()
         if error is not None and error[1] == sp.FS_ERR_OFFSET_NOT_VALID:
             have = reply.payload.get("len")
             have = have if isinstance(have, int) and not isinstance(have, bool) and 0 <= have <= len(data) else 0
@@ -395,7 +483,30 @@ def _upload_pass(
             progress(new - acked)
         if new < acked or not in_flight:
             next_off = new  # the device has less than we thought (or nothing is in flight): go on from there
+        if new < verified:
+            verified = 0  # the file shrank (a corrupt offset 0 truncates it): check it all again
         acked = new
+
+
+def _suspect(reply: sp.SmpMessage, error: tuple[int, int] | None) -> bool:
+    """An upload answer that a corrupted request or answer explains: a refusal other than a wrong
+    offset, or no valid `off`."""
+    if error is not None:
+        return error[1] != sp.FS_ERR_OFFSET_NOT_VALID
+    off = reply.payload.get("off")
+    return not isinstance(off, int) or isinstance(off, bool) or off < 0
+
+
+def _verify_stored(client: SmpClient, data: bytes, name: str, start: int, end: int) -> None:
+    """Raise StoredDataWrong unless the device's CRC32 of its bytes [start, end) equals ours."""
+    crc, checked = device_crc32(client, name, start, end - start)
+    client.stats.crc_checks += 1
+    if checked != end - start or crc != zlib.crc32(data[start:end]):
+        raise StoredDataWrong(
+            f"device CRC32 of bytes {start}-{end} is {crc:08x} over {checked} B, expected "
+            f"{zlib.crc32(data[start:end]):08x}: bytes were corrupted on the unchecked raw link",
+            where=f"{client.link.url}:{name}",
+        )
 
 
 def _resume_offset(client: SmpClient, data: bytes, name: str) -> int:

@@ -179,3 +179,54 @@ def test_fuzz_response_payload_checks_never_crash(payload):
     for key in ("off", "len"):
         with contextlib.suppress(UploadError):
             assert _int_field(msg, key, "fuzz") >= 0
+
+
+# --- raw framing (Zephyr CONFIG_UART_MCUMGR_RAW_PROTOCOL): packets back to back, no CRC ---
+
+
+def test_raw_framing_sends_packets_unchanged_and_splits_them_by_the_header_length():
+    raw = sp.framing("raw")
+    first, second = _message(300, seq=1).encode(), _message(40, seq=2).encode()
+    assert raw.encode(first) == first and raw.wire_bytes(len(first)) == len(first)
+    assert not raw.crc and sp.framing("console").crc
+    decoder = raw.new_decoder(4096)
+    stream = first + second  # back to back in one write, as Zephyr's test_raw_back_to_back
+    found = []
+    for i in range(0, len(stream), 13):
+        found += decoder.feed(stream[i:i + 13], now=0.0)
+    assert found == [first, second] and decoder.errors == 0
+    assert decoder.take_other() == b""
+
+
+def test_raw_decoder_drops_a_half_packet_after_the_input_timeout():
+    packet = _message(100).encode()
+    decoder = sp.RawDecoder(max_packet=4096, input_timeout_s=0.1)
+    assert decoder.feed(packet[:-4], now=10.0) == []  # the last 4 bytes were lost on the wire
+    assert decoder.feed(packet, now=10.25) == [packet]  # the next request starts clean
+    assert decoder.errors == 1
+
+
+def test_raw_decoder_discards_a_header_larger_than_the_device_buffer():
+    decoder = sp.RawDecoder(max_packet=512)
+    assert decoder.feed(_message(600).encode(), now=0.0) == []
+    assert decoder.errors == 1
+    assert decoder.feed(_message(100).encode(), now=0.01) == [_message(100).encode()]
+
+
+def test_unknown_framing_is_named():
+    with pytest.raises(ValueError, match="unknown SMP framing 'slip'; choose one of console, raw"):
+        sp.framing("slip")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.binary(max_size=300), st.floats(0, 0.3)), max_size=8))
+def test_fuzz_raw_decoder_never_crashes_or_hangs(chunks):
+    decoder = sp.RawDecoder(max_packet=2048, input_timeout_s=0.1)
+    now = 0.0
+    for chunk, gap in chunks:
+        now += gap
+        for packet in decoder.feed(chunk, now=now):
+            assert sp.HEADER_SIZE <= len(packet) <= 2048
+            with contextlib.suppress(sp.SmpDecodeError):
+                sp.decode_message(packet)
+        assert len(decoder._buffer) < 2048

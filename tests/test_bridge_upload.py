@@ -83,8 +83,8 @@ class _BadFlash(Flash):
         super().write(name, offset, data)
 
 
-def _board_with(flash: Flash) -> PtyDevice:
-    device = EmulatedDevice()
+def _board_with(flash: Flash, framing: sp.Framing | None = None) -> PtyDevice:
+    device = EmulatedDevice(framing=framing)
     device.flash = device.smp.flash = device.mlperf.flash = flash
     return PtyDevice(device)
 
@@ -210,3 +210,80 @@ def test_flash_and_bench_over_a_socket_url(tiny_model):
         assert report.local_match is True
         with SerialLink(board.path, 115200) as link:  # a second connection finds the model still there
             assert upload_file(link, tiny_model).resumed_from == len(tiny_model)
+
+
+# --- raw framing (Zephyr's raw UART SMP transport): no base64, no CRC on the wire ---
+RAW = sp.framing("raw", raw_input_timeout_s=0.05)
+
+
+def test_raw_framing_upload_stores_the_exact_model_checking_each_window(small_model):
+    with PtyDevice(framing=RAW) as board, SerialLink(board.path, 921600) as link:
+        stats = upload_file(link, small_model, framing=RAW, verify_every=2048)
+        assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
+    assert stats.device_sha256 == hashlib.sha256(small_model).hexdigest()
+    assert stats.restarts == 0 and stats.timeouts == 0
+    assert stats.retries == 1  # "file not found" on the fresh device: an error is believed when repeated
+    assert stats.crc_checks == (len(small_model) - 1) // 2048  # the last window is covered by the sha256
+    assert stats.wire_bytes_out < 1.1 * len(small_model)  # the console framing needs > 1.33x
+
+
+def test_raw_framing_catches_corrupt_stored_bytes_at_the_next_window(small_model):
+    flash = _BadFlash()
+    flash.bad_writes = 1
+    with _board_with(flash, RAW) as board, SerialLink(board.path, 921600) as link:
+        stats = upload_file(link, small_model, framing=RAW, verify_every=2048)
+        assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
+    assert stats.restarts == 1
+    assert stats.log[0].startswith("device CRC32 of bytes 0-2048 is ")  # found long before the final sha256
+
+
+def test_raw_framing_that_keeps_corrupting_says_to_use_the_console_framing(tiny_model):
+    with _board_with(_BadFlash(), RAW) as board, SerialLink(board.path, 921600) as link:
+        with pytest.raises(UploadError) as info:
+            upload_file(link, tiny_model, framing=RAW, verify_every=512)
+        assert bytes(board.device.flash.files[MODEL_FILE]) != tiny_model
+    assert "after 3 attempts" in info.value.message and info.value.exit_code == 3
+    assert info.value.hint.endswith("the raw framing has no CRC, so try --framing console")
+
+
+def test_raw_uploads_on_a_line_with_rare_bad_bytes(small_model):
+    """1 bad byte in 10,000: lost or refused requests are resent after the device's input timeout,
+    corrupt stored data is caught by the window CRC32; no corrupt model is ever reported flashed."""
+    faults = Faults(drop=0.00005, flip=0.00005, seed=2)
+    ok = 0
+    with PtyDevice(faults=faults, framing=RAW) as board, SerialLink(board.path, 921600, timeout_s=1.0) as link:
+        for _ in range(6):
+            board.device.flash.files.pop(MODEL_FILE, None)
+            try:
+                upload_file(link, small_model, framing=RAW, verify_every=2048)
+            except DeviceError as exc:
+                assert exc.exit_code == 3 and exc.hint
+                continue
+            assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
+            ok += 1
+    assert faults.dropped + faults.flipped >= 3
+    assert ok >= 5
+
+
+def test_flash_cli_over_the_raw_framing_of_an_emulator_process(tmp_path, tiny_model):
+    import subprocess
+    import sys
+
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(tiny_model)
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "edge", "emulator", "--framing", "raw", "--line-rate", "921600", "--seconds", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = emulator.stdout.readline().strip()
+        flash = [sys.executable, "-m", "edge", "flash", "--port", port, "--baud", "921600", "--model", str(model),
+                 "--framing", "raw", "--quiet", "--runs-dir", str(tmp_path)]
+        done = subprocess.run(flash, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert f"device sha256 {hashlib.sha256(tiny_model).hexdigest()} = local file sha256" in done.stdout
+        bad = subprocess.run([*flash, "--raw-timeout-ms", "0"], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "--raw-timeout-ms must be positive, got 0.0" in bad.stderr
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
