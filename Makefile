@@ -6,6 +6,7 @@ EDGE   := $(BIN)/edge
 RUN    ?= default
 TARGET ?= cortex-m
 PORT   ?=
+FRAMING ?= console
 STAMP  := $(VENV)/.installed
 
 # 0 = no time limit: NNCF compiles its C++ extension on first use (cached in ~/.cache/nncf); its default
@@ -56,8 +57,8 @@ verify: $(STAMP)  ## check build/$(TARGET)/model_int8.tflite (full-integer, TFLM
 battery-gate: $(STAMP)  ## the CI battery gate on the default run
 	$(EDGE) battery check --run $(RUN)
 
-flash: $(STAMP)  ## upload build/$(TARGET)/model_int8.tflite to the board on PORT
-	$(EDGE) flash --port $(PORT) --model build/$(TARGET)/model_int8.tflite
+flash: $(STAMP)  ## upload build/$(TARGET)/model_int8.tflite to the board on PORT (FRAMING=console|raw)
+	$(EDGE) flash --port $(PORT) --framing $(FRAMING) --model build/$(TARGET)/model_int8.tflite
 
 bench: $(STAMP)  ## benchmark the board on PORT (MLPerf Tiny protocol)
 	$(EDGE) bench --port $(PORT) --model build/$(TARGET)/model_int8.tflite
