@@ -121,6 +121,9 @@ def read_ranges(path: str | os.PathLike[str]) -> QuantRangesFile:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read quantisation ranges: {exc}", where=str(path)) from exc
+    if isinstance(data, dict) and data.get("format") != FORMAT:
+        raise ConfigError(f"invalid quantisation ranges, field 'format' is {data.get('format')!r}, expected "
+                          f"{FORMAT!r}", where=str(path), hint="the qat stage writes this file; rerun it")
     try:
         return QuantRangesFile.model_validate(data)
     except ValidationError as exc:

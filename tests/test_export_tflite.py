@@ -166,7 +166,8 @@ def test_converter_child_reports_a_bad_ranges_file(exported: Path, tmp_path: Pat
     proc = subprocess.run([sys.executable, "-m", "edge.export.tflite_convert", str(tmp_path / "job.json")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    expected = f"error: {tmp_path / 'ranges.json'}: field 'format' is 'other/9', expected 'edge-quant-ranges/1'"
+    expected = (f"error: {tmp_path / 'ranges.json'}: invalid quantisation ranges, field 'format' is 'other/9', "
+                "expected 'edge-quant-ranges/1'")
     assert expected in proc.stderr
 
 

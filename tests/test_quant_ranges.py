@@ -56,7 +56,7 @@ def test_write_then_read_gives_the_same_ranges_and_the_documented_json(tmp_path:
     ({"weights": {"head.weight": {"axis": 0, "min": [-1.0], "max": [1.0, 1.0]}}}, r"1 mins but 2 maxs"),
     ({"weights": {"head.weight": {"min": [-1.0], "max": [1.0], "scale": 2}}}, r"field 'weights\.head\.weight\.scale'"),
     ({"activation_bits": 4}, r"field 'activation_bits': Input should be 8 or 16"),
-    ({"format": "edge-quant-ranges/2"}, r"field 'format': Input should be 'edge-quant-ranges/1'"),
+    ({"format": "edge-quant-ranges/2"}, r"field 'format' is 'edge-quant-ranges/2', expected 'edge-quant-ranges/1'"),
 ])
 def test_a_bad_field_is_named_with_the_file(tmp_path: Path, patch: dict, message: str) -> None:
     path = tmp_path / "quant_ranges.json"
