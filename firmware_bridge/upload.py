@@ -32,6 +32,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
@@ -311,6 +312,90 @@ def chunk_size_for(buf_size: int, name: str) -> int:
     return max(16, buf_size - SMP_OVERHEAD - len(name.encode()))
 
 
+class ChunkTarget(Protocol):
+    """Where the chunk loop sends data and how the device answers: a file (group 8) or an image slot
+    (group 1). `run_upload` and `_upload_pass` hold the shared machinery; a target holds the rest."""
+
+    group: int
+    command: int
+    label: str  # what the data becomes on the device, for messages: a file name, "image 0 slot 1"
+    invalid_hint: str  # what to tell the user when the stored data stays wrong
+    windows: bool  # True: on a framing without CRC, check the stored bytes every `verify_every`
+
+    def chunk_size(self, buf_size: int) -> int:
+        """Largest data chunk whose biggest request fits the device's SMP buffer."""
+        ...
+
+    def request(self, off: int, piece: bytes, total: int) -> dict:
+        """The upload request payload for `piece` at `off` of a `total`-byte upload."""
+        ...
+
+    def start(self, client: SmpClient, data: bytes, resume: bool, size: int) -> int:
+        """Bytes the device already holds (0: start over); may send the first chunk itself."""
+        ...
+
+    def device_offset(self, reply: sp.SmpMessage, error: tuple[int, int] | None, sent_end: int) -> tuple[object, bool]:
+        """(the device's offset, refused): refused = it did not take the chunk ending at `sent_end`."""
+        ...
+
+    def suspect(self, reply: sp.SmpMessage, error: tuple[int, int] | None) -> bool:
+        """True for an answer a corrupted request or answer explains (unchecked framing only)."""
+        ...
+
+    def verify(self, client: SmpClient, data: bytes, start: int, end: int) -> None:
+        """Raise StoredDataWrong unless the device stored data[start:end] (only if `windows`)."""
+        ...
+
+    def confirm(self, client: SmpClient, data: bytes) -> str | None:
+        """After the last chunk: None once the device proved it holds `data`, else what is wrong."""
+        ...
+
+
+class FileTarget:
+    """A file on the device's file system (fs_mgmt, group 8, command 0)."""
+
+    group = sp.GROUP_FS
+    command = sp.CMD_FS_FILE
+    windows = True
+    invalid_hint = "the stored model is NOT valid; check the cable or lower the baud rate and flash again"
+
+    def __init__(self, name: str) -> None:
+        self.name = self.label = name
+
+    def chunk_size(self, buf_size: int) -> int:
+        return chunk_size_for(buf_size, self.name)
+
+    def request(self, off: int, piece: bytes, total: int) -> dict:
+        payload: dict = {"off": off, "data": piece, "name": self.name}
+        if off == 0:
+            payload["len"] = total
+        return payload
+
+    def start(self, client: SmpClient, data: bytes, resume: bool, size: int) -> int:
+        return _resume_offset(client, data, self.name) if resume else 0
+
+    def device_offset(self, reply: sp.SmpMessage, error: tuple[int, int] | None, sent_end: int) -> tuple[object, bool]:
+        if error is not None and error[1] == sp.FS_ERR_OFFSET_NOT_VALID:
+            return reply.payload.get("len"), True  # fs_mgmt refuses a chunk not at the file's end
+        _check(reply, "file upload")
+        return _int_field(reply, "off", "file upload"), False
+
+    def suspect(self, reply: sp.SmpMessage, error: tuple[int, int] | None) -> bool:
+        return _suspect(reply, error)
+
+    def verify(self, client: SmpClient, data: bytes, start: int, end: int) -> None:
+        _verify_stored(client, data, self.name, start, end)
+
+    def confirm(self, client: SmpClient, data: bytes) -> str | None:
+        digest, hashed = device_sha256(client, self.name)
+        local = hashlib.sha256(data).digest()
+        if digest == local and hashed == len(data):
+            client.stats.device_sha256 = digest.hex()
+            return None
+        return (f"device reports sha256 {digest.hex()[:16]}... over {hashed} bytes, expected "
+                f"{local.hex()[:16]}... over {len(data)} bytes")
+
+
 def upload_file(
     link: SerialLink,
     data: bytes,
@@ -335,7 +420,31 @@ def upload_file(
             where="--model",
             hint="the file changed after export; re-run `edge export`",
         )
+    return run_upload(link, data, FileTarget(name), framing=framing, chunk=chunk, resume=resume, retries=retries,
+                      max_reconnects=max_reconnects, max_restarts=max_restarts, reconnect_delay_s=reconnect_delay_s,
+                      verify_every=verify_every, progress=progress)
+
+
+def run_upload(
+    link: SerialLink,
+    data: bytes,
+    target: ChunkTarget,
+    *,
+    framing: sp.Framing | None = None,
+    chunk: int | None = None,
+    resume: bool = True,
+    retries: int = 8,
+    max_reconnects: int = 3,
+    max_restarts: int = 2,
+    reconnect_delay_s: float = 0.25,
+    verify_every: int = VERIFY_EVERY,
+    progress: Callable[[int], None] | None = None,
+    stats: UploadStats | None = None,
+) -> UploadStats:
+    """Upload `data` to `target` with reconnects and rewrites; return stats once `target.confirm` agrees."""
     client = SmpClient(link, framing=framing, retries=retries)
+    if stats is not None:
+        client.stats = stats
     stats = client.stats
     stats.bytes = len(data)
     start = time.monotonic()
@@ -344,9 +453,9 @@ def upload_file(
     allow_resume = resume
     while True:
         try:
-            _upload_pass(client, data, name, chunk, allow_resume, verify_every, progress)
-            client.barrier()  # no stale hash answer can be taken for the final one
-            digest, hashed = device_sha256(client, name)
+            _upload_pass(client, data, target, chunk, allow_resume, verify_every, progress)
+            client.barrier()  # no stale answer can be taken for the final check's
+            problem = target.confirm(client, data)
         except DeviceRefused:
             raise
         except StoredDataWrong as exc:
@@ -362,22 +471,14 @@ def upload_file(
             client.reset_link_state()
             allow_resume = True
             continue
-        else:
-            if digest == local and hashed == len(data):
-                stats.device_sha256 = digest.hex()
-                stats.wall_s = time.monotonic() - start
-                return stats
-            problem = (f"device reports sha256 {digest.hex()[:16]}... over {hashed} bytes, expected "
-                       f"{local.hex()[:16]}... over {len(data)} bytes")
+        if problem is None:
+            stats.wall_s = time.monotonic() - start
+            return stats
         stats.log.append(problem)
         if restarts >= max_restarts:
             unchecked = "" if client.framing.crc else "; the raw framing has no CRC, so try --framing console"
-            raise UploadError(
-                f"{problem} after {restarts + 1} attempts",
-                where=f"{link.url}:{name}",
-                hint="the stored model is NOT valid; check the cable or lower the baud rate and flash again"
-                + unchecked,
-            )
+            raise UploadError(f"{problem} after {restarts + 1} attempts", where=f"{link.url}:{target.label}",
+                              hint=target.invalid_hint + unchecked)
         restarts += 1
         stats.restarts += 1
         allow_resume = False  # the stored bytes are wrong somewhere: rewrite from offset 0
@@ -386,7 +487,7 @@ def upload_file(
 def _upload_pass(
     client: SmpClient,
     data: bytes,
-    name: str,
+    target: ChunkTarget,
     chunk: int | None,
     resume: bool,
     verify_every: int,
@@ -394,51 +495,52 @@ def _upload_pass(
 ) -> None:
     """Send every chunk with up to `window` requests in flight (go-back-N on loss).
 
-    The device processes requests in order and accepts a chunk only at its current file
-    length, so a lost request shows up at once as FILE_OFFSET_NOT_VALID (with the length it
-    has) on the next one: the host goes back to that length without waiting for a timeout.
-    On a framing without CRC the window drains every `verify_every` bytes for a device CRC32
-    check of the bytes stored since the last one (StoredDataWrong on a mismatch).
+    The device processes requests in order and accepts a chunk only at its current length, so a
+    lost request shows up at once in the answer to the next one (fs_mgmt: FILE_OFFSET_NOT_VALID
+    with the length it has; img_mgmt: a success naming the offset it expects): the host goes back
+    there without waiting for a timeout. On a framing without CRC the window drains every
+    `verify_every` bytes for a device check of the bytes stored since the last one, where the
+    target has one (StoredDataWrong on a mismatch).
     """
     client.barrier()  # answers to requests of an earlier pass or session are flushed
     buf_size, buf_count = device_params(client)
-    largest = min(chunk or 1 << 30, chunk_size_for(buf_size, name))
+    largest = min(chunk or 1 << 30, target.chunk_size(buf_size))
     window = max(1, min(MAX_WINDOW, buf_count - 1))
     size = largest
     client.stats.chunk_bytes = size
-    acked = _resume_offset(client, data, name) if resume else 0
+    acked = target.start(client, data, resume, size)
     client.stats.resumed_from = max(client.stats.resumed_from, acked)
     if progress is not None and acked:
         progress(acked)
-    in_flight: dict[int, int] = {}  # seq -> file offset the request starts at
+    in_flight: dict[int, int] = {}  # seq -> file offset the request's data ends at
     next_off = verified = acked
     failures = streak = 0
     last_refusal: tuple[int, int] | None = None
     done_empty = bool(data)
+    windows = target.windows and not client.framing.crc
     while acked < len(data) or not done_empty:
-        limit = len(data) if client.framing.crc else min(len(data), verified + verify_every)
+        limit = min(len(data), verified + verify_every) if windows else len(data)
         if acked == limit and limit > verified:
-            _verify_stored(client, data, name, verified, limit)
+            target.verify(client, data, verified, limit)
             verified = limit
             continue
         while len(in_flight) < window and (next_off < limit or not done_empty):
-            payload: dict = {"off": next_off, "data": data[next_off:min(limit, next_off + size)], "name": name}
-            if next_off == 0:
-                payload["len"] = len(data)
-            seq, _ = client.send(sp.OP_WRITE, sp.GROUP_FS, sp.CMD_FS_FILE, payload)
+            piece = data[next_off:min(limit, next_off + size)]
+            seq, _ = client.send(sp.OP_WRITE, target.group, target.command, target.request(next_off, piece, len(data)))
+            next_off += len(piece)
             in_flight[seq] = next_off
-            next_off += len(payload["data"])
             done_empty = True
         wire = client.framing.wire_bytes(size + SMP_OVERHEAD) * len(in_flight)
-        reply, broken = client.receive(sp.GROUP_FS, client.timeout(wire))
+        reply, broken = client.receive(target.group, client.timeout(wire))
         if broken:
             continue  # some response was mangled; the next one (or the timeout) tells us more
-        if reply is not None and reply.command != sp.CMD_FS_FILE:
-            continue  # a late answer to some other group-8 request
+        if reply is not None and reply.command != target.command:
+            continue  # a late answer to some other request of this group
         if reply is not None and reply.sequence not in in_flight:
             continue  # an answer to a request we already gave up on
         error = None if reply is None else reply.error()
-        if reply is not None and not client.framing.crc and failures < client.retries and _suspect(reply, error):
+        if reply is not None and not client.framing.crc and failures < client.retries \
+                and target.suspect(reply, error):
             last_refusal = error or last_refusal  # maybe a corrupted request or answer on the unchecked link
             reply = None  # so treat it as lost
         if reply is None:
@@ -453,28 +555,28 @@ def _upload_pass(
                         if last_refusal else ""
                     raise NoResponse(
                         f"upload stalled at byte {acked} of {len(data)} after {failures} lost requests{refusal}",
-                        where=f"{client.link.url}:{name}",
+                        where=f"{client.link.url}:{target.label}",
                         hint="the line is too noisy or the device stopped answering; flash again to resume",
                     )
                 size, failures, streak = max(MIN_CHUNK, size // 2), 0, 0
                 client.stats.chunk_bytes = min(client.stats.chunk_bytes, size)
             continue
+        sent_end = in_flight[reply.sequence]
         for seq in list(in_flight):  # in-order device: this answer settles every earlier request
             del in_flight[seq]
             if seq == reply.sequence:
                 break
-        if error is not None and error[1] == sp.FS_ERR_OFFSET_NOT_VALID:
-            have = reply.payload.get("len")
-            have = have if isinstance(have, int) and not isinstance(have, bool) and 0 <= have <= len(data) else 0
+        new, refused = target.device_offset(reply, error, sent_end)
+        if refused:
+            new = new if isinstance(new, int) and not isinstance(new, bool) and 0 <= new <= len(data) else 0
             in_flight.clear()
-            new = have
             failures += 1
             streak = 0
         else:
-            _check(reply, "file upload")
-            new = _int_field(reply, "off", "file upload")
+            assert isinstance(new, int)
             if new > len(data):
-                raise UploadError(f"device acknowledged offset {new} beyond the {len(data)}-byte file", where=name)
+                raise UploadError(f"device acknowledged offset {new} beyond the {len(data)}-byte upload",
+                                  where=target.label)
             failures = 0
             streak += 1
             if streak >= GROW_AFTER and size < largest:
@@ -484,7 +586,7 @@ def _upload_pass(
         if new < acked or not in_flight:
             next_off = new  # the device has less than we thought (or nothing is in flight): go on from there
         if new < verified:
-            verified = 0  # the file shrank (a corrupt offset 0 truncates it): check it all again
+            verified = 0  # the upload shrank (a corrupt offset 0 restarts it): check it all again
         acked = new
 
 
