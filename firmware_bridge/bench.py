@@ -27,8 +27,8 @@ class BenchReport:
     profile: dict[str, str]
     runs: int
     warmups: int
-    latency_ms: float
-    laps_us: tuple[int, int]
+    latency_ms: float | None  # None: an energy-mode DUT behind an IO manager printed no stamps
+    laps_us: tuple[int, int] | None
     timing_source: str
     predictions: list[int] = field(default_factory=list)
     results: list[list[float]] = field(default_factory=list)
@@ -36,6 +36,7 @@ class BenchReport:
     local_match: bool | None = None
     mismatches: list[int] = field(default_factory=list)
     energy: dict | None = None
+    io_manager: str | None = None  # the IO manager's `name` when the DUT was reached through one
 
     def to_json(self) -> dict:
         """Plain data for JSON (units in key names)."""
@@ -43,12 +44,14 @@ class BenchReport:
 
     def table(self) -> str:
         """A short human table."""
+        latency = "n/a" if self.latency_ms is None else f"{self.latency_ms:.3f}"
         rows = [
+            *([("io manager", self.io_manager)] if self.io_manager is not None else []),
             ("device", self.device),
             ("firmware", self.profile.get("profile", "?")),
             ("model", self.profile.get("model", "?")),
             ("runs x warmups", f"{self.runs} x {self.warmups}"),
-            ("latency_ms", f"{self.latency_ms:.3f}"),
+            ("latency_ms", latency),
             ("timing", self.timing_source),
             ("inputs checked", str(len(self.predictions))),
         ]
@@ -137,7 +140,8 @@ def run_bench(
         warmups=warmups,
         latency_ms=perf.latency_ms,
         laps_us=perf.laps_us,
-        timing_source=profile.get("timing", "device clock"),
+        timing_source=_timing_source(perf.lap_source, profile),
+        io_manager=dut.io_manager_name,
     )
     if progress is not None:
         progress(1)
@@ -158,6 +162,15 @@ def run_bench(
         report.mismatches = [i for i, (a, b) in enumerate(zip(device_lines, expected, strict=False)) if a != b]
         report.local_match = not report.mismatches
     return report
+
+
+def _timing_source(lap_source: str, profile: dict[str, str]) -> str:
+    """Where the latency came from, in words."""
+    if lap_source == "io-manager timer":
+        return "io-manager timer (enable-timer: DUT timestamp GPIO edges)"
+    if lap_source == "none":
+        return "none: energy-mode DUT (timestamps are GPIO edges for the energy monitor; try --io-timer)"
+    return profile.get("timing", "device clock")
 
 
 def trace_energy(

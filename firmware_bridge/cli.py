@@ -118,7 +118,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
         total=len(inputs) + 1, unit="inference", desc="bench", file=sys.stderr, disable=args.quiet
     ) as bar:
-        dut = MlperfDut(link, energy_mode=args.energy_mode)
+        dut = MlperfDut(link, energy_mode=args.energy_mode, io_manager=args.io_manager, io_timer=args.io_timer,
+                        dut_baud=args.dut_baud)
         report = run_bench(dut, inputs, runs=args.runs, warmups=args.warmup, model=model, progress=bar.update)
     if args.trace is not None:
         report.energy = trace_energy(args.trace, model, args.mcu, voltage_V=args.voltage,
@@ -160,7 +161,14 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc), where="edge emulator") from exc
     kind = TcpDevice if args.tcp is not None else PtyDevice
     extra = {"port": args.tcp} if args.tcp is not None else {}
-    device = kind(baud=args.line_rate, faults=faults, store=args.store, target=args.target,
+    board = None
+    if args.io_manager:
+        from edge.firmware_bridge.emulator import EmulatedDevice
+        from edge.firmware_bridge.io_manager import DEFAULT_DUT_BAUD, EmulatedIoManager
+
+        board = EmulatedIoManager(EmulatedDevice(store=args.store, target=args.target, framing=_framing(args)),
+                                  dut_baud=args.dut_line_rate or DEFAULT_DUT_BAUD, pace_dut=bool(args.dut_line_rate))
+    device = kind(board, baud=args.line_rate, faults=faults, store=args.store, target=args.target,
                   framing=_framing(args), **extra)
     if args.model is not None:
         device.device.flash.write(MODEL_FILE, 0, _read_model(args.model))
@@ -169,7 +177,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     print(
         f"emulated board on {device.path} "
         f"(line rate {f'{args.line_rate} baud' if args.line_rate else 'unlimited'}); "
-        f"try: edge flash --port {device.path} --model M; Ctrl-C to stop",
+        + (f"try: edge bench --port {device.path} --io-manager --model M; " if args.io_manager else
+           f"try: edge flash --port {device.path} --model M; ") + "Ctrl-C to stop",
         file=sys.stderr, flush=True,
     )
     try:
@@ -217,6 +226,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--inputs", type=int, default=8, help="random inputs to check when no --input (default 8)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--energy-mode", action="store_true", help="26-byte db chunks, as behind the energy IO manager")
+    bench.add_argument("--io-manager", action="store_true",
+                       help="--port is an IO manager (EEMBC io-manager / MLPerf Tiny interface board): send "
+                       "`dut <cmd>%%`, unwrap `[dut]: ` replies; implies 26-byte db chunks")
+    bench.add_argument("--io-timer", action="store_true",
+                       help="with --io-manager: send `enable-timer%%` so the IO manager stamps the DUT's timestamp "
+                       "GPIO (latency for energy-mode DUTs, which print no m-lap-us)")
+    bench.add_argument("--dut-baud", type=int, default=9600,
+                       help="with --io-manager: IO manager <-> DUT baud rate, for timeouts only (default 9600)")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the JSON report")
     bench.add_argument("--trace", type=Path, help="current trace CSV (PPK2 or Otii export) taken during the run")
     bench.add_argument("--voltage", type=float, help="supply voltage, V (if the trace has no voltage column)")
@@ -251,5 +268,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emu.add_argument("--disconnect-after", type=int, default=0, help="drop off the bus once, after N received bytes")
     emu.add_argument("--disconnect-s", type=float, default=0.5, help="how long a disconnect lasts, seconds")
     emu.add_argument("--seed", type=int, default=0, help="fault injection seed")
+    emu.add_argument("--io-manager", action="store_true",
+                     help="serve an IO manager with the board (energy-mode firmware) behind it: "
+                     "`dut <cmd>%%` passthrough, `[dut]: ` replies, enable-timer; SMP does not pass through")
+    emu.add_argument("--dut-line-rate", type=int, default=0, metavar="BAUD",
+                     help="with --io-manager: pace the IO manager <-> DUT UART (real energy setups: 9600; "
+                     "default unlimited)")
     emu.add_argument("--seconds", type=float, default=0.0, help="stop after this many seconds (default: until Ctrl-C)")
     emu.set_defaults(func=_cmd_emulator)

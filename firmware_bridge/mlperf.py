@@ -14,6 +14,20 @@ lines, data lines start `m-`, errors `e-[...]`, and every command ends with `m-r
                         m-lap-us-<t1>, m-infer-done, m-results-[f,f,...]
     results%         -> m-results-[f,f,...]
 
+Through an IO manager (energy mode: the host talks to an EEMBC IO manager or the MLPerf Tiny
+interface board, which forwards to the DUT on a second UART; mlcommons/tiny
+`benchmark/runner/io_manager.py`, `benchmark/interface/Application/CLI/InterfaceMenu.cpp`):
+
+    dut name%        -> m-dut-passthrough(name)  m-ready          (the IO manager's own answer)
+                        [dut]: m-name-dut-[VENDOR]  [dut]: m-ready (the DUT's lines, prefixed)
+    name%            -> <IO manager name>  m-ready
+    enable-timer%    -> ... m-ready; then the IO manager prints its own (unprefixed) `m-lap-us-N`
+                        at each falling edge of the DUT's timestamp GPIO
+
+An energy-mode DUT prints no `m-lap-us-` lines (its `th_timestamp` pulls a GPIO low for the
+energy monitor), so through an IO manager the latency comes from the DUT's stamps if it prints
+them, else from the IO manager's timer lines, else it is unknown.
+
 The parsers here are pure functions of the reply lines; they raise `ProtocolError` (a
 DeviceError, exit 3) on anything unexpected and never anything else (fuzzed with hypothesis).
 """
@@ -27,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.errors import DeviceError
-from edge.firmware_bridge.transport import SerialLink
+from edge.firmware_bridge.transport import SerialLink, wire_seconds
 
 TERMINATOR = "%"
 MAX_COMMAND = 80  # EE_CMD_SIZE: the firmware keeps at most 80 characters of a command
@@ -38,6 +52,9 @@ INFER_TIMEOUT_S = 30.0
 MAX_REPLY_LINES = 10_000
 REPLY_ALLOWANCE = 256  # bytes of reply a command may produce, for the wire-time part of its timeout
 MAX_LINE_CHARS = 4096
+PASSTHROUGH = "dut"  # IO manager command that forwards the rest of the line to the DUT
+DUT_PREFIX = "[dut]: "  # the IO manager's prefix on every line it forwards from the DUT
+IO_DUT_BAUD = 9600  # IO manager <-> DUT UART in energy mode (EEMBC runner README, interface usart.c)
 
 _PREFIX = re.compile(r"^\[dut\]: ")  # energy mode: the IO manager prefixes DUT lines
 _NAME = re.compile(r"^m-name-(?P<device>[^\[\]]*)-\[(?P<vendor>[^\]]+)\]$")
@@ -55,18 +72,25 @@ class ProtocolError(DeviceError):
     """The device said something the MLPerf Tiny protocol does not allow here."""
 
 
+class StaleReplyError(ProtocolError):
+    """An IO manager handed over DUT output queued before this session: every reply would lag."""
+
+
 @dataclass(frozen=True)
 class InferReply:
     """What `infer N W` reported."""
 
     runs: int
     warmups: int
-    laps_us: tuple[int, int]
+    laps_us: tuple[int, int] | None
     results: tuple[float, ...]
+    lap_source: str = "dut"  # "dut", "io-manager timer", or "none" (energy-mode DUT, no timer)
 
     @property
-    def latency_ms(self) -> float:
-        """Mean latency of one inference between the two timestamps."""
+    def latency_ms(self) -> float | None:
+        """Mean latency of one inference between the two timestamps (None without stamps)."""
+        if self.laps_us is None:
+            return None
         return (self.laps_us[1] - self.laps_us[0]) / self.runs / 1000.0
 
 
@@ -170,8 +194,14 @@ def parse_load_expect(lines: list[str]) -> int:
     raise ProtocolError("no 'm-[Expecting N bytes]' line in the reply to 'db load'", where="MLPerf Tiny DUT")
 
 
-def parse_infer(lines: list[str], runs: int, warmups: int) -> InferReply:
-    """Check the `infer N W` reply sequence and return its timestamps and results."""
+def parse_infer(
+    lines: list[str], runs: int, warmups: int, *, timer_lines: list[str] | None = None, laps_required: bool = True
+) -> InferReply:
+    """Check the `infer N W` reply sequence and return its timestamps and results.
+
+    `timer_lines`: the IO manager's own lines during the command (its `m-lap-us-` timer stamps
+    are used when the DUT printed none); `laps_required=False` accepts a reply without stamps.
+    """
     cleaned = clean_lines(lines)
     starts = [int(m.group("n")) for m in map(_INFER.match, cleaned) if m]
     warm = [int(m.group("n")) for m in map(_WARMUP.match, cleaned) if m]
@@ -182,10 +212,63 @@ def parse_infer(lines: list[str], runs: int, warmups: int) -> InferReply:
         )
     if "m-infer-done" not in cleaned:
         raise ProtocolError("no 'm-infer-done' line in the reply to 'infer'", where="MLPerf Tiny DUT")
-    laps = parse_laps(cleaned)
+    laps, source = parse_laps(cleaned), "dut"
+    if not laps and timer_lines:
+        laps, source = parse_laps(timer_lines), "io-manager timer"
+    if not laps and not laps_required:
+        return InferReply(runs, warmups, None, parse_results(cleaned), "none")
     if len(laps) != 2 or laps[1] < laps[0]:
         raise ProtocolError(f"expected two increasing m-lap-us stamps, got {laps[:4]}", where="MLPerf Tiny DUT")
-    return InferReply(runs, warmups, (laps[0], laps[1]), parse_results(cleaned))
+    return InferReply(runs, warmups, (laps[0], laps[1]), parse_results(cleaned), source)
+
+
+def split_passthrough(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(DUT lines without the `[dut]: ` prefix, the IO manager's own lines) of a passthrough reply."""
+    dut, own = [], []
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith(DUT_PREFIX):
+            dut.append(line[len(DUT_PREFIX):])
+        elif line:
+            own.append(line)
+    return dut, own
+
+
+def check_passthrough_ack(lines: list[str], command: str) -> None:
+    """The IO manager's answer to `dut <command>` before the DUT's lines: one line, then `m-ready`.
+
+    The reference runner (io_manager.py) accepts exactly two lines ending in `m-ready`; the
+    interface board sends `m-dut-passthrough(<command>)`. The first line's text is not checked
+    (the EEMBC Arduino io-manager's firmware is not public).
+    """
+    cleaned = [line.strip() for line in lines if line.strip()]
+    if any(line.startswith("e-[") or line.startswith("m-name-dut-") for line in cleaned):
+        raise ProtocolError(
+            f"the port answered '{PASSTHROUGH} {command}' itself ({cleaned[0][:60]}): a DUT, not an IO manager",
+            where="IO manager", hint="drop --io-manager when the board is connected directly",
+        )
+    if any(line.startswith(DUT_PREFIX) for line in cleaned):
+        raise StaleReplyError(
+            f"DUT lines arrived before the IO manager acknowledged '{PASSTHROUGH} {command}'",
+            where="IO manager", hint="output of an earlier command is still queued; reset the IO manager",
+        )
+    if len(cleaned) != 2 or cleaned[-1] != READY:
+        raise ProtocolError(
+            f"expected the IO manager's 'm-dut-passthrough({command})' and 'm-ready', got {cleaned[:4]}",
+            where="IO manager", hint="is the IO manager (or interface board) firmware running on this port?",
+        )
+
+
+def _bare_ready(line: str) -> bool:
+    return line.strip() == READY
+
+
+def _dut_ready(line: str) -> bool:
+    return line.strip() == DUT_PREFIX + READY
+
+
+def _any_ready(line: str) -> bool:
+    return _PREFIX.sub("", line.strip()) == READY
 
 
 def hex_commands(data: bytes, per_command: int = HEX_BYTES_PERFORMANCE) -> list[str]:
@@ -196,12 +279,33 @@ def hex_commands(data: bytes, per_command: int = HEX_BYTES_PERFORMANCE) -> list[
 
 
 class MlperfDut:
-    """Drive a board running MLPerf Tiny-style firmware over a SerialLink."""
+    """Drive a board running MLPerf Tiny-style firmware over a SerialLink.
 
-    def __init__(self, link: SerialLink, *, energy_mode: bool = False, max_input_bytes: int | None = None) -> None:
+    `io_manager=True`: the link goes to an IO manager; every DUT command is sent as
+    `dut <command>%` and the DUT's `[dut]: ` lines are unwrapped, so the parsers see the DUT's
+    own reply. `io_timer=True` also sends `enable-timer%` so the IO manager stamps the DUT's
+    timestamp GPIO edges. `dut_baud` (IO manager <-> DUT) only widens the timeouts.
+    """
+
+    def __init__(
+        self,
+        link: SerialLink,
+        *,
+        energy_mode: bool = False,
+        max_input_bytes: int | None = None,
+        io_manager: bool = False,
+        io_timer: bool = False,
+        dut_baud: int = IO_DUT_BAUD,
+    ) -> None:
         self.link = link
-        self.per_command = HEX_BYTES_ENERGY if energy_mode else HEX_BYTES_PERFORMANCE
+        # the reference runner uses 26-byte chunks in energy mode, i.e. whenever the IO manager is in the path
+        self.per_command = HEX_BYTES_ENERGY if energy_mode or io_manager else HEX_BYTES_PERFORMANCE
         self.max_input_bytes = max_input_bytes
+        self.io_manager = io_manager
+        self.io_timer = io_timer
+        self.dut_baud = dut_baud
+        self.io_manager_name: str | None = None
+        self.io_lines: list[str] = []  # the IO manager's own lines during the last passthrough
         self._pending = bytearray()
 
     def command(self, text: str, timeout_s: float | None = None) -> list[str]:
@@ -215,11 +319,33 @@ class MlperfDut:
                 f"command '{text[:40]}...' is {len(text)} characters; the firmware keeps at most {MAX_COMMAND}",
                 where="host",
             )
-        self.link.write((text + TERMINATOR).encode("ascii"))
-        return self.read_reply(text, self.link.payload_timeout(len(text) + 1 + REPLY_ALLOWANCE, timeout_s))
+        nbytes = len(text) + 1 + REPLY_ALLOWANCE
+        timeout_s = self.link.payload_timeout(nbytes, timeout_s)
+        if not self.io_manager:
+            self.link.write((text + TERMINATOR).encode("ascii"))
+            return self.read_reply(text, timeout_s)
+        self.link.write(f"{PASSTHROUGH} {text}{TERMINATOR}".encode("ascii"))
+        return self.read_passthrough(text, timeout_s + 2.0 * wire_seconds(nbytes, self.dut_baud))
 
-    def read_reply(self, command: str, timeout_s: float) -> list[str]:
-        """Collect lines until `m-ready`; bounded in time, line length and line count."""
+    def read_passthrough(self, command: str, timeout_s: float) -> list[str]:
+        """The IO manager's acknowledgement, then the DUT's lines up to `[dut]: m-ready`, unwrapped.
+
+        The IO manager's own lines in between (timer stamps) are kept in `self.io_lines`.
+        """
+        deadline = time.monotonic() + timeout_s
+        check_passthrough_ack(self.read_reply(f"{PASSTHROUGH} {command}", timeout_s, _bare_ready), command)
+        lines = self.read_reply(command, max(0.0, deadline - time.monotonic()), _dut_ready)
+        dut, self.io_lines = split_passthrough(lines)
+        return dut
+
+    def io_command(self, text: str) -> list[str]:
+        """A command for the IO manager itself (`name`, `enable-timer`): its lines before `m-ready`."""
+        self.link.write((text + TERMINATOR).encode("ascii"))
+        lines = self.read_reply(text, self.link.payload_timeout(REPLY_ALLOWANCE), _bare_ready)
+        return [line.strip() for line in lines[:-1] if line.strip()]
+
+    def read_reply(self, command: str, timeout_s: float, is_end: Callable[[str], bool] = _any_ready) -> list[str]:
+        """Collect lines until `is_end` (default: `m-ready`); bounded in time, line length and line count."""
         lines: list[str] = []
         deadline = time.monotonic() + timeout_s
         while True:
@@ -228,7 +354,7 @@ class MlperfDut:
                 self._pending[:] = rest
                 line = raw.decode("utf-8", errors="replace")
                 lines.append(line)
-                if _PREFIX.sub("", line.strip()) == READY:
+                if is_end(line):
                     return lines
                 if len(lines) > MAX_REPLY_LINES:
                     raise ProtocolError(f"reply to '{command}' exceeds {MAX_REPLY_LINES} lines", where=self.link.url)
@@ -244,13 +370,20 @@ class MlperfDut:
             self._pending.extend(self.link.read_some(min(remaining, 0.1)))
 
     def sync(self, attempts: int = 3) -> str:
-        """Flush stale input and confirm the device answers `name`; return its vendor string."""
+        """Flush stale input and confirm the device answers `name`; return its vendor string.
+
+        Through an IO manager, first ask the IO manager its `name` (and `enable-timer` if asked).
+        """
         self.link.drain_input()
         self._pending.clear()
+        if self.io_manager:
+            self.identify_io_manager()
         last: DeviceError | None = None
         for _ in range(attempts):
             try:
                 return self.name()
+            except StaleReplyError:
+                raise
             except DeviceError as exc:
                 last = exc
                 self.link.drain_input()
@@ -258,9 +391,29 @@ class MlperfDut:
         assert last is not None
         raise last
 
+    def identify_io_manager(self) -> str:
+        """`name%` to the IO manager itself (refusing a DUT that answers it), then `enable-timer%` if asked."""
+        lines = self.io_command("name")
+        if any(_NAME.match(line) for line in lines):
+            raise ProtocolError(
+                "the port answered 'name' like an MLPerf Tiny DUT, not an IO manager", where=self.link.url,
+                hint="drop --io-manager when the board is connected directly",
+            )
+        self.io_manager_name = lines[0] if lines else "?"
+        if self.io_timer:
+            self.io_command("enable-timer")
+        return self.io_manager_name
+
     def name(self) -> str:
         """`name%` -> vendor string."""
         lines = self.command("name")
+        if self.io_manager and any(line in ("m-init-done",) or line.startswith("m-timestamp-mode-")
+                                   for line in clean_lines(lines)):
+            raise StaleReplyError(
+                "the IO manager handed over the DUT's boot banner in reply to 'name': it queued the DUT's "
+                "output from before this session, so every later reply would belong to the previous command",
+                where=self.link.url, hint="reset the IO manager after the DUT has booted, then retry",
+            )
         raise_on_error(lines, "name")
         return parse_name(lines)
 
@@ -311,7 +464,9 @@ class MlperfDut:
             raise ProtocolError(f"need runs >= 1 and warmups >= 0, got {runs} and {warmups}", where="host")
         lines = self.command(f"infer {runs} {warmups}", max(timeout_s, self.link.timeout_s))
         raise_on_error(lines, "infer")
-        return parse_infer(lines, runs, warmups)
+        if not self.io_manager:
+            return parse_infer(lines, runs, warmups)
+        return parse_infer(lines, runs, warmups, timer_lines=self.io_lines, laps_required=False)
 
     def results(self) -> tuple[float, ...]:
         """`results%` -> the last result vector."""
