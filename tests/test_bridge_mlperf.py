@@ -78,9 +78,17 @@ def test_reply_reader_over_loop_url():
             dut.read_reply("name", 0.2)
 
 
+def _parse_passthrough_infer(lines: list[str]) -> mlperf.InferReply:
+    dut, own = mlperf.split_passthrough(lines)
+    return mlperf.parse_infer(dut, 1, 0, timer_lines=own, laps_required=False)
+
+
 _PARSERS = [
     mlperf.parse_name, mlperf.parse_profile, mlperf.parse_lap, mlperf.parse_results, mlperf.parse_load_expect,
     lambda lines: mlperf.parse_infer(lines, 1, 0), lambda lines: mlperf.raise_on_error(lines, "x"),
+    # through an IO manager: the acknowledgement, the unwrapping, and stamps from the IO manager's timer
+    lambda lines: mlperf.check_passthrough_ack(lines, "infer 1 0"),
+    _parse_passthrough_infer,
 ]
 
 
@@ -95,7 +103,8 @@ def test_fuzz_parsers_return_or_raise_protocol_error(data):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(["m-lap-us-", "m-results-[", "e-[", "]", ",", "1", "-", ".", "nan", "inf",
-                                 "m-infer-start-", "m-warmup-start-", "m-infer-done", "\r", "[dut]: "]), max_size=40))
+                                 "m-infer-start-", "m-warmup-start-", "m-infer-done", "\r", "[dut]: ",
+                                 "m-dut-passthrough(", "m-ready", "m-name-dut-["]), max_size=40))
 def test_fuzz_parsers_on_near_miss_replies(parts):
     lines = [*"".join(parts).split("\n"), "".join(reversed(parts))]
     for parser in _PARSERS:
