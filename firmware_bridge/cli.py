@@ -163,6 +163,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     extra = {"port": args.tcp} if args.tcp is not None else {}
     board = None
     if args.io_manager:
+        if args.framing == "raw":
+            raise ConfigError("--io-manager needs text on the DUT's UART; --framing raw has none",
+                              where="edge emulator", hint="drop --framing raw")
         from edge.firmware_bridge.emulator import EmulatedDevice
         from edge.firmware_bridge.io_manager import DEFAULT_DUT_BAUD, EmulatedIoManager
 
