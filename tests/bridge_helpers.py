@@ -7,6 +7,7 @@ and cached for the session.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,10 @@ def build_model(factory: pytest.TempPathFactory, name: str) -> Path:
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
     return path
+
+
+def run_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m edge ARGS` in a child process, unbuffered, output captured as text."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from bridge_helpers import build_model
+from bridge_helpers import run_edge as _edge
 
 from edge.firmware_bridge.bench import local_results, random_inputs, run_bench
 from edge.firmware_bridge.emulator import MODEL_FILE, ModelRunner, costmodel_estimate
@@ -50,12 +50,6 @@ def test_bench_detects_a_different_model_on_the_device(small_model_path, tmp_pat
         board.device.flash.write(MODEL_FILE, 0, other)
         report = run_bench(MlperfDut(link), inputs, runs=1, warmups=0, model=model)
     assert report.local_match is False and report.mismatches
-
-
-def _edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
 
 
 def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):

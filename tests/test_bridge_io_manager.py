@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 import pytest
 import serial
 from bridge_helpers import build_model
+from bridge_helpers import run_edge as _edge
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -171,12 +171,6 @@ def test_fuzz_emulated_io_manager_never_crashes(data):
     board = EmulatedIoManager()
     out = board.feed(data)
     assert isinstance(out, bytes) and len(board._command) <= 1024
-
-
-def _edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
 
 
 def test_cli_bench_through_emulated_io_manager(model, tmp_path):
