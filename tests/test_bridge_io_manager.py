@@ -143,6 +143,17 @@ def test_passthrough_ack_rules():
         ["m-lap-us-5", "m-ready"], ["m-lap-us-7"])
 
 
+def test_read_passthrough_ends_only_at_the_duts_ready():
+    with SerialLink("loop://", 115200, timeout_s=0.3) as link:
+        dut = mlperf.MlperfDut(link, io_manager=True)
+        link.write(b"m-dut-passthrough(name)\r\nm-ready\r\nm-lap-us-9\r\nm-ready\r\n"
+                   b"[dut]: m-name-dut-[x]\r\n[dut]: m-ready\r\n[dut]: m-next")
+        assert dut.read_passthrough("name", 1.0) == ["m-name-dut-[x]", "m-ready"]
+        assert dut.io_lines == ["m-lap-us-9", "m-ready"]  # the IO manager's own lines, not the DUT's
+        with pytest.raises(DeviceError, match=r"no 'm-ready' within 0\.2 s after 'dut timestamp'"):
+            dut.read_passthrough("timestamp", 0.2)  # `[dut]: m-next` and no acknowledgement
+
+
 _TOKENS = ["[dut]: ", "m-ready", "m-dut-passthrough(", ")", "\r\n", "\n", "m-lap-us-", "1", "e-[", "]",
            "m-results-[", "0.5,", "m-infer-start-1", "m-warmup-start-0", "m-infer-done", "m-name-dut-[", "%"]
 
