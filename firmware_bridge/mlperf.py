@@ -226,11 +226,12 @@ def split_passthrough(lines: list[str]) -> tuple[list[str], list[str]]:
     """(DUT lines without the `[dut]: ` prefix, the IO manager's own lines) of a passthrough reply."""
     dut, own = [], []
     for raw in lines:
-        line = raw.strip()
+        line = raw.rstrip("\r\n")
         if line.startswith(DUT_PREFIX):
-            dut.append(line[len(DUT_PREFIX):])
-        elif line:
-            own.append(line)
+            if line[len(DUT_PREFIX):].strip():
+                dut.append(line[len(DUT_PREFIX):].strip())
+        elif line.strip():
+            own.append(line.strip())
     return dut, own
 
 
