@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,15 @@ def run_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
+
+
+def interrupt_after(limit: int) -> Callable[[int], None]:
+    """A progress callback that raises KeyboardInterrupt (Ctrl-C) once more than `limit` bytes are acknowledged."""
+    sent = [0]
+
+    def progress(nbytes: int) -> None:
+        sent[0] += nbytes
+        if sent[0] > limit:
+            raise KeyboardInterrupt
+
+    return progress

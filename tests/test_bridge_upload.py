@@ -6,7 +6,7 @@ import hashlib
 import time
 
 import pytest
-from bridge_helpers import build_model
+from bridge_helpers import build_model, interrupt_after
 
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
@@ -44,16 +44,9 @@ def test_manifest_hash_mismatch_is_refused_before_sending(small_model):
 
 
 def test_interrupted_upload_resumes_from_the_device_offset(small_model):
-    sent = []
-
-    def interrupt(nbytes: int) -> None:
-        sent.append(nbytes)
-        if sum(sent) > 4000:
-            raise KeyboardInterrupt
-
     with PtyDevice() as board, SerialLink(board.path, 921600) as link:
         with pytest.raises(KeyboardInterrupt):
-            upload_file(link, small_model, chunk=512, progress=interrupt)
+            upload_file(link, small_model, chunk=512, progress=interrupt_after(4000))
         time.sleep(0.5)  # chunks still in flight when Ctrl-C came are stored by the device meanwhile
         partial = len(board.device.flash.files[MODEL_FILE])
         assert 4000 < partial < len(small_model)
