@@ -122,7 +122,10 @@ def parse_name(lines: list[str]) -> str:
         match = _NAME.match(line)
         if match:
             return match.group("vendor")
-    raise ProtocolError("no 'm-name-...-[...]' line in the reply to 'name'", where="MLPerf Tiny DUT")
+    raise ProtocolError(
+        "no 'm-name-...-[...]' line in the reply to 'name'", where="MLPerf Tiny DUT",
+        hint="if this port is an IO manager (energy setup, the DUT behind it), add --io-manager",
+    )
 
 
 def parse_profile(lines: list[str]) -> dict[str, str]:
