@@ -21,6 +21,10 @@ hash/checksum, type `crc32`, `off`/`len`); a mismatch rewrites the file from off
 (fs_mgmt cannot rewrite the middle of a file) instead of finding out at the final sha256.
 After a lost answer the host keeps the line quiet for the device's input timeout, so the
 device drops any half packet before the next request starts.
+
+The chunk loop and the reconnect/rewrite logic (`run_upload`, `_upload_pass`) are shared with the
+firmware image upload (image.py, group 1): a `ChunkTarget` says where the chunks go and how the
+device answers; `FileTarget` is the file system's.
 """
 
 from __future__ import annotations

@@ -256,3 +256,27 @@ def test_uploads_on_a_line_with_1_percent_bad_bytes(images):
                 ok += 1
     assert faults.dropped + faults.flipped > 40
     assert ok >= 3
+
+
+def test_raw_framing_with_flipped_bytes_rewrites_and_never_reports_a_corrupt_image(images):
+    """No CRC on the raw wire: a flipped data byte is stored, `match` comes back false and the image is
+    rewritten from offset 0 (img_mgmt has no checksum of a stored range, so no earlier check is possible)."""
+    data = images["small"].read_bytes()
+    faults = Faults(flip=0.0002, drop=0.00005, seed=1)
+    ok = rewrites = 0
+    with _board(RAW) as board:
+        board.faults = faults
+        with SerialLink(board.path, 921600, timeout_s=1.0) as link:
+            for _ in range(4):
+                board.device.smp.images.erase()
+                try:
+                    stats = upload_image(link, data, framing=RAW)
+                except DeviceError as exc:
+                    assert exc.exit_code == 3 and exc.hint.endswith("so try --framing console")
+                    rewrites += 1
+                    continue
+                assert bytes(board.device.flash.files[SLOT1]) == data
+                rewrites += stats.restarts
+                ok += 1
+    assert faults.flipped >= 3
+    assert ok >= 2 and rewrites >= 1
