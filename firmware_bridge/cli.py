@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from edge.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from edge.firmware_bridge.smp_serial import Framing
 
 DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
@@ -69,18 +71,23 @@ def manifest_sha256(model: Path, runs_dir: Path, run: str) -> str | None:
     return None
 
 
-def _cmd_flash(args: argparse.Namespace) -> int:
+def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
+    """A bytes progress bar on stderr."""
     from tqdm import tqdm
 
+    return tqdm(total=total, unit="B", unit_scale=True, desc=f"flash {name}", file=sys.stderr, disable=quiet)
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    if args.image is not None:
+        return _flash_image(args)
     from edge.firmware_bridge.transport import SerialLink
     from edge.firmware_bridge.upload import upload_file
 
     data = _read_model(args.model)
     expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run)
-    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
-        total=len(data), unit="B", unit_scale=True, desc=f"flash {args.model.name}", file=sys.stderr,
-        disable=args.quiet,
-    ) as bar:
+    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
+            _progress_bar(len(data), args.model.name, args.quiet) as bar:
         stats = upload_file(
             link, data, name=args.name, framing=_framing(args), expected_sha256=expected, chunk=args.chunk,
             resume=not args.no_resume, progress=bar.update,
@@ -92,6 +99,28 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         f"{stats.retries} retries, {stats.reconnects} reconnects"
         + (f", resumed at {stats.resumed_from} B" if stats.resumed_from else "")
     )
+    return 0
+
+
+def _flash_image(args: argparse.Namespace) -> int:
+    """`edge flash --image`: an MCUboot image over SMP image management (group 1)."""
+    from edge.firmware_bridge.image import upload_image
+    from edge.firmware_bridge.transport import SerialLink
+
+    if not args.image.is_file():
+        raise ConfigError("image file not found", where=str(args.image),
+                          hint="pass the signed MCUboot image of your firmware, e.g. build/zephyr/zephyr.signed.bin")
+    data = args.image.read_bytes()
+    mark = "confirm" if args.confirm else "test" if args.test else None
+    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
+            _progress_bar(len(data), args.image.name, args.quiet) as bar:
+        stats = upload_image(link, data, source=str(args.image), framing=_framing(args), chunk=args.chunk,
+                             mark=mark, upgrade=args.upgrade, progress=bar.update)
+    state = "; pending (permanent)" if stats.permanent else "; pending (test boot)" if stats.pending else ""
+    match = "the device's sha256 matched" if stats.device_match else "the device sent no sha256 match"
+    print(f"flashed image {args.image} (version {stats.version}) -> {args.port} slot {stats.slot}: {stats.bytes} B "
+          f"in {stats.wall_s:.2f} s ({stats.goodput_Bps / 1000:.1f} kB/s); image hash {stats.image_hash} listed by "
+          f"the device; {match}{state}")
     return 0
 
 
@@ -205,6 +234,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_port(flash)
     flash.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"the .tflite (default {DEFAULT_MODEL})")
+    flash.add_argument("--image", type=Path, help="instead of --model: an MCUboot firmware image (e.g. with the "
+                       "model compiled in), uploaded to slot 1 over SMP image management (group 1)")
+    marks = flash.add_mutually_exclusive_group()
+    marks.add_argument("--test", action="store_true", help="with --image: boot it once on the next reset")
+    marks.add_argument("--confirm", action="store_true", help="with --image: boot it on every reset")
+    flash.add_argument("--upgrade", action="store_true", help="with --image: refuse an image not newer than the "
+                       "running one (img_mgmt 'upgrade')")
     flash.add_argument("--name", default="/lfs/model.tflite", help="file name on the device")
     _add_framing(flash)
     flash.add_argument("--chunk", type=int, help="largest data bytes per request (default: from the device)")

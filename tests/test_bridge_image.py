@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bridge_helpers import interrupt_after
+from bridge_helpers import interrupt_after, run_edge
 from imgtool.image import Image, VerifyResult
 
 from edge.errors import DeviceError
@@ -280,3 +280,18 @@ def test_raw_framing_with_flipped_bytes_rewrites_and_never_reports_a_corrupt_ima
                 ok += 1
     assert faults.flipped >= 3
     assert ok >= 2 and rewrites >= 1
+
+
+def test_flash_cli_uploads_and_confirms_an_image(images, tmp_path):
+    data = images["small"].read_bytes()
+    with _board() as board:
+        done = run_edge("flash", "--port", board.path, "--baud", "921600", "--image", str(images["small"]),
+                        "--confirm", "--quiet", timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert bytes(board.device.flash.files[SLOT1]) == data
+    image_hash = parse_image(data, "small.bin").hash.hex()
+    assert f"-> {board.path} slot 1: {len(data)} B" in done.stdout
+    assert f"image hash {image_hash} listed by the device; the device's sha256 matched; pending (permanent)" \
+        in done.stdout
+    missing = run_edge("flash", "--port", "loop://", "--image", str(tmp_path / "none.bin"), timeout=60)
+    assert missing.returncode == 2 and f"{tmp_path / 'none.bin'}: image file not found" in missing.stderr
