@@ -56,11 +56,11 @@ def _upload(link: object, data: bytes, framing_name: str, image: bool) -> object
     """One upload: a file (group 8), or an image (group 1) into a freshly erased slot 1."""
     from edge.firmware_bridge import smp_serial as sp
     from edge.firmware_bridge.image import upload_image
-    from edge.firmware_bridge.upload import SmpClient, upload_file
+    from edge.firmware_bridge.upload import SmpClient, UploadOptions, upload_file
 
     framing = sp.framing(framing_name)
     if not image:
-        return upload_file(link, data, framing=framing, resume=False)
+        return upload_file(link, data, framing=framing, options=UploadOptions(resume=False))
     SmpClient(link, framing=framing).request(sp.OP_WRITE, sp.GROUP_IMG, sp.CMD_IMG_ERASE, {})
     return upload_image(link, data, framing=framing)
 

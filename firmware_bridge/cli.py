@@ -82,15 +82,15 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     if args.image is not None:
         return _flash_image(args)
     from edge.firmware_bridge.transport import SerialLink
-    from edge.firmware_bridge.upload import upload_file
+    from edge.firmware_bridge.upload import UploadOptions, upload_file
 
     data = _read_model(args.model)
     expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run)
     with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
             _progress_bar(len(data), args.model.name, args.quiet) as bar:
         stats = upload_file(
-            link, data, name=args.name, framing=_framing(args), expected_sha256=expected, chunk=args.chunk,
-            resume=not args.no_resume, progress=bar.update,
+            link, data, name=args.name, framing=_framing(args), expected_sha256=expected,
+            options=UploadOptions(chunk=args.chunk, resume=not args.no_resume), progress=bar.update,
         )
     source = "manifest" if expected else "local file"
     print(
@@ -106,6 +106,7 @@ def _flash_image(args: argparse.Namespace) -> int:
     """`edge flash --image`: an MCUboot image over SMP image management (group 1)."""
     from edge.firmware_bridge.image import upload_image
     from edge.firmware_bridge.transport import SerialLink
+    from edge.firmware_bridge.upload import UploadOptions
 
     if not args.image.is_file():
         raise ConfigError("image file not found", where=str(args.image),
@@ -114,7 +115,8 @@ def _flash_image(args: argparse.Namespace) -> int:
     mark = "confirm" if args.confirm else "test" if args.test else None
     with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
             _progress_bar(len(data), args.image.name, args.quiet) as bar:
-        stats = upload_image(link, data, source=str(args.image), framing=_framing(args), chunk=args.chunk,
+        stats = upload_image(link, data, source=str(args.image), framing=_framing(args),
+                             options=UploadOptions(chunk=args.chunk),
                              mark=mark, upgrade=args.upgrade, progress=bar.update)
     state = "; pending (permanent)" if stats.permanent else "; pending (test boot)" if stats.pending else ""
     match = "the device's sha256 matched" if stats.device_match else "the device sent no sha256 match"

@@ -39,6 +39,7 @@ from edge.firmware_bridge.upload import (
     NoResponse,
     SmpClient,
     UploadError,
+    UploadOptions,
     UploadStats,
     _int_field,
     run_upload,
@@ -224,11 +225,7 @@ def upload_image(
     slot: int = 1,
     mark: Mark | None = None,
     upgrade: bool = False,
-    chunk: int | None = None,
-    retries: int = 8,
-    max_reconnects: int = 3,
-    max_restarts: int = 2,
-    reconnect_delay_s: float = 0.25,
+    options: UploadOptions | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImageUploadStats:
     """Upload the MCUboot image `data` (read from `source`) to `slot`; return stats only once the device
@@ -236,15 +233,14 @@ def upload_image(
 
     Raises ImageFormatError (exit 2) for a bad file before sending anything, DeviceError (exit 3)
     for the link and the device. Resuming is the device's decision (it resumes an upload whose
-    `sha` it knows), so there is no `resume` switch.
+    `sha` it knows), so `options.resume` does not apply.
     """
     info = parse_image(data, source)
     target = ImageTarget(info, data, number=number, slot=slot, upgrade=upgrade)
     stats = ImageUploadStats(slot=slot, version=info.version_str)
-    run_upload(link, data, target, framing=framing, chunk=chunk, retries=retries, max_reconnects=max_reconnects,
-               max_restarts=max_restarts, reconnect_delay_s=reconnect_delay_s, progress=progress, stats=stats)
+    run_upload(link, data, target, framing=framing, options=options, progress=progress, stats=stats)
     if mark is not None:
-        client = SmpClient(link, framing=framing, retries=retries)
+        client = SmpClient(link, framing=framing, retries=(options or UploadOptions()).retries)
         client.barrier()
         listed = find_slot(mark_image(client, info.hash, mark), number, slot)
         stats.pending = listed is not None and listed.get("pending") is True

@@ -70,6 +70,19 @@ class StoredDataWrong(UploadError):
     """The device's checksum of stored bytes differs from ours: rewrite from offset 0."""
 
 
+@dataclass(frozen=True)
+class UploadOptions:
+    """How hard an upload tries: chunking, resume, raw-framing checks, and every retry budget."""
+
+    chunk: int | None = None  # largest data bytes per request (None: from the device's buf_size)
+    resume: bool = True  # continue after the bytes the device already has (if their hash matches)
+    verify_every: int = VERIFY_EVERY  # raw framing: bytes between device CRC32 checks
+    retries: int = 8  # tries per request after the first
+    max_reconnects: int = 3  # port reopenings after the line went silent
+    max_restarts: int = 2  # rewrites from offset 0 after the device's check failed
+    reconnect_delay_s: float = 0.25  # first back-off before reopening (doubles each time)
+
+
 @dataclass
 class UploadStats:
     """What one upload did, for the CLI and the benchmark."""
@@ -407,13 +420,7 @@ def upload_file(
     name: str = DEFAULT_NAME,
     framing: sp.Framing | None = None,
     expected_sha256: str | None = None,
-    chunk: int | None = None,
-    resume: bool = True,
-    retries: int = 8,
-    max_reconnects: int = 3,
-    max_restarts: int = 2,
-    reconnect_delay_s: float = 0.25,
-    verify_every: int = VERIFY_EVERY,
+    options: UploadOptions | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> UploadStats:
     """Upload `data` to file `name`; return stats only once the device's sha256 equals ours."""
@@ -424,9 +431,7 @@ def upload_file(
             where="--model",
             hint="the file changed after export; re-run `edge export`",
         )
-    return run_upload(link, data, FileTarget(name), framing=framing, chunk=chunk, resume=resume, retries=retries,
-                      max_reconnects=max_reconnects, max_restarts=max_restarts, reconnect_delay_s=reconnect_delay_s,
-                      verify_every=verify_every, progress=progress)
+    return run_upload(link, data, FileTarget(name), framing=framing, options=options, progress=progress)
 
 
 def run_upload(
@@ -435,18 +440,13 @@ def run_upload(
     target: ChunkTarget,
     *,
     framing: sp.Framing | None = None,
-    chunk: int | None = None,
-    resume: bool = True,
-    retries: int = 8,
-    max_reconnects: int = 3,
-    max_restarts: int = 2,
-    reconnect_delay_s: float = 0.25,
-    verify_every: int = VERIFY_EVERY,
+    options: UploadOptions | None = None,
     progress: Callable[[int], None] | None = None,
     stats: UploadStats | None = None,
 ) -> UploadStats:
     """Upload `data` to `target` with reconnects and rewrites; return stats once `target.confirm` agrees."""
-    client = SmpClient(link, framing=framing, retries=retries)
+    opts = options or UploadOptions()
+    client = SmpClient(link, framing=framing, retries=opts.retries)
     if stats is not None:
         client.stats = stats
     stats = client.stats
@@ -454,10 +454,10 @@ def run_upload(
     start = time.monotonic()
     reconnects = 0
     restarts = 0
-    allow_resume = resume
+    allow_resume = opts.resume
     while True:
         try:
-            _upload_pass(client, data, target, chunk, allow_resume, verify_every, progress)
+            _upload_pass(client, data, target, opts.chunk, allow_resume, opts.verify_every, progress)
             client.barrier()  # no stale answer can be taken for the final check's
             problem = target.confirm(client, data)
         except DeviceRefused:
@@ -465,12 +465,12 @@ def run_upload(
         except StoredDataWrong as exc:
             problem = exc.message
         except DeviceError as exc:
-            if reconnects >= max_reconnects:
+            if reconnects >= opts.max_reconnects:
                 raise
             reconnects += 1
             stats.reconnects += 1
             stats.log.append(f"reconnect {reconnects}: {exc.message}")
-            time.sleep(reconnect_delay_s * 2 ** (reconnects - 1))  # a re-enumerating board needs a moment
+            time.sleep(opts.reconnect_delay_s * 2 ** (reconnects - 1))  # a re-enumerating board needs a moment
             link.reopen()
             client.reset_link_state()
             allow_resume = True
@@ -479,7 +479,7 @@ def run_upload(
             stats.wall_s = time.monotonic() - start
             return stats
         stats.log.append(problem)
-        if restarts >= max_restarts:
+        if restarts >= opts.max_restarts:
             unchecked = "" if client.framing.crc else "; the raw framing has no CRC, so try --framing console"
             raise UploadError(f"{problem} after {restarts + 1} attempts", where=f"{link.url}:{target.label}",
                               hint=target.invalid_hint + unchecked)

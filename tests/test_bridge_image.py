@@ -22,7 +22,7 @@ from edge.firmware_bridge.image import ImageUploadStats, read_image_state, uploa
 from edge.firmware_bridge.mcuboot import ImageFormatError, parse_image
 from edge.firmware_bridge.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.transport import SerialLink
-from edge.firmware_bridge.upload import DeviceRefused, SmpClient, UploadError
+from edge.firmware_bridge.upload import DeviceRefused, SmpClient, UploadError, UploadOptions
 
 RAW = sp.framing("raw", raw_input_timeout_s=0.05)
 FRAMINGS = {"console": sp.framing("console"), "raw": RAW}
@@ -94,12 +94,12 @@ def test_interrupted_upload_resumes_where_the_device_stopped(images):
     data = images["app"].read_bytes()
     with _board() as board, SerialLink(board.path, 921600) as link:
         with pytest.raises(KeyboardInterrupt):
-            upload_image(link, data, chunk=512, progress=interrupt_after(4000))
+            upload_image(link, data, options=UploadOptions(chunk=512), progress=interrupt_after(4000))
         time.sleep(0.5)  # chunks in flight when Ctrl-C came are stored meanwhile
         partial = len(board.device.flash.files[SLOT1])
         assert 4000 < partial < len(data)
         assert board.device.smp.images.upload_state.off == partial
-        stats = upload_image(link, data, chunk=512)
+        stats = upload_image(link, data, options=UploadOptions(chunk=512))
         assert bytes(board.device.flash.files[SLOT1]) == data
     assert stats.resumed_from == partial and stats.device_match is True
     assert stats.log == [f"the device resumes its upload at {partial} B"]
@@ -231,7 +231,7 @@ def test_a_device_that_drops_off_the_bus_is_reconnected_and_resumed(images):
     with _board() as board:
         board.faults = faults
         with SerialLink(board.path, 921600, retry_delay_s=0.1) as link:
-            stats = upload_image(link, data, chunk=512, max_reconnects=6)
+            stats = upload_image(link, data, options=UploadOptions(chunk=512, max_reconnects=6))
             assert bytes(board.device.flash.files[SLOT1]) == data
     assert board.disconnects == 1 and stats.reconnects >= 1 and stats.resumed_from > 0
 

@@ -13,7 +13,7 @@ from edge.firmware_bridge import smp_serial as sp
 from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, Flash
 from edge.firmware_bridge.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.transport import SerialLink
-from edge.firmware_bridge.upload import UploadError, upload_file
+from edge.firmware_bridge.upload import UploadError, UploadOptions, upload_file
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +46,11 @@ def test_manifest_hash_mismatch_is_refused_before_sending(small_model):
 def test_interrupted_upload_resumes_from_the_device_offset(small_model):
     with PtyDevice() as board, SerialLink(board.path, 921600) as link:
         with pytest.raises(KeyboardInterrupt):
-            upload_file(link, small_model, chunk=512, progress=interrupt_after(4000))
+            upload_file(link, small_model, options=UploadOptions(chunk=512), progress=interrupt_after(4000))
         time.sleep(0.5)  # chunks still in flight when Ctrl-C came are stored by the device meanwhile
         partial = len(board.device.flash.files[MODEL_FILE])
         assert 4000 < partial < len(small_model)
-        stats = upload_file(link, small_model, chunk=512)
+        stats = upload_file(link, small_model, options=UploadOptions(chunk=512))
         assert stats.resumed_from == partial
         assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
 
@@ -58,7 +58,7 @@ def test_interrupted_upload_resumes_from_the_device_offset(small_model):
 def test_device_that_drops_off_the_bus_is_reconnected_and_resumed(small_model):
     faults = Faults(disconnect_after=5000, disconnect_s=4.0)
     with PtyDevice(faults=faults) as board, SerialLink(board.path, 921600, retry_delay_s=0.1) as link:
-        stats = upload_file(link, small_model, chunk=512, max_reconnects=6)
+        stats = upload_file(link, small_model, options=UploadOptions(chunk=512, max_reconnects=6))
         assert board.disconnects >= 1
         assert stats.reconnects >= 1 and stats.resumed_from > 0
         assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
@@ -211,7 +211,7 @@ RAW = sp.framing("raw", raw_input_timeout_s=0.05)
 
 def test_raw_framing_upload_stores_the_exact_model_checking_each_window(small_model):
     with PtyDevice(framing=RAW) as board, SerialLink(board.path, 921600) as link:
-        stats = upload_file(link, small_model, framing=RAW, verify_every=2048)
+        stats = upload_file(link, small_model, framing=RAW, options=UploadOptions(verify_every=2048))
         assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
     assert stats.device_sha256 == hashlib.sha256(small_model).hexdigest()
     assert stats.restarts == 0 and stats.timeouts == 0
@@ -224,7 +224,7 @@ def test_raw_framing_catches_corrupt_stored_bytes_at_the_next_window(small_model
     flash = _BadFlash()
     flash.bad_writes = 1
     with _board_with(flash, RAW) as board, SerialLink(board.path, 921600) as link:
-        stats = upload_file(link, small_model, framing=RAW, verify_every=2048)
+        stats = upload_file(link, small_model, framing=RAW, options=UploadOptions(verify_every=2048))
         assert bytes(board.device.flash.files[MODEL_FILE]) == small_model
     assert stats.restarts == 1
     assert stats.log[0].startswith("device CRC32 of bytes 0-2048 is ")  # found long before the final sha256
@@ -233,7 +233,7 @@ def test_raw_framing_catches_corrupt_stored_bytes_at_the_next_window(small_model
 def test_raw_framing_that_keeps_corrupting_says_to_use_the_console_framing(tiny_model):
     with _board_with(_BadFlash(), RAW) as board, SerialLink(board.path, 921600) as link:
         with pytest.raises(UploadError) as info:
-            upload_file(link, tiny_model, framing=RAW, verify_every=512)
+            upload_file(link, tiny_model, framing=RAW, options=UploadOptions(verify_every=512))
         assert bytes(board.device.flash.files[MODEL_FILE]) != tiny_model
     assert "after 3 attempts" in info.value.message and info.value.exit_code == 3
     assert info.value.hint.endswith("the raw framing has no CRC, so try --framing console")
@@ -248,7 +248,7 @@ def test_raw_uploads_on_a_line_with_rare_bad_bytes(small_model):
         for _ in range(6):
             board.device.flash.files.pop(MODEL_FILE, None)
             try:
-                upload_file(link, small_model, framing=RAW, verify_every=2048)
+                upload_file(link, small_model, framing=RAW, options=UploadOptions(verify_every=2048))
             except DeviceError as exc:
                 assert exc.exit_code == 3 and exc.hint
                 continue
