@@ -81,6 +81,11 @@ def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
 def _cmd_flash(args: argparse.Namespace) -> int:
     if args.image is not None:
         return _flash_image(args)
+    image_only = [flag for flag, on in (("--test", args.test), ("--confirm", args.confirm),
+                                        ("--upgrade", args.upgrade)) if on]
+    if image_only:
+        raise ConfigError(f"{image_only[0]} only applies to firmware images", where="edge flash",
+                          hint="add --image FILE (an MCUboot image), or drop the flag to upload --model")
     from edge.firmware_bridge.transport import SerialLink
     from edge.firmware_bridge.upload import UploadOptions, upload_file
 
@@ -232,7 +237,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "flash", help="upload a model to a board (mcumgr SMP file upload, device-confirmed sha256)",
         description="Upload the .tflite over mcumgr SMP serial (file management group 8) in CRC-checked "
         "chunks with retries and resume; succeeds only when the device's sha256 of the stored file "
-        "equals the local (or manifest) sha256.",
+        "equals the local (or manifest) sha256. With --image, an MCUboot firmware image goes to slot 1 over "
+        "image management (group 1) instead.",
     )
     _add_port(flash)
     flash.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"the .tflite (default {DEFAULT_MODEL})")

@@ -295,3 +295,9 @@ def test_flash_cli_uploads_and_confirms_an_image(images, tmp_path):
         in done.stdout
     missing = run_edge("flash", "--port", "loop://", "--image", str(tmp_path / "none.bin"), timeout=60)
     assert missing.returncode == 2 and f"{tmp_path / 'none.bin'}: image file not found" in missing.stderr
+
+
+def test_image_flags_without_an_image_are_refused():
+    done = run_edge("flash", "--port", "loop://", "--upgrade", timeout=60)
+    assert done.returncode == 2
+    assert "error: edge flash: --upgrade only applies to firmware images" in done.stderr
