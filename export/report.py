@@ -122,6 +122,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Export report: {t['name']}",
         "",
+        *([f"Run: `{data['run']['name']}` ({data['run']['manifest']})", ""] if "run" in data else []),
         f"Target: **{t['name']}** — {t['description']} ({t['core']}, runtime {t['runtime']}, kernels {t['kernels']}).",
         f"Model: `{m['name']}` from the **{m['source_stage']}** stage, "
         f"{m['img_size']}x{m['img_size']}x{m['in_chans']}, {m['depth']} blocks, embed {m['embed_dim']}, "

@@ -90,6 +90,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     started_all = time.perf_counter()
     target = resolve_target(config.target)
     out = build_dir(run, config)
+    _note_previous_run(run, out)
     for stale in ("model_int8.onnx", "model_int8_vela.tflite"):  # optional outputs of an earlier export
         (out / stale).unlink(missing_ok=True)
     work = run.dir
@@ -185,11 +186,26 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     )
     timer("total", started_all)
     report_data["timings_s"] = timer.steps
+    report_data["run"] = {"name": run.manifest.run_dir.name, "manifest": str(run.manifest.file)}
     report.write(out, report_data)  # written before the gates so a failed gate can be inspected
     bar.update(1)
     bar.close()
     _gates(cfg, tflm_row, sizes, pruned, reference)
     _record(run, out, report_data)
+
+
+def _note_previous_run(run: StageRun, out: Path) -> None:
+    """Say so when this export replaces another run's files in the shared build folder."""
+    try:
+        previous = json.loads((out / "report.json").read_text(encoding="utf-8"))["run"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    name = run.manifest.run_dir.name
+    if previous != name:
+        note = (f"{out} held the export of run '{previous}'; it now holds run '{name}' "
+                "(set export.build_dir to keep both)")
+        run.notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _timed(func: Any, *args: Any, **kwargs: Any) -> float:

@@ -71,6 +71,17 @@ def manifest_sha256(model: Path, runs_dir: Path, run: str) -> str | None:
     return None
 
 
+def run_of_export(model: Path) -> str:
+    """The run whose export wrote `model` (its folder's report.json names it), else 'default'."""
+    import json
+
+    try:
+        name = json.loads((model.parent / "report.json").read_text(encoding="utf-8"))["run"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "default"
+    return name if isinstance(name, str) and name else "default"
+
+
 def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
     """A bytes progress bar on stderr."""
     from tqdm import tqdm
@@ -90,7 +101,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     from edge.firmware_bridge.upload import UploadOptions, upload_file
 
     data = _read_model(args.model)
-    expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run)
+    expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run or run_of_export(args.model))
     with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
             _progress_bar(len(data), args.model.name, args.quiet) as bar:
         stats = upload_file(
@@ -254,7 +265,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flash.add_argument("--chunk", type=int, help="largest data bytes per request (default: from the device)")
     flash.add_argument("--no-resume", action="store_true", help="always start at offset 0")
     flash.add_argument("--sha256", help="expected sha256 (default: from runs/RUN/manifest.json if it lists the file)")
-    flash.add_argument("--run", default="default", help="run whose manifest holds the model's sha256")
+    flash.add_argument("--run", help="run whose manifest holds the model's sha256 (default: the run named in "
+                       "report.json next to the model, else 'default')")
     flash.add_argument("--runs-dir", type=Path, default=Path("runs"))
     flash.add_argument("--quiet", action="store_true", help="no progress bar")
     flash.set_defaults(func=_cmd_flash)

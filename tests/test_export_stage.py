@@ -62,6 +62,8 @@ def test_export_stage_falls_back_to_the_train_model(tmp_path: Path) -> None:
     assert header.count("Add") == 0 and (out / "model_data.cc").read_text().count("resolver.Add") == len(
         report["tflm"]["ops"])
     assert "## Agreement (test split)" in (out / "report.md").read_text()
+    assert report["run"] == {"name": run_dir.name, "manifest": str(run_dir / "manifest.json")}
+    assert f"Run: `{run_dir.name}`" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -146,3 +148,23 @@ def test_int16_export_follows_the_qat_ranges_and_refuses_a_contradiction(tmp_pat
     ranges.write_text(ranges.read_text().replace('"activation_bits": 16', '"activation_bits": 8'))
     with pytest.raises(ConfigError, match=r"export\.int16_activations is true but the qat stage learned 8-bit"):
         _int16_activations(True, {"ranges": ranges})
+
+
+def test_replacing_another_runs_export_is_noted_and_flash_finds_the_run(tmp_path, capsys):
+    from edge.export.stage import _note_previous_run
+    from edge.firmware_bridge.cli import run_of_export
+
+    out = tmp_path / "build" / "cortex-m"
+    out.mkdir(parents=True)
+    assert run_of_export(out / "model_int8.tflite") == "default"  # no report yet
+    (out / "report.json").write_text(json.dumps({"run": {"name": "night"}}))
+    assert run_of_export(out / "model_int8.tflite") == "night"
+    run = Manifest(tmp_path / "runs" / "day").begin("export", "cfg")
+    _note_previous_run(run, out)
+    expected = f"{out} held the export of run 'night'; it now holds run 'day' (set export.build_dir to keep both)"
+    assert run.notes == [expected]
+    assert f"note: {expected}" in capsys.readouterr().err
+    (out / "report.json").write_text(json.dumps({"run": {"name": "day"}}))
+    run.notes.clear()
+    _note_previous_run(run, out)
+    assert run.notes == []  # the same run again: nothing to say
