@@ -55,8 +55,10 @@ def _wrap_image(model: Path, workdir: Path) -> Path:
 def _upload(link: object, data: bytes, framing_name: str, image: bool) -> object:
     """One upload: a file (group 8), or an image (group 1) into a freshly erased slot 1."""
     from edge.firmware_bridge import smp_serial as sp
+    from edge.firmware_bridge.file_upload import upload_file
     from edge.firmware_bridge.image import upload_image
-    from edge.firmware_bridge.upload import SmpClient, UploadOptions, upload_file
+    from edge.firmware_bridge.smp_client import SmpClient
+    from edge.firmware_bridge.upload import UploadOptions
 
     framing = sp.framing(framing_name)
     if not image:

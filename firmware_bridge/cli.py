@@ -97,8 +97,9 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     if image_only:
         raise ConfigError(f"{image_only[0]} only applies to firmware images", where="edge flash",
                           hint="add --image FILE (an MCUboot image), or drop the flag to upload --model")
+    from edge.firmware_bridge.file_upload import upload_file
     from edge.firmware_bridge.transport import SerialLink
-    from edge.firmware_bridge.upload import UploadOptions, upload_file
+    from edge.firmware_bridge.upload import UploadOptions
 
     data = _read_model(args.model)
     expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run or run_of_export(args.model))

@@ -30,20 +30,16 @@ from typing import Literal
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
 from edge.firmware_bridge.mcuboot import McubootImage, parse_image
-from edge.firmware_bridge.transport import SerialLink
-from edge.firmware_bridge.upload import (
-    FAST_TRIES,
-    MIN_CHUNK,
-    SMALLEST_TRIES,
+from edge.firmware_bridge.smp_client import (
     DeviceRefused,
     NoResponse,
     SmpClient,
     UploadError,
-    UploadOptions,
     UploadStats,
-    _int_field,
-    run_upload,
+    int_field,
 )
+from edge.firmware_bridge.transport import SerialLink
+from edge.firmware_bridge.upload import FAST_TRIES, MIN_CHUNK, SMALLEST_TRIES, UploadOptions, run_upload
 
 Mark = Literal["test", "confirm"]
 
@@ -137,7 +133,7 @@ class ImageTarget:
     def device_offset(self, reply: sp.SmpMessage, error: tuple[int, int] | None, sent_end: int) -> tuple[int, bool]:
         if error is not None:
             raise _refused(error, "image upload")
-        new = _int_field(reply, "off", "image upload")
+        new = int_field(reply, "off", "image upload")
         match = reply.payload.get("match")
         if isinstance(match, bool):
             self.match = match

@@ -21,8 +21,9 @@ from edge.firmware_bridge.emulator import EmulatedDevice, Flash, slot_name
 from edge.firmware_bridge.image import ImageUploadStats, read_image_state, upload_image
 from edge.firmware_bridge.mcuboot import ImageFormatError, parse_image
 from edge.firmware_bridge.pty_device import Faults, PtyDevice
+from edge.firmware_bridge.smp_client import DeviceRefused, SmpClient, UploadError
 from edge.firmware_bridge.transport import SerialLink
-from edge.firmware_bridge.upload import DeviceRefused, SmpClient, UploadError, UploadOptions
+from edge.firmware_bridge.upload import UploadOptions
 
 RAW = sp.framing("raw", raw_input_timeout_s=0.05)
 FRAMINGS = {"console": sp.framing("console"), "raw": RAW}

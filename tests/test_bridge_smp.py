@@ -171,14 +171,14 @@ _CBOR_VALUES = st.recursive(
 @given(st.dictionaries(st.sampled_from(["rc", "err", "off", "len", "output", "type", "x"]) | st.integers(),
                        _CBOR_VALUES, max_size=5))
 def test_fuzz_response_payload_checks_never_crash(payload):
-    from edge.firmware_bridge.upload import UploadError, _int_field
+    from edge.firmware_bridge.smp_client import UploadError, int_field
 
     msg = sp.decode_message(sp.SmpMessage(sp.OP_READ_RSP, 8, 2, 1, payload).encode())
     error = msg.error()
     assert error is None or (isinstance(error[1], int) and error[1] != 0)
     for key in ("off", "len"):
         with contextlib.suppress(UploadError):
-            assert _int_field(msg, key, "fuzz") >= 0
+            assert int_field(msg, key, "fuzz") >= 0
 
 
 # --- raw framing (Zephyr CONFIG_UART_MCUMGR_RAW_PROTOCOL): packets back to back, no CRC ---

@@ -11,9 +11,11 @@ from bridge_helpers import build_model, interrupt_after
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
 from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, Flash
+from edge.firmware_bridge.file_upload import upload_file
 from edge.firmware_bridge.pty_device import Faults, PtyDevice
+from edge.firmware_bridge.smp_client import UploadError
 from edge.firmware_bridge.transport import SerialLink
-from edge.firmware_bridge.upload import UploadError, UploadOptions, upload_file
+from edge.firmware_bridge.upload import UploadOptions
 
 
 @pytest.fixture(scope="session")
