@@ -11,11 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from edge.errors import ConfigError
 from edge.firmware_bridge.mlperf import MlperfDut
+
+
+class EnergyProbe(Protocol):
+    """An energy monitor acquiring during the bench (power_monitor.Lpm01a)."""
+
+    def before_infer(self) -> None:
+        """Called right before the performance `infer N W`."""
+
+    def after_infer(self, runs: int) -> dict:
+        """Called right after it: measured energy of its window (TraceEnergy JSON)."""
 
 
 @dataclass
@@ -124,24 +135,36 @@ def run_bench(
     warmups: int,
     model: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    energy_probe: EnergyProbe | None = None,
 ) -> BenchReport:
-    """Performance run on the first input, then one inference per input (see module doc)."""
+    """Performance run on the first input, then one inference per input (see module doc).
+
+    `energy_probe` (an energy monitor streaming during the run) measures the performance run's window.
+    """
     if not inputs:
         raise ConfigError("no inputs to benchmark", hint="pass --input FILE or --model to make random ones")
     device = dut.sync()
     profile = dut.profile()
     dut.load(inputs[0])
+    if energy_probe is not None:
+        energy_probe.before_infer()
     perf = dut.infer(runs, warmups)
+    energy = energy_probe.after_infer(runs) if energy_probe is not None else None
+    latency_ms, timing = perf.latency_ms, _timing_source(perf.lap_source, profile)
+    if latency_ms is None and energy is not None and energy.get("window_s"):  # as the runner: D7 window / N
+        latency_ms = energy["window_s"] / runs * 1000.0
+        timing = f"energy monitor D7 events ({energy['sample_rate_Hz']} Hz samples)"
     report = BenchReport(
         port=dut.link.url,
         device=device,
         profile=profile,
         runs=runs,
         warmups=warmups,
-        latency_ms=perf.latency_ms,
+        latency_ms=latency_ms,
         laps_us=perf.laps_us,
-        timing_source=_timing_source(perf.lap_source, profile),
+        timing_source=timing,
         io_manager=dut.io_manager_name,
+        energy=energy,
     )
     if progress is not None:
         progress(1)
@@ -177,10 +200,16 @@ def trace_energy(
     trace: Path, model: bytes | None, mcu: str, *, voltage_V: float | None, inferences: int | None, marker: int | None
 ) -> dict:
     """Measured energy per inference from a current trace, next to the cost model's estimate."""
-    from edge.firmware_bridge.emulator import costmodel_estimate
     from edge.firmware_bridge.trace import energy_per_inference
 
     measured = energy_per_inference(trace, voltage_V=voltage_V, inferences=inferences, marker=marker).to_json()
+    return with_costmodel(measured, model, mcu)
+
+
+def with_costmodel(measured: dict, model: bytes | None, mcu: str) -> dict:
+    """`measured` (TraceEnergy JSON) plus the cost model's energy for `model` on `mcu` and the ratio."""
+    from edge.firmware_bridge.emulator import costmodel_estimate
+
     modelled = costmodel_estimate(model, mcu) if model is not None else None
     measured["costmodel_mcu"] = mcu
     measured["costmodel_energy_uJ"] = modelled[1] if modelled else None

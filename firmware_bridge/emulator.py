@@ -15,14 +15,17 @@ TFLM time; `profile%` says which in an extra `m-timing-[...]` line.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import struct
 import tempfile
 import time
 import zlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -363,6 +366,20 @@ class SmpServer:
         return {"err": {"group": sp.GROUP_FS, "rc": 13}}  # CHECKSUM_HASH_NOT_FOUND
 
 
+class Activity(Protocol):
+    """What a DUT tells the energy monitor that powers it (times in the DUT's microsecond clock)."""
+
+    def edge(self, t_us: int) -> None:
+        """th_timestamp: a falling edge on the timestamp GPIO (the monitor's D7 event input)."""
+
+    def inference(self, start_us: int, end_us: int, power_W: float | None) -> None:
+        """The timed runs of `infer N W` span [start_us, end_us) at `power_W` (None: not modelled);
+        their two th_timestamp edges are implied."""
+
+    def hold(self) -> AbstractContextManager:
+        """Held while the DUT reads its clock and reports an inference (the monitor waits)."""
+
+
 class MlperfFirmware:
     """The MLPerf Tiny DUT command set over the emulated flash's model."""
 
@@ -376,6 +393,9 @@ class MlperfFirmware:
         self._runner: ModelRunner | None = None
         self._boot = time.monotonic()
         self._offset_us = 0
+        # an emulated energy monitor powering this DUT (lpm01a_emulator.DutActivity): told of every
+        # th_timestamp GPIO edge and of each inference run's window and modelled power
+        self.activity: Activity | None = None
 
     def now_us(self) -> int:
         """The device's microsecond clock (host time since boot + emulated extra time)."""
@@ -386,7 +406,10 @@ class MlperfFirmware:
         return "m-timestamp-mode-performance\r\n" + self._lap() + "m-init-done\r\nm-ready\r\n"
 
     def _lap(self) -> str:
-        return f"m-lap-us-{self.now_us()}\r\n"
+        now = self.now_us()
+        if self.activity is not None:
+            self.activity.edge(now)
+        return f"m-lap-us-{now}\r\n"
 
     def runner(self) -> ModelRunner | None:
         """The interpreter for the stored model (reloaded when the file changed)."""
@@ -484,12 +507,18 @@ class MlperfFirmware:
         if warmups:
             runner.run(bytes(self.buffer), warmups)
         out += ["m-warmup-done", f"m-infer-start-{runs}"]
-        start = self.now_us()
         values, host_s = runner.run(bytes(self.buffer), runs)
         modelled = costmodel_estimate(bytes(self.flash.files[self.model_file]), self.target)
         elapsed_us = round(runs * modelled[0] * 1000) if modelled is not None else round(host_s * 1e6)
-        end = start + max(1, elapsed_us)
-        self._offset_us += max(0, end - self.now_us())
+        # the emulated runs start now (after the host computed them) and take elapsed_us of device time;
+        # an attached monitor does not read the clock in between
+        with self.activity.hold() if self.activity is not None else contextlib.nullcontext():
+            start = self.now_us()
+            end = start + max(1, elapsed_us)
+            self._offset_us += max(0, end - self.now_us())
+            if self.activity is not None:
+                power_W = modelled[1] / modelled[0] * 1e-3 if modelled is not None else None
+                self.activity.inference(start, end, power_W)
         self.last_results = values
         out += [f"m-lap-us-{start}", f"m-lap-us-{end}", "m-infer-done", format_results(values)]
         return "\r\n".join(out) + "\r\n"

@@ -8,6 +8,8 @@ Faults are applied to the bytes the device receives and sends: each byte is drop
 probability `drop` or has one random bit flipped with probability `flip`; `stall_every`
 bytes the line goes quiet for `stall_s`; after `disconnect_after` bytes the device drops off
 (stops answering, forgets half-received frames, keeps its flash) for `disconnect_s`, once.
+A device with a `poll()` method (the emulated LPM01A) is polled about every 50 ms for output
+it sends unasked.
 """
 
 from __future__ import annotations
@@ -176,6 +178,7 @@ class PtyDevice:
             data = self._read(0.05)
             if data is None:
                 break
+            self._poll()
             if not data:
                 continue
             self.rx_clock.wait(len(data))
@@ -185,6 +188,15 @@ class PtyDevice:
             reply = self.device.feed(self.faults.mangle(data))
             if reply:
                 self._send(self.faults.mangle(reply))
+
+    def _poll(self) -> None:
+        """A device that talks unasked (an energy monitor streaming samples) has `poll() -> bytes`."""
+        poll = getattr(self.device, "poll", None)
+        if poll is None or time.monotonic() < self._offline_until:
+            return
+        out = poll()
+        if out:
+            self._send(self.faults.mangle(out))
 
     def _tick(self, nbytes: int) -> None:
         stall = self.faults.stall_due(nbytes)

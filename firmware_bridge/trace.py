@@ -133,25 +133,40 @@ def energy_per_inference(
     marker: int | None = None,
 ) -> TraceEnergy:
     """Energy per inference: per marker-high window (digital channel `marker`), or total / `inferences`."""
-    trace = load_trace(path)
+    return summarize(load_trace(path), str(path), voltage_V=voltage_V, inferences=inferences, marker=marker)
+
+
+def summarize(
+    trace: Trace,
+    source: str,
+    *,
+    voltage_V: float | None = None,
+    inferences: int | None = None,
+    marker: int | None = None,
+    runs_per_window: int = 1,
+) -> TraceEnergy:
+    """Energy figures of `trace` (named `source` in errors): per marker-high window of digital channel
+    `marker` divided by `runs_per_window` inferences each, or total / `inferences`."""
     if trace.voltage_V is None and not voltage_V:
-        raise DataError("the trace has no voltage column", where=str(path), hint="pass the supply voltage (--voltage)")
+        raise DataError("the trace has no voltage column", where=source, hint="pass the supply voltage (--voltage)")
     total = _energy_J(trace, voltage_V)
     duration = float(trace.time_s[-1] - trace.time_s[0])
     charge = float(np.sum(0.5 * (trace.current_A[1:] + trace.current_A[:-1]) * np.diff(trace.time_s)))
-    mean_uA = charge / duration * 1e6
+    mean_uA = charge / duration * 1e6 if duration > 0 else 0.0
     if marker is not None:
         if trace.bits is None:
-            raise DataError(f"no digital channels for marker D{marker}", where=str(path),
+            raise DataError(f"no digital channels for marker D{marker}", where=source,
                             hint="export with the digital channels (PPK2: D0-D7) or pass the inference count")
         high = (trace.bits >> marker) & 1 == 1
-        count = int(np.count_nonzero(high[1:] & ~high[:-1]) + int(high[0]))
-        if count == 0:
-            raise DataError(f"marker D{marker} never goes high", where=str(path))
+        windows = int(np.count_nonzero(high[1:] & ~high[:-1]) + int(high[0]))
+        if windows == 0:
+            raise DataError(f"marker D{marker} never goes high", where=source)
+        count = windows * runs_per_window
         per = _energy_J(trace, voltage_V, high) / count
-        method = f"marker D{marker} ({count} windows)"
+        runs = f" x {runs_per_window} inferences" if runs_per_window > 1 else ""
+        method = f"marker D{marker} ({windows} windows{runs})"
     else:
         if not inferences or inferences < 1:
-            raise DataError("need the number of inferences in the trace or a marker channel", where=str(path))
+            raise DataError("need the number of inferences in the trace or a marker channel", where=source)
         count, per, method = inferences, total / inferences, f"total / {inferences} inferences"
-    return TraceEnergy(str(path), len(trace.time_s), duration, mean_uA, total * 1e6, count, per * 1e6, method)
+    return TraceEnergy(source, len(trace.time_s), duration, mean_uA, total * 1e6, count, per * 1e6, method)
