@@ -147,8 +147,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from edge.cli import print_json
-    from edge.firmware_bridge.bench import random_inputs, read_inputs, run_bench, trace_energy
+    from edge.firmware_bridge.bench import random_inputs, read_inputs, run_bench, trace_energy, with_costmodel
     from edge.firmware_bridge.mlperf import MlperfDut
+    from edge.firmware_bridge.power_monitor import monitor_session
     from edge.firmware_bridge.transport import SerialLink
 
     model = _read_model(args.model) if args.model is not None else None
@@ -163,12 +164,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             "no input tensor and no model to shape one", where="edge bench",
             hint="pass --model build/cortex-m/model_int8.tflite or --input tensor.bin",
         )
-    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
+    with monitor_session(args) as probe, SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
         total=len(inputs) + 1, unit="inference", desc="bench", file=sys.stderr, disable=args.quiet
     ) as bar:
         dut = MlperfDut(link, energy_mode=args.energy_mode, io_manager=args.io_manager, io_timer=args.io_timer,
                         dut_baud=args.dut_baud)
-        report = run_bench(dut, inputs, runs=args.runs, warmups=args.warmup, model=model, progress=bar.update)
+        report = run_bench(dut, inputs, runs=args.runs, warmups=args.warmup, model=model, progress=bar.update,
+                           energy_probe=probe)
+    if probe is not None:
+        report.energy = with_costmodel(report.energy, model, args.mcu)
     if args.trace is not None:
         report.energy = trace_energy(args.trace, model, args.mcu, voltage_V=args.voltage,
                                      inferences=args.trace_inferences, marker=args.marker)
@@ -223,8 +227,21 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
                   framing=_framing(args), **extra)
     if args.model is not None:
         device.device.flash.write(MODEL_FILE, 0, _read_model(args.model))
+    monitor = None
+    if args.power_monitor:
+        if board is None:
+            raise ConfigError("--power-monitor powers the DUT behind an IO manager", where="edge emulator",
+                              hint="add --io-manager")
+        from edge.firmware_bridge.lpm01a_emulator import DutActivity, EmulatedLpm01a
+
+        monitor = kind(EmulatedLpm01a(DutActivity.attach(board.dut.mlperf)), **({"port": 0} if extra else {}))
     device.start()
     print(device.path, flush=True)
+    if monitor is not None:
+        monitor.start()
+        print(monitor.path, flush=True)
+        print(f"emulated LPM01A on {monitor.path}: edge bench --port {device.path} --io-manager "
+              f"--power-monitor {monitor.path} --model M", file=sys.stderr, flush=True)
     print(
         f"emulated board on {device.path} "
         f"(line rate {f'{args.line_rate} baud' if args.line_rate else 'unlimited'}); "
@@ -240,6 +257,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         pass
     finally:
         device.stop()
+        if monitor is not None:
+            monitor.stop()
     return 0
 
 
@@ -301,6 +320,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="digital channel D0-D7 that is high during each inference")
     bench.add_argument("--trace-inferences", type=int, help="inferences in the trace (when there is no marker)")
     bench.add_argument("--mcu", default="nrf52840", help="MCU profile for the cost-model energy (default nrf52840)")
+    bench.add_argument("--power-monitor", metavar="PORT",
+                       help="with --io-manager: an ST X-NUCLEO-LPM01A on this port powers the DUT and measures "
+                       "the energy of the `infer N W` window (between its D7 events); --voltage sets the supply "
+                       "(default 3.3)")
+    bench.add_argument("--monitor-freq", default="1k", help="LPM01A sampling frequency (default 1k, as the "
+                       "MLPerf Tiny runner)")
+    bench.add_argument("--monitor-baud", type=int, default=3686400, help="LPM01A port baud rate (default 3686400)")
+    bench.add_argument("--power-on-wait", type=float, default=1.0,
+                       help="seconds between the LPM01A's `pwr on` and `start`, for the DUT to boot (default 1)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_bench)
 
@@ -334,5 +362,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emu.add_argument("--dut-line-rate", type=int, default=0, metavar="BAUD",
                      help="with --io-manager: pace the IO manager <-> DUT UART (real energy setups: 9600; "
                      "default unlimited)")
+    emu.add_argument("--power-monitor", action="store_true",
+                     help="with --io-manager: also serve an emulated LPM01A energy monitor powering the DUT; its "
+                     "port is printed on a second line")
     emu.add_argument("--seconds", type=float, default=0.0, help="stop after this many seconds (default: until Ctrl-C)")
     emu.set_defaults(func=_cmd_emulator)
