@@ -277,6 +277,9 @@ class Lpm01a:
             self.setup()
             self.start()
         except BaseException:
+            with contextlib.suppress(DeviceError):  # leave the DUT unpowered and the board standalone
+                self.command("pwr off", timeout_s=1.0)
+                self.command("hrc", timeout_s=1.0)
             self._close_reader()
             raise
         return self
