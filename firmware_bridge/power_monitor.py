@@ -47,6 +47,7 @@ PROMPT = "PowerShield > "
 FREQUENCIES_HZ = {"100k": 100_000, "50k": 50_000, "20k": 20_000, "10k": 10_000, "5k": 5_000, "2k": 2_000,
                   "1k": 1_000, "500": 500, "200": 200, "100": 100, "50": 50, "20": 20, "10": 10, "5": 5,
                   "2": 2, "1": 1}
+MIN_WINDOW_S = 10.0  # print_energy_results: a window under 10 s is "not valid for submission"
 D7 = 7  # the event input: Arduino connector D7, wired to the DUT's timestamp GPIO
 MAX_LINE = 4096
 MAX_MESSAGES = 1000
@@ -381,7 +382,8 @@ def window_energy(
                                  method=f"LPM01A D7 events {first}-{last} ({runs} inferences)")
     gaps = [b[1] - a[1] for a, b in itertools.pairwise(stamps) if b[1] - a[1] != rate_Hz]
     return {**result.to_json(), "monitor": "LPM01A", "sample_rate_Hz": rate_Hz, "voltage_V": voltage_V,
-            "window_s": window.size * period, "timestamp_gaps": len(gaps)}
+            "window_s": window.size * period, "timestamp_gaps": len(gaps),
+            "window_below_10s": window.size * period < MIN_WINDOW_S}
 
 
 def _hint(command: str) -> str:

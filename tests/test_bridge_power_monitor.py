@@ -64,7 +64,7 @@ def test_energy_per_inference_through_emulators_matches_cost_model(model):
     # the window is whole 1 ms samples between the two D7 events: within one sample of the modelled span
     assert energy["measured_over_model"] == pytest.approx(1.0, abs=0.02)
     assert energy["inferences"] == RUNS and energy["monitor"] == "LPM01A" and energy["voltage_V"] == 3.0
-    assert abs(energy["samples"] - RUNS * latency_ms) <= 1.0
+    assert abs(energy["samples"] - RUNS * latency_ms) <= 1.0 and energy["window_below_10s"] is True
     assert energy["method"] == f"LPM01A D7 events 1-2 ({RUNS} inferences)"
     # an energy-mode DUT prints no stamps: the latency is the D7 window / N, as the runner computes it
     assert report.latency_ms == pytest.approx(latency_ms, rel=0.02)
@@ -151,6 +151,26 @@ def test_emulated_monitor_answers_and_rejects():
                                                       b"PowerShield > ack volt get 2000-03\r\n")
     assert parse_value("3300m") == pytest.approx(3.3) and parse_value("100u") == pytest.approx(1e-4)
     assert parse_value("2-3") == pytest.approx(2e-3) and parse_value("3.3V") is None
+
+
+def test_emulated_stream_follows_the_dut_activity():
+    now = [0]
+    activity = DutActivity(lambda: now[0], idle_current_A=2e-6, run_power_W=1e-2)
+    lpm = EmulatedLpm01a(activity)
+    acks = lpm.feed(b"htc\r\noutput energy\r\nfreq 1k\r\nacqtime inf\r\nvolt 3000m\r\npwr on\r\nstart\r\n")
+    assert acks.count(b"PowerShield > ack ") == 7
+    activity.inference(1_200_500, 1_300_500, 5e-3)  # 100 ms at 5 mW, starting half-way into sample 1200
+    now[0] = 2_500_000
+    parser = StreamParser()
+    parser.feed(lpm.poll())
+    idle, busy = 2e-6 * 3.0 * 1e-3, 5e-3 * 1e-3  # joules per 1 ms sample
+    assert len(parser.samples) == 2500 and parser.stamps == [(1.0, 1000), (2.0, 2000)]
+    assert parser.events == [(1, 1200), (2, 1300)]  # after the samples completed before each edge
+    assert parser.samples[0] == pytest.approx(idle, rel=1e-3) and parser.samples[1250] == pytest.approx(busy, rel=1e-3)
+    assert parser.samples[1200] == pytest.approx(0.5 * idle + 0.5 * busy, rel=1e-3)
+    assert sum(parser.samples[1200:1300]) == pytest.approx(99.5 * busy + 0.5 * idle, rel=1e-3)
+    assert lpm.feed(b"stop\r\n") == b"PowerShield > Acquisition completed\r\n"
+    assert lpm.feed(b"stop\r\n").endswith(b"Error detail: no acquisition in progress\r\n")
 
 
 def test_host_refuses_a_frequency_the_monitor_lacks():
