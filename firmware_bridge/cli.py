@@ -240,8 +240,6 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     if monitor is not None:
         monitor.start()
         print(monitor.path, flush=True)
-        print(f"emulated LPM01A on {monitor.path}: edge bench --port {device.path} --io-manager "
-              f"--power-monitor {monitor.path} --model M", file=sys.stderr, flush=True)
     print(
         f"emulated board on {device.path} "
         f"(line rate {f'{args.line_rate} baud' if args.line_rate else 'unlimited'}); "
@@ -249,6 +247,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
            f"try: edge flash --port {device.path} --model M; ") + "Ctrl-C to stop",
         file=sys.stderr, flush=True,
     )
+    if monitor is not None:
+        print(f"emulated LPM01A energy monitor on {monitor.path}; try: edge bench --port {device.path} --io-manager "
+              f"--power-monitor {monitor.path} --model M --runs 1000", file=sys.stderr, flush=True)
     try:
         end = time.monotonic() + args.seconds if args.seconds else None
         while end is None or time.monotonic() < end:
@@ -315,7 +316,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="with --io-manager: IO manager <-> DUT baud rate, for timeouts only (default 9600)")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the JSON report")
     bench.add_argument("--trace", type=Path, help="current trace CSV (PPK2 or Otii export) taken during the run")
-    bench.add_argument("--voltage", type=float, help="supply voltage, V (if the trace has no voltage column)")
+    bench.add_argument("--voltage", type=float, help="supply voltage, V: for a trace without a voltage column, or "
+                       "what the --power-monitor supplies (default 3.3)")
     bench.add_argument("--marker", type=int, choices=range(8), metavar="0-7",
                        help="digital channel D0-D7 that is high during each inference")
     bench.add_argument("--trace-inferences", type=int, help="inferences in the trace (when there is no marker)")
