@@ -173,6 +173,23 @@ def test_emulated_stream_follows_the_dut_activity():
     assert lpm.feed(b"stop\r\n").endswith(b"Error detail: no acquisition in progress\r\n")
 
 
+_COMMANDS = st.sampled_from(["htc", "start", "stop", "pwr on", "pwr off", "volt 3300m", "volt 9k", "freq 10k",
+                             "acqtime 2", "acqtime inf", "output current", "format bin_hexa", 'lcd 1 "x"', "hrc"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=30), _COMMANDS.map(lambda c: c.encode() + b"\r\n")), max_size=30),
+       st.integers(0, 3_000_000))
+def test_emulated_monitor_never_crashes(chunks, advance_us):
+    now = [0]
+    lpm = EmulatedLpm01a(DutActivity(lambda: now[0], idle_current_A=1e-6, run_power_W=1e-2))
+    for chunk in chunks:
+        out = lpm.feed(chunk)
+        now[0] += advance_us // max(1, len(chunks))
+        out += lpm.poll()
+        assert isinstance(out, bytes)
+
+
 def test_host_refuses_a_frequency_the_monitor_lacks():
     with pytest.raises(ConfigError, match="sampling frequency '3k' is not one the LPM01A offers"):
         Lpm01a(SerialLink("loop://"), freq="3k")
