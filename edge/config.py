@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.errors import ConfigError
+from edge.vit_spec import Activation
 
 
 class Section(BaseModel):
@@ -50,6 +51,8 @@ class ModelConfig(Section):
     """Which ViT-lite to build (a timm model name registered by edge.training.models)."""
 
     name: str = "vit_lite_s"
+    act: Activation = Field("relu", description="MLP activation: relu (fused into the int8 FULLY_CONNECTED; "
+                            "the default, see docs/export.md), gelu_tanh, hardswish or quick_gelu")
 
 
 class DistillConfig(Section):

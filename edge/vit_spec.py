@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge.errors import ConfigError
 
 ACTIVATIONS = ("gelu_tanh", "relu", "hardswish", "quick_gelu")
+Activation = Literal["gelu_tanh", "relu", "hardswish", "quick_gelu"]
 
 
 class BlockSpec(BaseModel):
@@ -57,7 +58,7 @@ class VitSpec(BaseModel):
     embed_dim: int = Field(ge=1)
     num_classes: int = Field(ge=2)
     blocks: list[BlockSpec] = Field(min_length=1)
-    act: Literal["gelu_tanh", "relu", "hardswish", "quick_gelu"] = "gelu_tanh"
+    act: Activation = "gelu_tanh"
     norm_eps: float = Field(1e-6, gt=0)
     labels: list[str] = Field(default_factory=list)
     input_mean: float = Field(0.5, description="model input = (pixel/255 - mean) / std")
@@ -109,7 +110,8 @@ FAMILY: dict[str, dict[str, int | float]] = {
 
 
 def family_spec(
-    name: str, img_size: int, in_chans: int, num_classes: int, labels: list[str] | None = None
+    name: str, img_size: int, in_chans: int, num_classes: int, labels: list[str] | None = None,
+    act: Activation = "relu",
 ) -> VitSpec:
     """The spec of a named family member for a given input and class count."""
     if name not in FAMILY:
@@ -129,5 +131,6 @@ def family_spec(
         embed_dim=embed,
         num_classes=num_classes,
         blocks=[block] * int(cfg["depth"]),
+        act=act,
         labels=labels or [],
     )

@@ -58,7 +58,7 @@ class MaxRank(TorchFunctionMode):
 
 
 def test_forward_uses_at_most_4d_tensors_and_no_gather_or_erf():
-    model = models.build_model(family_spec("vit_lite_s", 64, 1, 2)).eval()
+    model = models.build_model(family_spec("vit_lite_s", 64, 1, 2, act="gelu_tanh")).eval()
     with torch.no_grad(), MaxRank() as mode:
         model(torch.randn(1, 1, 64, 64))
     assert mode.max_rank == 4
@@ -78,3 +78,14 @@ def test_per_block_widths_round_trip_through_spec_and_safetensors(tmp_path):
     x = torch.randn(3, 1, 16, 16)
     assert loaded_spec == spec
     assert torch.equal(loaded(x), model(x))
+
+
+def test_model_act_setting_reaches_the_spec_and_the_model():
+    from edge.config import RunConfig
+
+    assert RunConfig().model.act == "relu" and family_spec("vit_lite_s", 64, 1, 2).act == "relu"
+    config = RunConfig.model_validate({"model": {"act": "hardswish"}})
+    spec = family_spec(config.model.name, 64, 1, 2, act=config.model.act)
+    assert spec.act == "hardswish"
+    model = models.build_model(spec)
+    assert all(isinstance(block.mlp.act, torch.nn.Hardswish) for block in model.blocks)

@@ -81,7 +81,8 @@ def distributed_group() -> Iterator[None]:
 
 def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
     data = load_dataset(run.input("data", "dataset"))
-    spec = family_spec(config.model.name, data.image_size, data.channels, len(data.labels), list(data.labels))
+    spec = family_spec(config.model.name, data.image_size, data.channels, len(data.labels), list(data.labels),
+                       act=config.model.act)
     train_xy = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
     val_xy = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     resume = bool(run.options.get("resume"))
