@@ -30,6 +30,7 @@ from edge.firmware_bridge.smp_client import (
     UploadError,
     UploadStats,
     check_reply,
+    count_value,
     int_field,
 )
 from edge.firmware_bridge.transport import SerialLink
@@ -152,8 +153,7 @@ def _suspect(reply: sp.SmpMessage, error: tuple[int, int] | None) -> bool:
     offset, or no valid `off`."""
     if error is not None:
         return error[1] != sp.FS_ERR_OFFSET_NOT_VALID
-    off = reply.payload.get("off")
-    return not isinstance(off, int) or isinstance(off, bool) or off < 0
+    return count_value(reply.payload.get("off")) is None
 
 
 def _verify_stored(client: SmpClient, data: bytes, name: str, start: int, end: int) -> None:

@@ -36,6 +36,7 @@ from edge.firmware_bridge.smp_client import (
     SmpClient,
     UploadError,
     UploadStats,
+    count_value,
     int_field,
 )
 from edge.firmware_bridge.transport import SerialLink
@@ -140,8 +141,7 @@ class ImageTarget:
         return new, new < sent_end  # an offset short of this chunk's end: the device did not take it
 
     def suspect(self, reply: sp.SmpMessage, error: tuple[int, int] | None) -> bool:
-        off = reply.payload.get("off")
-        return error is not None or not isinstance(off, int) or isinstance(off, bool) or off < 0
+        return error is not None or count_value(reply.payload.get("off")) is None
 
     def verify(self, client: SmpClient, data: bytes, start: int, end: int) -> None:
         raise NotImplementedError("img_mgmt has no checksum of a stored range")  # windows is False

@@ -224,11 +224,17 @@ def check_reply(reply: sp.SmpMessage, what: str, allow: tuple[int, ...] = ()) ->
         raise DeviceRefused(f"device refused {what}: group {group} rc {rc}", where="SMP response")
 
 
+def count_value(value: object) -> int | None:
+    """`value` if it is a non-negative integer (not a bool), else None: offsets, lengths, sizes."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def int_field(reply: sp.SmpMessage, key: str, what: str) -> int:
     """The non-negative integer `key` of `reply`'s payload; UploadError if missing or invalid."""
-    value = reply.payload.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise UploadError(f"{what}: response has no valid '{key}' (got {value!r})", where="SMP response")
+    value = count_value(reply.payload.get(key))
+    if value is None:
+        raise UploadError(f"{what}: response has no valid '{key}' (got {reply.payload.get(key)!r})",
+                          where="SMP response")
     return value
 
 

@@ -23,6 +23,7 @@ from edge.firmware_bridge.smp_client import (
     SmpClient,
     UploadError,
     UploadStats,
+    count_value,
     device_params,
 )
 from edge.firmware_bridge.transport import SerialLink
@@ -230,7 +231,8 @@ def _upload_pass(
                 break
         new, refused = target.device_offset(reply, error, sent_end)
         if refused:
-            new = new if isinstance(new, int) and not isinstance(new, bool) and 0 <= new <= len(data) else 0
+            new = count_value(new)
+            new = new if new is not None and new <= len(data) else 0
             in_flight.clear()
             failures += 1
             streak = 0
