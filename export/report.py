@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,15 @@ def metrics(data: dict[str, Any]) -> dict[str, Any]:
         out["vela_inference_ms"] = data["vela"]["inference_ms"]
         out["vela_sram_bytes"] = data["vela"]["sram_bytes"]
     return out
+
+
+def exported_run(out: Path) -> str | None:
+    """The name of the run whose export wrote `out` (its report.json says), or None if unknown."""
+    try:
+        name = json.loads((out / "report.json").read_text(encoding="utf-8"))["run"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 def write(out: Path, data: dict[str, Any]) -> None:

@@ -196,12 +196,9 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
 
 def _note_previous_run(run: StageRun, out: Path) -> None:
     """Say so when this export replaces another run's files in the shared build folder."""
-    try:
-        previous = json.loads((out / "report.json").read_text(encoding="utf-8"))["run"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
+    previous = report.exported_run(out)
     name = run.manifest.run_dir.name
-    if previous != name:
+    if previous is not None and previous != name:
         note = (f"{out} held the export of run '{previous}'; it now holds run '{name}' "
                 "(set export.build_dir to keep both)")
         run.notes.append(note)

@@ -73,13 +73,9 @@ def manifest_sha256(model: Path, runs_dir: Path, run: str) -> str | None:
 
 def run_of_export(model: Path) -> str:
     """The run whose export wrote `model` (its folder's report.json names it), else 'default'."""
-    import json
+    from edge.export.report import exported_run
 
-    try:
-        name = json.loads((model.parent / "report.json").read_text(encoding="utf-8"))["run"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "default"
-    return name if isinstance(name, str) and name else "default"
+    return exported_run(model.parent) or "default"
 
 
 def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
