@@ -10,7 +10,7 @@ FRAMING ?= console
 STAMP  := $(VENV)/.installed
 
 # 0 = no time limit: NNCF compiles its C++ extension on first use (cached in ~/.cache/nncf); its default
-# limit (60 s) is too short on 2 cores, which FINDINGS.md saw as a timeout.
+# limit (60 s) is too short on 2 cores: the first compile took longer and failed with a timeout.
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 

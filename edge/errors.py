@@ -1,6 +1,6 @@
 """Errors meant for people: what went wrong, where, and what to do.
 
-Every error carries the process exit code the CLI returns for it (DESIGN.md):
+Every error carries the process exit code the CLI returns for it (docs/architecture.md):
 0 ok, 1 gate failed, 2 bad input/config, 3 device/serial, 4 export/verify.
 """
 

@@ -1,4 +1,4 @@
-"""The run manifest: one JSON file that every stage reads and writes (DESIGN.md).
+"""The run manifest: one JSON file that every stage reads and writes (docs/architecture.md).
 
 `runs/<name>/manifest.json` holds the resolved config and, per stage, a record of its inputs
 and outputs (path + sha256), metrics (units in key names), tool versions and wall time.

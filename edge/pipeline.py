@@ -1,6 +1,6 @@
 """The default flow and its runner: data -> train -> prune -> qat -> export -> profile -> battery.
 
-Each stage runs in its own Python process (torch and TensorFlow must not share one, FINDINGS.md)
+Each stage runs in its own Python process (torch and TensorFlow must not share one: their native libraries clash)
 and meets the others only through artifacts recorded in the manifest. A stage whose config
 fingerprint and input hashes are unchanged is skipped.
 

@@ -1,7 +1,7 @@
 """The ViT-lite forward pass in plain TensorFlow ops, rebuilt from a VitSpec and numpy weights.
 
 No torch here: weights come from safetensors via `safetensors.numpy`. The graph is written in the
-form TensorFlow Lite Micro runs (FINDINGS.md): tanh GELU, <= 4-D tensors, class token by slice,
+form TensorFlow Lite Micro runs (docs/export.md): tanh GELU, <= 4-D tensors, class token by slice,
 LayerNorm as d * rsqrt(mean(d*d) + eps). Two exact rewrites make the int8 model cheaper:
 
 * The graph input is *centred pixels* `x_in = (pixel - 128) / 127.5`, so the int8 input tensor

@@ -1,7 +1,7 @@
 """TensorFlow Lite Micro as the judge of "runs on a microcontroller".
 
 `check_tflm(model, images, out_dir)` runs `python -m edge.export.tflm_check` in a child process
-(the TFLM Python interpreter can SIGABRT, FINDINGS.md): it refuses ops and types TFLM has no kernel
+(the TFLM Python interpreter can SIGABRT on a model LiteRT runs): it refuses ops and types TFLM has no kernel
 for (naming them), finds the smallest working arena by bisection (the interpreter has no
 `arena_used_bytes`), runs the images and saves the int outputs and dequantised logits.
 """
@@ -44,7 +44,7 @@ TFLM_OPS.update({  # where TFLM's method name is not the plain CamelCase of the 
     "MAX_POOL_2D": "MaxPool2D", "L2_POOL_2D": "L2Pool2D", "BATCH_MATMUL": "BatchMatMul", "CUMSUM": "CumSum",
     "PADV2": "PadV2", "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM", "PRELU": "Prelu",
 })
-# (op, tensor type) pairs a TFLM kernel rejects although the op exists (FINDINGS.md and TFLM sources).
+# (op, tensor type) pairs a TFLM kernel rejects although the op exists (seen in TFLM runs and TFLM sources).
 TFLM_TYPE_GAPS: dict[tuple[str, str], str] = {
     ("GATHER", "INT16"): "take the class token with a slice x[:, 0:1] instead of GATHER",
     ("SQUARED_DIFFERENCE", "INT16"): "write LayerNorm as d = x - mean(x); d * rsqrt(mean(d*d) + eps)",
@@ -84,7 +84,7 @@ def require_tflm_ops(model: TfliteModel) -> None:
             f"TFLite Micro cannot run this model: {'; '.join(problems[:6])}"
             + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""),
             where=model.path,
-            hint="rewrite those ops in the model (FINDINGS.md lists TFLM-friendly forms) and export again",
+            hint="rewrite those ops in the model (docs/export.md lists TFLM-friendly forms) and export again",
         )
 
 
@@ -236,7 +236,7 @@ def _explain(exc: ExportError, where: str) -> ExportError:
     missing = _MISSING_OP.findall(exc.message)
     if missing:
         return ExportError(f"TFLite Micro cannot run this model: no kernel for {', '.join(sorted(set(missing)))}",
-                           where=where, hint="rewrite those ops (FINDINGS.md lists TFLM-friendly forms)")
+                           where=where, hint="rewrite those ops (docs/export.md lists TFLM-friendly forms)")
     failed = _FAILED_NODE.findall(exc.message)
     if failed:
         op, number, phase = failed[-1]

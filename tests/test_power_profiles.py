@@ -131,7 +131,7 @@ def test_device_with_unknown_part_suggests_a_name(root: Path) -> None:
 
 def test_lora_time_on_air_matches_semtech_formula() -> None:
     lora = load_profile("radios", "sx1262").lora
-    assert lora.time_on_air_ms(10) == pytest.approx(61.696, abs=1e-3)  # 23 B at SF7/125 kHz (FINDINGS: ~62 ms)
+    assert lora.time_on_air_ms(10) == pytest.approx(61.696, abs=1e-3)  # 23 B at SF7/125 kHz: ~62 ms on air
     sf12 = lora.model_copy(update={"spreading_factor": 12})
     assert sf12.time_on_air_ms(10) == pytest.approx(1482.752, abs=1e-3)  # low data rate optimisation on
 

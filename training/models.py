@@ -1,8 +1,9 @@
 """The ViT-lite family: timm VisionTransformers in the form TFLite Micro can run.
 
-Differences from timm's stock ViT, all taken from FINDINGS.md so that what is trained is what
-is exported: separate q/k/v projections and at most 4-D tensors in attention (no 5-D qkv
-reshape), tanh-approximated GELU (no Erf), the class token taken by slice (no GATHER).
+Differences from timm's stock ViT, each one something TFLite Micro needs (docs/export.md), so
+that what is trained is what is exported: separate q/k/v projections and at most 4-D tensors in
+attention (no 5-D qkv reshape), tanh-approximated GELU (no Erf), the class token taken by slice
+(no GATHER).
 Head counts and MLP widths are read from the layers' shapes at run time, so a structurally
 pruned model (torch-pruning shrinks the Linear layers) keeps working without patching.
 """

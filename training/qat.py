@@ -31,7 +31,7 @@ HOOKS_PREFIX = "__nncf_hooks."
 
 
 def _nncf() -> Any:
-    """Import NNCF without compiling its C++ extension (FINDINGS.md: > 60 s on first use)."""
+    """Import NNCF with no time limit on building its C++ extension (> 60 s on first use on 2 cores)."""
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
     import nncf
 
