@@ -1,10 +1,19 @@
 """Errors meant for people: what went wrong, where, and what to do.
 
 Every error carries the process exit code the CLI returns for it (docs/architecture.md):
-0 ok, 1 gate failed, 2 bad input/config, 3 device/serial, 4 export/verify.
+0 ok, 1 gate failed, 2 bad input/config, 3 device/serial, 4 export/verify, 5 internal error (an
+unexpected exception: a bug in edge, never a verdict; `edge --debug` shows its traceback), 130 interrupted.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_DEVICE = 3
+EXIT_EXPORT = 4
+EXIT_INTERNAL = 5
+EXIT_INTERRUPTED = 130
 
 
 class EdgeError(Exception):
