@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.config import RunConfig, user_settings, validate_settings
+from edge.argtypes import positive_int, run_name
+from edge.config import RunConfig, check_settings, user_settings, validate_settings
+from edge.errors import ConfigError
 from edge.manifest import Manifest
 from edge.pipeline import STAGE_NAMES, run_pipeline, run_stage_here
 
@@ -16,7 +18,8 @@ RUNS_DIR = Path("runs")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", default="default", metavar="NAME", help="run name: artifacts go to runs/NAME/")
+    parser.add_argument("--run", default="default", metavar="NAME", type=run_name,
+                        help="run name: artifacts go to runs/NAME/")
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs live (default: runs/)")
     parser.add_argument("--config", type=Path, metavar="FILE", help="YAML config file (see `edge config --show`)")
     parser.add_argument(
@@ -31,18 +34,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Path, RunConfig, dict[str, Any]]:
-    """Run folder, resolved config and the explicit settings (remembered ones + this command's)."""
+    """Run folder, resolved and checked config, and the explicit settings (remembered ones + this
+    command's). Nothing is saved here: a bad setting stops the command before the run remembers it."""
     overrides = list(args.overrides)
-    if getattr(args, "target", None):
+    if getattr(args, "target", None) is not None:
         overrides.append(f"target={args.target}")
-    if getattr(args, "data", None):
+    if getattr(args, "data", None) is not None:
         overrides.append(f"data.source={args.data}")
-    if getattr(args, "epochs", None):
+    if getattr(args, "epochs", None) is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.runs_dir.exists() and not args.runs_dir.is_dir():
+        raise ConfigError("--runs-dir is a file, not a folder", where=str(args.runs_dir))
     run_dir = args.runs_dir / args.run
     previous = None if args.fresh_config else Manifest(run_dir).settings
     settings, origin = user_settings(args.config, overrides, base=previous)
-    return run_dir, validate_settings(settings, origin), settings
+    return run_dir, check_settings(validate_settings(settings, origin), origin), settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -85,7 +91,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(f"{name:8s}  -")
             continue
         metrics = ", ".join(f"{k}={v}" for k, v in record.metrics.items() if not isinstance(v, (dict, list)))
-        print(f"{name:8s}  {record.wall_s:8.1f} s  {metrics}")
+        stale = manifest.staleness(name, record.config_sha256)
+        mark = f"  [STALE: {stale}; rerun with `edge run --until {name}`]" if stale else ""
+        print(f"{name:8s}  {record.wall_s:8.1f} s  {metrics}{mark}")
     return 0
 
 
@@ -112,9 +120,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = subparsers.add_parser(name, help=text, description=text)
         _add_run_options(sub)
         if name == "train":
-            sub.add_argument("--epochs", type=int, help="training epochs (same as --set train.epochs=N)")
+            sub.add_argument("--epochs", type=positive_int, help="training epochs (same as --set train.epochs=N)")
             sub.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
-            sub.add_argument("--nproc", type=int, default=1,
+            sub.add_argument("--nproc", type=positive_int, default=1,
                              help="train with N processes (torchrun, DistributedDataParallel); default 1")
         sub.set_defaults(func=_cmd_run, until=name)
 
@@ -130,6 +138,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config.set_defaults(func=_cmd_config)
 
     status = subparsers.add_parser("status", help="list the stages of a run with their metrics")
-    status.add_argument("--run", default="default")
+    status.add_argument("--run", default="default", type=run_name)
     status.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     status.set_defaults(func=_cmd_status)

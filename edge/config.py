@@ -2,26 +2,48 @@
 
 The built-in default is what `make export TARGET=cortex-m` runs. Users change it with a YAML
 file (`--config my.yaml`) and/or dotted overrides (`--set train.epochs=10`). Unknown keys are
-rejected with the offending field named.
+rejected with the offending field named; values are strict (`true` is not a number, `1` is not a
+boolean); a `--set` value for a text field (`data.source`, `battery.device`, ...) is taken
+literally, not as YAML, so `imagefolder:ds/set #2` keeps its `#2`. `check_settings` checks what
+needs other modules (the target, the lifetime, profile names) before a command saves anything.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edge.errors import ConfigError
 from edge.vit_spec import Activation
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`true` is not 1: refuse booleans for any field that is not a boolean (Literal[1, 3] too)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in typing.get_args(annotation):
+                raise ValueError(f"{str(value).lower()} is a boolean; this field takes no true/false")
+        return value
+
+
+#: Model input side when neither the config nor the data says otherwise.
+DEFAULT_IMAGE_SIZE = 64
 
 
 class DataConfig(Section):
@@ -31,7 +53,9 @@ class DataConfig(Section):
         "synthetic",
         description="'synthetic' (built-in motion-camera set), 'imagefolder:PATH' or 'vww:COCO_ROOT'",
     )
-    image_size: int = Field(64, ge=16, le=512, description="square model input side, pixels")
+    image_size: int | None = Field(
+        None, ge=16, le=512, description="square model input side, pixels (null: synthetic and vww 64; imagefolder "
+        "proposes it from the images: median short side, a multiple of 8, 16..64, recorded in data/source.json)")
     channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB")
     n_train: int = Field(4000, ge=10, description="synthetic: training images")
     n_val: int = Field(800, ge=10, description="synthetic: validation images")
@@ -67,7 +91,13 @@ class DistillConfig(Section):
 class TrainConfig(Section):
     """AdamW + cosine schedule training of the float model."""
 
-    epochs: int = Field(15, ge=1, description="the default data set plateaus by epoch 15 (docs/data.md)")
+    epochs: int | None = Field(None, ge=1, description="length of the cosine schedule; null = from the data: "
+                               "enough epochs for train.target_steps optimizer steps, between 15 and max_epochs "
+                               "(15 on the built-in set, 45 on 1,300 images); early stopping ends it sooner")
+    target_steps: int = Field(900, ge=1, description="epochs=null: optimizer steps the schedule aims for")
+    max_epochs: int = Field(150, ge=1, description="epochs=null: cap on the schedule length")
+    max_minutes: float | None = Field(None, gt=0, description="time budget: stop after the epoch that passes it "
+                                      "(the best model so far is kept; --resume continues)")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
@@ -87,6 +117,10 @@ class PruneConfig(Section):
     distillation fine-tuning. Every budget given must hold; see docs/compression.md."""
 
     enabled: bool = Field(True, description="false: pass the trained model through unchanged")
+    max_drop: float | None = Field(
+        0.01, ge=0, le=1, description="accuracy-aware: stop at the last step whose val top-1 is within this of the "
+        "trained model's (absolute, 0.01 = 1 point); the size budget below is then the smallest model tried, "
+        "max_macs/flash_bytes/ram_bytes stay hard limits; null = prune to the budget whatever it costs")
     params_ratio: float | None = Field(0.30, gt=0, le=1, description="keep at most this share of the params")
     int8_ratio: float | None = Field(
         0.095, gt=0, le=1, description="estimated int8 TFLite bytes <= this share of the trained float32 bytes "
@@ -169,6 +203,14 @@ class BatteryConfig(Section):
     process: Literal["poisson", "diurnal", "bursty", "replay"] | None = Field(
         None, description="override the device's event process")
 
+    @field_validator("device", "mcu")
+    @classmethod
+    def _plain_profile_name(cls, value: str | None) -> str | None:
+        if value is not None and not PROFILE_NAME.fullmatch(value):
+            raise ValueError("a profile name (letters, digits, '.', '_', '-'; no '/' or '..'), e.g. "
+                             "camera-trap-nrf52840; see `edge battery profiles`")
+        return value
+
 
 class RunConfig(Section):
     """The whole, resolved configuration of one run."""
@@ -199,11 +241,47 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Split `key.path=value`; the value is read as YAML (numbers, booleans, null, strings)."""
+    """Split `key.path=value`. A text field's value is taken literally; others are read as YAML
+    (numbers, booleans, null, lists)."""
     if "=" not in text:
         raise ConfigError("expected KEY=VALUE", where=f"--set {text}", hint="e.g. --set train.epochs=10")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"'{key}' is not a dotted key", where=f"--set {text}", hint="e.g. --set train.epochs=10")
+    kind = _text_field(key)
+    if kind is not None:
+        value = raw.strip()
+        return key, None if kind == "optional" and value in ("null", "~", "") else value
+    if not raw.strip():
+        return key, ""
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"value {raw!r} is not valid YAML: {problem}", where=f"--set {text}",
+                          hint="quote text, write lists as [1, 2]; e.g. --set train.epochs=10") from exc
+
+
+def _text_field(dotted: str) -> str | None:
+    """'text' or 'optional' when `dotted` names a str (or str | None) config field, else None."""
+    model: Any = RunConfig
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    field = getattr(model, "model_fields", {}).get(parts[-1])
+    if field is None:
+        return None
+    annotation = field.annotation
+    if annotation is str:
+        return "text"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and set(typing.get_args(annotation)) == {
+            str, type(None)}:
+        return "optional"
+    return None
 
 
 def _format_validation(exc: ValidationError, origin: str) -> ConfigError:
@@ -234,16 +312,10 @@ def user_settings(
     if file is not None:
         path = Path(file)
         origin = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file: {exc.strerror}", where=str(path)) from exc
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
+        loaded = read_yaml_file(path, "config file") or {}
         if not isinstance(loaded, dict):
-            raise ConfigError("the top level must be a mapping of sections", where=str(path))
+            raise ConfigError(f"the top level must be a mapping of sections, not {type(loaded).__name__}",
+                              where=str(path), hint="e.g.\ntrain:\n  epochs: 10")
         tree = _deep_merge(tree, loaded)
     for text in overrides or []:
         key, value = parse_override(text)
@@ -252,12 +324,70 @@ def user_settings(
     return tree, origin
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (lines {seen[key]} and {line})", key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_file(path: Path, what: str) -> Any:
+    """A YAML file's data; unreadable, non-UTF-8, malformed or duplicate-key files raise ConfigError
+    naming the file and the line (or byte)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}", where=str(path)) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{what} is not UTF-8 text: byte {exc.start} is 0x{raw[exc.start]:02x}",
+                          where=f"{path}:{line}", hint="save the file as UTF-8") from exc
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no tags run code
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", where=where) from exc
+
+
 def validate_settings(tree: dict[str, Any], origin: str = "settings") -> RunConfig:
     """Defaults + `tree` as a validated RunConfig; errors name the field and the origin."""
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise _format_validation(exc, origin) from exc
+
+
+def check_settings(config: RunConfig, origin: str = "settings") -> RunConfig:
+    """Checks that need other modules: the target exists, the lifetime parses, the device profile
+    exists. Run before any work and before the settings are saved into a run."""
+    from edge.export.targets import resolve_target
+    from edge.power.durations import parse_duration_days
+    from edge.power.profiles import profile_path
+
+    try:
+        resolve_target(config.target)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{origin}: field 'target'", hint=exc.hint) from exc
+    parse_duration_days(config.battery.min_lifetime, where=f"{origin}: field 'battery.min_lifetime'")
+    for kind, name, key in (("devices", config.battery.device, "device"), ("mcus", config.battery.mcu, "mcu")):
+        if name is not None:
+            try:
+                profile_path(kind, name)
+            except ConfigError as exc:
+                raise ConfigError(exc.message, where=f"{origin}: field 'battery.{key}'", hint=exc.hint) from exc
+    return config
 
 
 def load_config(

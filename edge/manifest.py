@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.atomic import atomic_write_json, sha256_file
 from edge.errors import ConfigError, StaleInputError
@@ -73,23 +73,35 @@ class Manifest:
             self._load()
 
     def _load(self) -> None:
+        fresh = "delete the run directory (or pass another --run) to start the run afresh"
         try:
             data = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(
-                f"cannot read the run manifest: {exc}",
-                where=str(self.file),
-                hint="delete the run directory (or pass another --run) to start the run afresh",
-            ) from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read the run manifest: {exc}", where=str(self.file), hint=fresh) from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"the run manifest is a JSON {type(data).__name__}, not an object", where=str(self.file),
+                              hint=fresh)
         if data.get("schema") != SCHEMA_VERSION:
             raise ConfigError(
                 f"manifest schema {data.get('schema')!r} is not {SCHEMA_VERSION}",
                 where=str(self.file),
                 hint="this run was made by another version of edge; start a new run",
             )
+        for key in ("config", "settings", "stages"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ConfigError(f"field '{key}' is a JSON {type(data[key]).__name__}, not an object",
+                                  where=str(self.file), hint=fresh)
         self.config = data.get("config", {})
         self.settings = data.get("settings", {})
-        self.stages = {name: StageRecord.model_validate(rec) for name, rec in data.get("stages", {}).items()}
+        self.stages = {}
+        for name, rec in data.get("stages", {}).items():
+            try:
+                self.stages[name] = StageRecord.model_validate(rec)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in ("stages", name, *err["loc"]))
+                raise ConfigError(f"field '{field}': {err['msg']} (got {str(err.get('input'))[:60]!r})",
+                                  where=str(self.file), hint=fresh) from exc
 
     def save(self) -> None:
         """Write manifest.json atomically."""
