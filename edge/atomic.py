@@ -28,9 +28,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
+    mode = 0o666 & ~_umask()  # mkstemp makes 0600; artifacts get the usual permissions
+    os.chmod(tmp, mode)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # again: a library may have replaced the file (safetensors writes 0600)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -38,6 +40,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def temp_siblings(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files `atomic_path(path)` leaves behind when the process is killed mid-write."""
+    target = Path(path)
+    return sorted(target.parent.glob(f".{target.name}.*.tmp")) if target.parent.is_dir() else []
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed writer of `path` left; returns what was removed.
+
+    Only call this where no other process writes `path` at the same time.
+    """
+    removed = []
+    for tmp in temp_siblings(path):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def _umask() -> int:
