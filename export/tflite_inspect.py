@@ -1,7 +1,11 @@
 """Read a .tflite flatbuffer without TensorFlow: ops, tensors, quantisation, full-integer check.
 
-Every reader of a model goes through `read_tflite`, which turns a truncated or corrupted file into
-an ExportError that says what is wrong and at which byte, instead of a crash deep in flatbuffers.
+Every reader of a model goes through `read_tflite` (the power side's `parse_tflite`, `edge flash`
+and `edge bench` too), which turns a truncated, corrupted or oversized file into an error that says
+what is wrong and at which byte, instead of a crash deep in flatbuffers. The file's size is checked
+before it is read: a flatbuffer addresses at most 2 GiB, so a larger file is refused unread. The
+caller picks the error class: ExportError (exit 4) when checking our own export, ConfigError
+(exit 2) when the file is a user's input to another command.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edge.errors import ExportError
+from edge.errors import EdgeError, ExportError
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+MAX_TFLITE_BYTES = (1 << 31) - 1  # flatbuffers use signed 32-bit offsets: nothing larger is one model
 _HINT = "re-export the model (`edge export`), or copy the file again: it is not a complete .tflite"
 
 
@@ -85,14 +90,43 @@ class TfliteModel:
         return self.tensors[(self.inputs if which == "input" else self.outputs)[0]]
 
 
-def read_tflite(path: str | os.PathLike[str], data: bytes | None = None) -> TfliteModel:
-    """Parse and bounds-check a .tflite file; raise ExportError for anything malformed."""
+def read_model_bytes(path: str | os.PathLike[str], error: type[EdgeError] = ExportError,
+                     limit: int = MAX_TFLITE_BYTES) -> bytes:
+    """The bytes of a model file, refusing a missing, unreadable or larger-than-`limit` file before reading it."""
+    where = str(path)
+    try:
+        size = os.stat(path).st_size
+        if not Path(path).is_file():
+            raise error("not a regular file", where=where, hint="pass the path of a .tflite file")
+        if size > limit:
+            raise error(f"file is {size:,} bytes, more than the {limit:,} a TFLite flatbuffer can address; "
+                        "not read", where=where, hint=_HINT)
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise error("model file not found", where=where,
+                    hint="build it with `make export TARGET=cortex-m` or pass the right path") from exc
+    except OSError as exc:
+        raise error(f"cannot read model file: {exc.strerror}", where=where) from exc
+
+
+def read_tflite(path: str | os.PathLike[str], data: bytes | None = None,
+                error: type[EdgeError] = ExportError) -> TfliteModel:
+    """Parse and bounds-check a .tflite file; raise `error` (default ExportError) for anything malformed."""
     where = str(path)
     if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ExportError(f"cannot read model file: {exc.strerror}", where=where) from exc
+        data = read_model_bytes(path, error)
+    try:
+        return _read(where, data)
+    except ExportError as exc:
+        if error is ExportError:
+            raise
+        raise error(exc.message, where=exc.where, hint=exc.hint) from exc
+
+
+def _read(where: str, data: bytes) -> TfliteModel:
+    if len(data) > MAX_TFLITE_BYTES:
+        raise ExportError(f"model is {len(data):,} bytes, more than a TFLite flatbuffer can address", where=where,
+                          hint=_HINT)
     if len(data) < 8:
         raise ExportError(f"file is {len(data)} bytes, too short for a TFLite flatbuffer", where=where, hint=_HINT)
     if data[4:8] != b"TFL3":
@@ -168,16 +202,25 @@ def _parse(where: str, data: bytes) -> TfliteModel:
         ins = [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []
         for idx in ins + outs:
-            if idx >= len(tensors):
+            if not -1 <= idx < len(tensors):
                 raise ExportError(f"operator {i} uses tensor {idx} of {len(tensors)}", where=where, hint=_HINT)
         ops.append(OpInfo(index=i, name=codes[op.OpcodeIndex()], inputs=ins, outputs=outs))
+    io = {}
+    for which, length, values in (("input", graph.InputsLength(), graph.InputsAsNumpy),
+                                  ("output", graph.OutputsLength(), graph.OutputsAsNumpy)):
+        io[which] = [int(v) for v in values()] if length else []
+        if not io[which]:
+            raise ExportError(f"the main subgraph has no {which} tensor", where=where, hint=_HINT)
+        for idx in io[which]:
+            if not 0 <= idx < len(tensors):
+                raise ExportError(f"subgraph {which} refers to tensor {idx} of {len(tensors)}", where=where, hint=_HINT)
     return TfliteModel(
         path=where,
         size_bytes=len(data),
         tensors=tensors,
         ops=ops,
-        inputs=[int(v) for v in graph.InputsAsNumpy()],
-        outputs=[int(v) for v in graph.OutputsAsNumpy()],
+        inputs=io["input"],
+        outputs=io["output"],
         subgraphs=model.SubgraphsLength(),
     )
 

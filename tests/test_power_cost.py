@@ -70,8 +70,8 @@ def test_vit_models_in_the_expected_range(models: dict[str, Path]) -> None:
 def test_not_a_tflite_file(tmp_path: Path) -> None:
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"\x00" * 64)
-    with pytest.raises(ConfigError, match=r"not a TFLite flatbuffer \(bytes 4-8 are b'\\x00\\x00\\x00\\x00', "
-                       r"expected b'TFL3'\)"):
+    with pytest.raises(ConfigError, match=r"not a TFLite flatbuffer: bytes 4-7 are b'\\x00\\x00\\x00\\x00', "
+                       r"expected b'TFL3'"):
         parse_tflite(bad)
 
 

@@ -1,6 +1,8 @@
 """Read any .tflite flatbuffer (no TensorFlow) into a list of ops with MACs and element counts.
 
-Uses `ai_edge_litert.schema_py_generated`. MACs are counted from tensor shapes:
+The file goes through the one guarded reader, `edge.export.tflite_inspect.read_tflite` (size
+limit before reading, magic, flatbuffer bounds, tensor and opcode indices), so a corrupt model is
+a ConfigError (exit 2) naming the file and the byte or index at fault. MACs are counted from tensor shapes:
 CONV_2D N*Ho*Wo*Co*Kh*Kw*Ci, DEPTHWISE_CONV_2D N*Ho*Wo*Co*Kh*Kw, FULLY_CONNECTED out*in,
 BATCH_MATMUL out*K, TRANSPOSE_CONV in*Kh*Kw*Co. Every other op is costed per element
 (output elements; reductions and pooling use input elements).
@@ -67,56 +69,32 @@ class Graph:
         return sum(op.macs for op in self.ops)
 
 
-def _enum_names(cls: type) -> dict[int, str]:
-    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
 def _prod(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape)) if shape else 1
 
 
 def parse_tflite(path: str | Path) -> Graph:
-    """Parse a .tflite file; a clear ConfigError if it is not one."""
-    from ai_edge_litert import schema_py_generated as s
+    """Parse a .tflite file; a ConfigError naming the file and the fault if it is not a sound one."""
+    from edge.export.tflite_inspect import read_model_bytes, read_tflite
 
     path = Path(path)
-    try:
-        buf = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read model: {exc.strerror}", where=str(path)) from exc
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ConfigError(
-            f"not a TFLite flatbuffer (bytes 4-8 are {buf[4:8]!r}, expected b'TFL3')",
-            where=str(path), hint="pass a .tflite file written by the TFLite converter",
-        )
-    model = s.Model.GetRootAsModel(buf, 0)
-    if model.SubgraphsLength() < 1:
-        raise ConfigError("the model has no subgraph", where=str(path))
-    op_names, type_names = _enum_names(s.BuiltinOperator), _enum_names(s.TensorType)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        name = op_names.get(code, f"BUILTIN_{code}")
-        if name == "CUSTOM" and oc.CustomCode():
-            name = f"CUSTOM:{oc.CustomCode().decode()}"
-        codes.append(name)
-    sg = model.Subgraphs(0)
-    shapes = [tuple(int(d) for d in sg.Tensors(t).ShapeAsNumpy()) if sg.Tensors(t).ShapeLength() else ()
-              for t in range(sg.TensorsLength())]
-    dtypes = [type_names.get(sg.Tensors(t).Type(), "?") for t in range(sg.TensorsLength())]
-    constant = [model.Buffers(sg.Tensors(t).Buffer()).DataLength() > 0 if sg.Tensors(t).Buffer() else False
-                for t in range(sg.TensorsLength())]
+    data = read_model_bytes(path, ConfigError)
+    model = read_tflite(path, data, error=ConfigError)
+    shapes = [tuple(t.shape) for t in model.tensors]
+    dtypes = [t.dtype for t in model.tensors]
+    constant = [t.has_data for t in model.tensors]
     ops = []
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        name = codes[op.OpcodeIndex()]
-        ins = [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
-        outs = [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
-        ins = [t for t in ins if t >= 0]
+    for info in model.ops:
+        name = info.name
+        ins = [t for t in info.inputs if t >= 0]
+        outs = [t for t in info.outputs if t >= 0]
         out_shape = shapes[outs[0]] if outs else ()
         op_class = CLASS_OF.get(name, "other")
-        macs = _macs(name, op, ins, shapes, out_shape, s)
+        try:
+            macs = _macs(name, _adj_x(data, info.index) if name == "BATCH_MATMUL" else False, ins, shapes, out_shape)
+        except (ValueError, IndexError) as exc:
+            raise ConfigError(f"op {info.index} {name}: tensor shapes {[shapes[t] for t in ins]} do not fit the op "
+                              f"({exc})", where=str(path), hint="re-export the model: it is not a valid graph") from exc
         elements = _prod(out_shape)
         if op_class in ("reduce", "pooling") and ins:
             elements = _prod(shapes[ins[0]])
@@ -124,14 +102,13 @@ def parse_tflite(path: str | Path) -> Graph:
         if name == "QUANTIZE" and outs:
             dtype = DTYPE_KIND.get(dtypes[outs[0]], dtype)
         act_bytes = sum(_prod(shapes[t]) * _itemsize(dtypes[t]) for t in ins + outs if not constant[t])
-        ops.append(GraphOp(i, name, op_class, dtype, out_shape, macs, elements, act_bytes))
-    inputs = [int(t) for t in sg.InputsAsNumpy()] if sg.InputsLength() else []
+        ops.append(GraphOp(info.index, name, op_class, dtype, out_shape, macs, elements, act_bytes))
     return Graph(
         path=path,
-        file_bytes=len(buf),
+        file_bytes=len(data),
         ops=tuple(ops),
-        input_shapes=tuple(shapes[t] for t in inputs),
-        input_dtypes=tuple(dtypes[t] for t in inputs),
+        input_shapes=tuple(shapes[t] for t in model.inputs),
+        input_dtypes=tuple(dtypes[t] for t in model.inputs),
     )
 
 
@@ -139,7 +116,22 @@ def _itemsize(dtype: str) -> int:
     return {"INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2, "FLOAT16": 2, "INT64": 8, "FLOAT64": 8}.get(dtype, 4)
 
 
-def _macs(name: str, op, ins: list[int], shapes: list[tuple[int, ...]], out: tuple[int, ...], s) -> int:
+def _adj_x(data: bytes, op_index: int) -> bool:
+    """BatchMatMulOptions.adj_x of operator `op_index` (the reader has bounds-checked the graph)."""
+    from ai_edge_litert import schema_py_generated as s
+
+    try:
+        table = s.Model.GetRootAs(data, 0).Subgraphs(0).Operators(op_index).BuiltinOptions()
+        if table is None:
+            return False
+        opts = s.BatchMatMulOptions()
+        opts.Init(table.Bytes, table.Pos)
+        return bool(opts.AdjX())
+    except Exception as exc:  # flatbuffers raises struct.error/IndexError on a damaged options table
+        raise ValueError(f"unreadable BATCH_MATMUL options: {exc}") from exc
+
+
+def _macs(name: str, adj_x: bool, ins: list[int], shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> int:
     out_n = _prod(out)
     if name == "CONV_2D" and len(ins) >= 2:
         _, kh, kw, ci = shapes[ins[1]]
@@ -156,13 +148,6 @@ def _macs(name: str, op, ins: list[int], shapes: list[tuple[int, ...]], out: tup
         kd, kh, kw, ci, _ = shapes[ins[1]]
         return out_n * kd * kh * kw * ci
     if name == "BATCH_MATMUL" and len(ins) >= 2:
-        adj_x = False
-        table = op.BuiltinOptions()
-        if table is not None:
-            opts = s.BatchMatMulOptions()
-            opts.Init(table.Bytes, table.Pos)
-            adj_x = bool(opts.AdjX())
         a = shapes[ins[0]]
-        k = a[-2] if adj_x else a[-1]
-        return out_n * k
+        return out_n * (a[-2] if adj_x else a[-1])
     return 0
