@@ -27,7 +27,7 @@ def flat_cell(capacity_mAh: float = 1000.0, self_discharge: float = 0.0, **extra
         "name": "flat", "part": "test", "chemistry": "ideal", "nominal_V": 3.0, "cutoff_V": 2.0,
         "capacity_mAh": capacity_mAh, "rated_current_mA": 1.0,
         "capacity_vs_load": [[1.0, capacity_mAh]], "temperature_derating": [[20.0, 1.0]],
-        "pulse_derating": [[1.0, 1.0]], "self_discharge_pct_per_year": self_discharge,
+        "self_discharge_pct_per_year": self_discharge,
         "max_continuous_current_mA": 1000.0, "max_pulse_current_mA": 2000.0, "internal_resistance_ohm": 0.0,
         "voltage_curve": [[0.0, 3.0], [1.0, 3.0]], "sources": ["test"],
     }

@@ -80,7 +80,7 @@ def test_coin_cell_under_heavy_pulses_fails_with_a_peak_warning(models: dict[str
 @pytest.mark.parametrize(("args", "message"), [
     (("--min-lifetime", "1yr"), "error: --min-lifetime: cannot read duration '1yr'"),
     (("--device", "camera-trap"), "no device profile named 'camera-trap'"),
-    (("--confidence", "1.5"), "error: --confidence: Input should be less than 1 (got 1.5)"),
+    (("--confidence", "1.5"), "argument --confidence: must be at most 0.9999 (got 1.5)"),
 ])
 def test_bad_input_exits_2(models: dict[str, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     proc = edge("battery", "check", "--model", str(models["tiny_int8"]), "--runs", "5", "--out", str(tmp_path), *args)

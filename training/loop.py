@@ -216,38 +216,58 @@ def _train_epoch(
 
 def _save_checkpoint(path: Path, cfg: FitConfig, epoch: int, bad_epochs: int, done: bool, model: nn.Module,
                      optimizer: torch.optim.Optimizer, scheduler: Any, result: FitResult) -> None:
-    state = {
+    """Write the resume state atomically: tensors and plain containers (readable with weights_only=True)
+    and one JSON metadata string (settings, model structure, data fingerprint; see edge.resume)."""
+    from edge.atomic import remove_stale_temps
+    from edge.resume import checkpoint_meta
+
+    remove_stale_temps(path)  # left by a process killed mid-write; only rank 0 writes here
+    meta = checkpoint_meta(path, model, {
         "fit_config": asdict(cfg), "epoch": epoch, "bad_epochs": bad_epochs, "done": done,
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "history": result.history, "best_val_top1": result.best_val_top1, "best_epoch": result.best_epoch,
-        "best_state": result.best_state,
-    }
+    })
+    state = {"meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "best_state": result.best_state}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def _load_checkpoint(path: Path | None, cfg: FitConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any, result: FitResult) -> tuple[int, int]:
+    """Restore a checkpoint written by `_save_checkpoint`: weights only (no pickled code runs), and only
+    when the loop settings, the model structure and the run's data match (edge.resume)."""
+    import pickle
+
+    from edge.atomic import remove_stale_temps
+    from edge.resume import check_resumable, read_meta
+
     if path is None or not path.is_file():
         raise ConfigError("nothing to resume: no checkpoint", where=str(path),
                           hint="run without --resume to start training from scratch")
+    remove_stale_temps(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ConfigError("checkpoint holds Python objects, not only tensors and numbers: refused, since loading "
+                          f"it could run code ({str(exc).splitlines()[0][:160]})", where=str(path),
+                          hint="only resume checkpoints this edge wrote; delete it and train without --resume") from exc
     except Exception as exc:  # torch raises many types for a damaged file
-        raise ConfigError(f"checkpoint is unreadable ({type(exc).__name__}: {exc})", where=str(path),
+        raise ConfigError(f"checkpoint is unreadable ({type(exc).__name__}: {str(exc)[:200]})", where=str(path),
                           hint="delete it and train without --resume") from exc
-    if state["fit_config"] != asdict(cfg):
-        changed = sorted(k for k, v in asdict(cfg).items() if state["fit_config"].get(k) != v)
-        raise ConfigError(f"checkpoint was made with other settings ({', '.join(changed)})", where=str(path),
-                          hint="resume with the same config, or train without --resume")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    result.history = list(state["history"])
-    result.best_val_top1, result.best_epoch = state["best_val_top1"], state["best_epoch"]
-    result.best_state = state["best_state"]
-    next_epoch = cfg.epochs if state["done"] else state["epoch"] + 1
-    return next_epoch, state["bad_epochs"]
+    meta = read_meta(state, path)
+    check_resumable(meta, path, asdict(cfg), model)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        result.history = list(meta["history"])
+        result.best_val_top1, result.best_epoch = float(meta["best_val_top1"]), int(meta["best_epoch"])
+        result.best_state = dict(state["best_state"])
+        next_epoch = cfg.epochs if meta["done"] else int(meta["epoch"]) + 1
+        return next_epoch, int(meta["bad_epochs"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"checkpoint is incomplete or does not fit the model ({type(exc).__name__}: "
+                          f"{str(exc)[:200]})", where=str(path), hint="delete it and train without --resume") from exc
 
 
 def distributed_rank_world() -> tuple[int, int]:

@@ -1,5 +1,11 @@
-"""Cell behaviour from a CellProfile: load-dependent capacity, pulse and temperature derating,
-self-discharge, and the voltage limit under a peak load."""
+"""Cell behaviour from a CellProfile: load-dependent capacity, temperature derating,
+self-discharge, and the voltage limit under a peak load.
+
+Pulses are modelled once, by the cell's internal resistance: under the device's peak current the
+terminal voltage is the open-circuit voltage at that depth of discharge minus peak x resistance,
+and the cell is empty for the device when that falls below the brown-out voltage (or the cell's
+cutoff). There is no second, capacity-derating factor for the same effect.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +29,6 @@ def temperature_factor(cell: CellProfile, temp_C: np.ndarray | float) -> np.ndar
     """Share of the capacity usable at a temperature (reversible: cold reduces what can be drawn)."""
     x, y = _xy(cell.temperature_derating)
     return np.interp(np.asarray(temp_C, dtype=float), x, y)
-
-
-def pulse_factor(cell: CellProfile, peak_mA: float) -> float:
-    """Capacity factor for pulsed loads with a given peak current per cell."""
-    x, y = _xy(cell.pulse_derating)
-    return float(np.interp(peak_mA, x, y))
 
 
 def self_discharge_per_day(cell: CellProfile, temp_C: np.ndarray | float) -> np.ndarray:

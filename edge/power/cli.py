@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from edge.errors import ConfigError
+from edge.power.inputs import Range, option
 
 
 def _out_dir(path: Path, flag: str = "--out") -> Path:
@@ -140,18 +141,23 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 def _sim_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="device profile (default: battery.device, camera-trap-nrf52840)")
     parser.add_argument("--model", type=Path, help=".tflite model whose inference cost to use")
-    parser.add_argument("--inference-uJ", dest="inference_uj", type=float,
-                        help="energy per inference instead of --model")
-    parser.add_argument("--inference-ms", type=float, help="latency per inference instead of --model")
+    parser.add_argument("--inference-uJ", dest="inference_uj", type=option(float, Range(0.0, high=1e9)),
+                        help="energy per inference instead of --model (> 0)")
+    parser.add_argument("--inference-ms", type=option(float, Range(0.0, high=1e7)),
+                        help="latency per inference instead of --model (> 0)")
     parser.add_argument("--mcu", help="MCU profile for the cost model (default: the device's MCU)")
     parser.add_argument("--kernels", choices=("optimized", "reference"))
     parser.add_argument("--min-lifetime", help="target lifetime, e.g. 1y, 18mo, 400d (default 1y)")
-    parser.add_argument("--confidence", type=float, help="gate on the (1-confidence) percentile (default 0.95: P5)")
-    parser.add_argument("--runs", type=int, help="Monte Carlo runs (default 1000)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--max-years", type=float, help="simulated horizon (default 10)")
-    parser.add_argument("--rate-per-day", dest="event_rate_per_day", type=float, help="override the event rate")
-    parser.add_argument("--frames-per-event", type=int, help="override the device's frames (inferences) per event")
+    parser.add_argument("--confidence", type=option(float, Range(0.5, high=0.9999)),
+                        help="gate on the (1-confidence) percentile (default 0.95: P5)")
+    parser.add_argument("--runs", type=option(int, Range(1, low_ok=True, high=100_000)),
+                        help="Monte Carlo runs (default 1000)")
+    parser.add_argument("--seed", type=option(int, Range(0, low_ok=True, high=2**63 - 1)))
+    parser.add_argument("--max-years", type=option(float, Range(0.0, high=50)), help="simulated horizon (default 10)")
+    parser.add_argument("--rate-per-day", dest="event_rate_per_day", type=option(float, Range(0.0, True, 1e6)),
+                        help="override the event rate (0 = no events)")
+    parser.add_argument("--frames-per-event", type=option(int, Range(1, low_ok=True, high=100)),
+                        help="override the device's frames (inferences) per event")
     parser.add_argument("--process", choices=("poisson", "diurnal", "bursty", "replay"))
     parser.add_argument("--run", help="use this run's exported model and battery config (runs/NAME)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
@@ -167,7 +173,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prof.add_argument("--model", type=Path, required=True, help="a .tflite file (int8 or float)")
     prof.add_argument("--mcu", default="nrf52840", help="MCU profile name (see `edge battery profiles`)")
     prof.add_argument("--kernels", choices=("optimized", "reference"), default="optimized")
-    prof.add_argument("--top", type=int, help="show only the N most expensive layers")
+    prof.add_argument("--top", type=option(int, Range(1, low_ok=True)), help="show only the N most expensive layers")
     prof.add_argument("--out", type=Path, help="also write profile.json, layers.csv, layers.md here")
     prof.set_defaults(func=_cmd_profile)
 

@@ -199,11 +199,9 @@ def load_device(name: str, root: Path | None = None) -> DeviceProfile:
     for kind, part in parts.items():
         try:
             load_profile(kind, part, root)
-        except ConfigError as exc:
-            path = profile_path("devices", name, root)
-            raise ConfigError(
-                f"device '{name}' uses {exc.message}", where=str(path), hint=exc.hint
-            ) from exc
+        except ConfigError as exc:  # keep the part's file:line; say which device needed it
+            raise ConfigError(f"{exc.message} (part '{part}' of device '{name}')", where=exc.where,
+                              hint=exc.hint) from exc
     camera = load_camera(device.camera, root)
     if device.camera_mode is not None and device.camera_mode not in camera.modes:
         path = profile_path("devices", name, root)

@@ -1,8 +1,12 @@
 """Strict schemas of the power profiles in power_profiles/ (units live in the field names).
 
 Every profile lists its `sources` (datasheets, papers, measurements). Unknown keys are rejected,
-and so are physically impossible values (a sleep current above the run current, a cutoff
-voltage above the nominal voltage, capacity tables that are not sorted, ...).
+and so are NaN and infinity anywhere, negative or zero values where they mean nothing (a zero
+sleep current), and physically impossible values (a sleep current above the run current, a
+cutoff voltage above the nominal voltage, capacity tables that are not sorted or that disagree
+with the rated capacity, ...). Zero is accepted only where it is a real setting: no regulator
+(quiescent 0), no settle frames, no receive window, an ideal cell in tests (self-discharge or
+internal resistance 0), no event rate.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ CORES = ("cortex-m0+", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "co
 class Strict(BaseModel):
     """Base of every profile model: unknown keys are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Sources = list[str]
@@ -44,7 +48,7 @@ class KernelCosts(Strict):
     pooling_cycles_per_element: float = Field(gt=0, le=10000)
     data_movement_cycles_per_element: float = Field(gt=0, le=10000)
     other_cycles_per_element: float = Field(gt=0, le=10000)
-    op_overhead_cycles: float = Field(ge=0, le=1e6, description="interpreter cost of invoking one op")
+    op_overhead_cycles: float = Field(gt=0, le=1e6, description="interpreter cost of invoking one op")
 
 
 class Kernels(Strict):
@@ -77,10 +81,10 @@ class McuProfile(Strict):
     ram_bytes: int = Field(gt=0)
     supply_V: float = Field(gt=0, le=5.5)
     sleep_mode: str = Field(description="which low-power mode sleep_current_uA is for")
-    sleep_current_uA: float = Field(ge=0)
+    sleep_current_uA: float = Field(gt=0)
     run_current_uA: float = Field(gt=0, description="typical, at clock_hz, code from flash")
-    wakeup_time_us: float = Field(ge=0)
-    wakeup_energy_uJ: float | None = Field(None, ge=0, description="default: wakeup_time x run power")
+    wakeup_time_us: float = Field(gt=0)
+    wakeup_energy_uJ: float | None = Field(None, gt=0, description="default: wakeup_time x run power")
     kernels: Kernels
     mlperf_tiny: list[MlperfTinyPoint] = Field(default_factory=list)
     sources: Sources = _sources()
@@ -135,9 +139,9 @@ class CameraProfile(Strict):
     name: str
     part: str
     supply_V: float = Field(gt=0, le=5.5)
-    standby_current_uA: float = Field(ge=0)
-    power_up_time_ms: float = Field(ge=0, description="power-on to first valid frame, incl. register setup")
-    power_up_current_uA: float = Field(ge=0)
+    standby_current_uA: float = Field(gt=0)
+    power_up_time_ms: float = Field(gt=0, description="power-on to first valid frame, incl. register setup")
+    power_up_current_uA: float = Field(gt=0)
     settle_frames: int = Field(ge=0, le=100, description="frames discarded while auto-exposure settles")
     modes: dict[str, CameraMode] = Field(min_length=1)
     default_mode: str
@@ -166,9 +170,9 @@ class MotionProfile(Strict):
     name: str
     part: str
     supply_V: float = Field(gt=0, le=5.5)
-    quiescent_current_uA: float = Field(ge=0)
+    quiescent_current_uA: float = Field(gt=0)
     pulses_per_motion: float = Field(ge=1, le=100, description="output pulses per passing subject (mean)")
-    warmup_time_s: float = Field(ge=0)
+    warmup_time_s: float = Field(gt=0)
     sources: Sources = _sources()
     notes: str = ""
 
@@ -179,9 +183,9 @@ class BleParams(Strict):
 
     bitrate_bps: float = Field(gt=0)
     channels_per_event: int = Field(ge=1, le=3)
-    packet_overhead_bytes: int = Field(ge=0, description="preamble + access address + header + AdvA + CRC")
+    packet_overhead_bytes: int = Field(gt=0, description="preamble + access address + header + AdvA + CRC")
     max_payload_bytes: int = Field(gt=0)
-    ramp_up_us: float = Field(ge=0)
+    ramp_up_us: float = Field(gt=0)
     rx_listen_us: float = Field(ge=0, description="receive window after each advertising packet")
 
 
@@ -224,12 +228,12 @@ class RadioProfile(Strict):
     part: str
     kind: Literal["ble", "lora"]
     supply_V: float = Field(gt=0, le=5.5)
-    sleep_current_uA: float = Field(ge=0)
+    sleep_current_uA: float = Field(ge=0, description="0 when the radio is part of the MCU and its sleep is there")
     tx_current_uA: float = Field(gt=0)
     rx_current_uA: float = Field(gt=0)
     tx_power_dBm: float = Field(ge=-40, le=30)
-    startup_time_us: float = Field(ge=0)
-    startup_current_uA: float = Field(ge=0)
+    startup_time_us: float = Field(gt=0)
+    startup_current_uA: float = Field(gt=0)
     ble: BleParams | None = None
     lora: LoraParams | None = None
     sources: Sources = _sources()
@@ -295,12 +299,12 @@ class CellProfile(Strict):
     rated_current_mA: float = Field(gt=0)
     capacity_vs_load: list[Point] = Field(min_length=1, description="[current_mA, capacity_mAh] at 20 C")
     temperature_derating: list[Point] = Field(min_length=1, description="[temperature_C, capacity factor]")
-    pulse_derating: list[Point] = Field(min_length=1, description="[peak current_mA, capacity factor]")
     self_discharge_pct_per_year: float = Field(ge=0, le=100, description="at 20 C; doubles per +10 C")
     shelf_life_years: float | None = Field(None, gt=0, le=50, description="the cell's rated life; caps lifetimes")
     max_continuous_current_mA: float = Field(gt=0)
     max_pulse_current_mA: float = Field(gt=0)
-    internal_resistance_ohm: float = Field(ge=0)
+    internal_resistance_ohm: float = Field(
+        ge=0, le=1000, description="effective DC resistance under a pulse; the only pulse model (docs/power.md)")
     voltage_curve: list[Point] = Field(min_length=2, description="[depth of discharge 0..1, open-circuit V]")
     sources: Sources = _sources()
     notes: str = ""
@@ -311,19 +315,38 @@ class CellProfile(Strict):
             raise ValueError(f"impossible: cutoff_V {self.cutoff_V} is not below nominal_V {self.nominal_V}")
         if self.max_pulse_current_mA < self.max_continuous_current_mA:
             raise ValueError("impossible: max_pulse_current_mA is below max_continuous_current_mA")
-        for what in ("capacity_vs_load", "temperature_derating", "pulse_derating", "voltage_curve"):
+        for what in ("capacity_vs_load", "temperature_derating", "voltage_curve"):
             _check_sorted(getattr(self, what), what)
         for current, cap in self.capacity_vs_load:
             if current <= 0 or cap <= 0:
                 raise ValueError(f"capacity_vs_load: currents and capacities must be positive (got {current}, {cap})")
-        for what in ("temperature_derating", "pulse_derating"):
-            for x, factor in getattr(self, what):
-                if not 0 <= factor <= 1.2:
-                    raise ValueError(f"impossible: {what} factor {factor} at {x} is outside 0..1.2")
+        for x, factor in self.temperature_derating:
+            if not 0 <= factor <= 1.2:
+                raise ValueError(f"impossible: temperature_derating factor {factor} at {x} is outside 0..1.2")
         dods = [p[0] for p in self.voltage_curve]
         if dods[0] != 0 or dods[-1] != 1:
             raise ValueError("voltage_curve must run from depth of discharge 0 to 1")
+        if any(v <= 0 for _, v in self.voltage_curve):
+            raise ValueError("impossible: voltage_curve voltages must be positive")
+        self._check_rated_capacity()
         return self
+
+    def _check_rated_capacity(self) -> None:
+        """capacity_mAh must agree (5 %) with capacity_vs_load at rated_current_mA: one capacity, two forms."""
+        currents = [math.log(c) for c, _ in self.capacity_vs_load]
+        caps = [cap for _, cap in self.capacity_vs_load]
+        x = min(max(math.log(self.rated_current_mA), currents[0]), currents[-1])
+        table = caps[-1]
+        for (x0, y0), (x1, y1) in itertools.pairwise(zip(currents, caps, strict=True)):
+            if x0 <= x <= x1:
+                table = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+                break
+        if len(caps) == 1:
+            table = caps[0]
+        if abs(table / self.capacity_mAh - 1) > 0.05:
+            raise ValueError(
+                f"capacity_mAh {self.capacity_mAh:g} disagrees with capacity_vs_load, which gives {table:.0f} mAh "
+                f"at rated_current_mA {self.rated_current_mA:g} (more than 5 % apart): one of them is wrong")
 
 
 # ------------------------------------------------------------------------------------- device
@@ -344,13 +367,13 @@ class Behaviour(Strict):
 
     refractory_s: float = Field(10.0, ge=0, description="retriggerable hold-off: motion within it is merged")
     frames_per_event: int = Field(1, ge=1, le=100)
-    wake_active_ms: float = Field(2.0, ge=0, description="MCU awake per PIR pulse (ISR, debounce)")
+    wake_active_ms: float = Field(2.0, gt=0, description="MCU awake per PIR pulse (ISR, debounce)")
     capture_overhead_ms: float = Field(5.0, ge=0, description="MCU awake per frame besides the camera time")
     uplink: Literal["never", "on_detection", "always"] = "on_detection"
     detection_fraction: float = Field(0.3, ge=0, le=1, description="share of events the model flags")
     payload_bytes: int = Field(10, ge=0)
     uplink_repeats: int = Field(1, ge=1, le=100)
-    beacon_interval_s: float | None = Field(None, gt=0, description="periodic status packet (BLE adv / LoRa)")
+    beacon_interval_s: float | None = Field(None, gt=0, le=1e7, description="periodic status packet (BLE adv / LoRa)")
 
 
 class Environment(Strict):

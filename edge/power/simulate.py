@@ -6,8 +6,8 @@ event (capture, inference, optional uplink). Events are binned per day; the batt
 day by day: remaining charge R <- R (1 - k(T)) - q, where q is that day's load charge and k the
 temperature-dependent self-discharge. The cell is empty when the drawn charge reaches the
 usable capacity C x min(temperature factor, voltage limit); the crossing is interpolated within
-the day. C is the capacity at the run's mean load current x pulse derating x a Monte Carlo
-capacity factor. All runs are simulated together with numpy.
+the day. C is the capacity at the run's mean load current x a Monte Carlo capacity factor; pulses
+act only through the voltage limit (internal resistance, see battery.py). All runs are simulated together with numpy.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 from edge.power.battery import (
     capacity_at_load_mAh,
     peak_warnings,
-    pulse_factor,
     self_discharge_per_day,
     temperature_factor,
     voltage_dod_limit,
@@ -105,11 +104,11 @@ def _event_source(device: DeviceProfile, opts: SimOptions, base_dir: Path | None
 
 def _usable_capacity(model: DeviceModel, mean_uA: np.ndarray, m_cap: np.ndarray
                      ) -> tuple[np.ndarray, float, list[str]]:
-    """Capacity per run (load-dependent x pulse derating x Monte Carlo factor), the depth of discharge
+    """Capacity per run (load-dependent x Monte Carlo factor), the depth of discharge
     at which the peak load browns the device out, and warnings about the peaks."""
     cell, par, peak = model.cell, model.cells_in_parallel, model.peak
     capacity = capacity_at_load_mAh(cell, mean_uA / 1000.0 / par) * par
-    capacity = capacity * pulse_factor(cell, peak.battery_current_mA / par) * m_cap
+    capacity = capacity * m_cap
     dod_v = voltage_dod_limit(cell, peak.battery_current_mA / par, model.min_voltage_V / model.cells_in_series)
     warnings = peak_warnings(cell, [(p.state, p.battery_current_mA, p.duration_ms) for p in model.peaks], par)
     if dod_v < 0.98:

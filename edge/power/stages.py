@@ -19,6 +19,7 @@ from edge.power.cost import InferenceCost, estimate_file, layer_table_csv, layer
 from edge.power.device import DeviceModel, build_device
 from edge.power.durations import parse_duration_days
 from edge.power.gate import GateResult, evaluate, write_reports
+from edge.power.inputs import Range, check
 from edge.power.plots import plot_breakdown, plot_soc
 from edge.power.profiles import load_device, load_mcu, profile_path
 from edge.power.simulate import SimOptions, SimResult, simulate
@@ -60,6 +61,10 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
                      out_dir: Path) -> BatteryOutcome:
     """Simulate the configured device with this inference cost, judge the target and write the reports."""
     target_days = parse_duration_days(battery.min_lifetime, where="battery.min_lifetime")
+    check(inference_uJ, "inference energy_uJ", model_name)
+    check(inference_ms, "inference latency_ms", model_name)
+    if battery.event_rate_per_day is not None:
+        check(battery.event_rate_per_day, "battery.event_rate_per_day", "battery config", Range(0.0, True, 1e6))
     device = load_device(battery.device)
     if battery.frames_per_event is not None:
         behaviour = device.behaviour.model_copy(update={"frames_per_event": battery.frames_per_event})
