@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EDGE   := $(BIN)/edge
+# RUN, TARGET and build/$(TARGET)/model_int8.tflite are edge/paths.py's defaults (tests/test_paths.py
+# keeps them in step).
 RUN    ?= default
 TARGET ?= cortex-m
 PORT   ?=

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from edge.paths import DEFAULT_DEVICE
 from edge.power.device import build_device
 from edge.power.profiles import load_device
 from edge.power.simulate import SimOptions, simulate
@@ -29,7 +30,7 @@ def timed(fn, repeat: int = 1) -> tuple[float, float, object]:
 def main() -> None:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="camera-trap-nrf52840")
+    parser.add_argument("--device", default=DEFAULT_DEVICE)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--years", type=float, default=10.0, help="Monte Carlo horizon (the stage default)")
     args = parser.parse_args()

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge.paths import DEFAULT_RUN, DEFAULT_TARGET, RUNS_DIR, build_dir
+
 BUDGET_S = 60.0
 
 
@@ -48,8 +50,8 @@ def _temporary_run(root: Path, target: str) -> Path:
 def main() -> int:
     """Measure and print; exit 1 when the stage takes longer than its budget."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="default")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--run", default=DEFAULT_RUN)
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--target", default=None, help="target of the temporary run (a real run keeps its own)")
     args = parser.parse_args()
 
@@ -64,15 +66,15 @@ def main() -> int:
         s in json.loads(manifest_file.read_text()).get("stages", {}) for s in ("qat", "prune", "train"))
     if not has_model:
         tmp = tempfile.TemporaryDirectory()
-        run_dir = _temporary_run(Path(tmp.name), args.target or "cortex-m")
+        run_dir = _temporary_run(Path(tmp.name), args.target or DEFAULT_TARGET)
         print(f"no model in {manifest_file}: timing a random vit_lite_s (64x64x1, 800 test images) instead")
     config = json.loads((run_dir / "manifest.json").read_text())["config"]
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "edge", "stage", "export", "--run-dir", str(run_dir)],
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
-    build_root = Path(config["export"].get("build_dir") or run_dir.resolve().parent.parent / "build")
-    report_file = build_root / config["target"] / "report.json"
+    out = build_dir(config["target"], run_dir.resolve().parent, config["export"].get("build_dir"))
+    report_file = out / "report.json"
     if proc.returncode != 0:
         print(f"export failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-2:]}")
         if not report_file.is_file() or report_file.stat().st_mtime < time.time() - wall:

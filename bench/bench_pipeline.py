@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from edge.manifest import Manifest
+from edge.paths import DEFAULT_TARGET, RUNS_DIR
 from edge.pipeline import STAGE_NAMES
 
 BUDGET_S = {"train": 300.0, "export": 60.0}
@@ -27,8 +28,8 @@ def main() -> int:
     """Run (or read) the pipeline and print the stage-time table; exit 1 if a budget broke."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="bench")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--target", default="cortex-m")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
+    parser.add_argument("--target", default=DEFAULT_TARGET)
     parser.add_argument("--read-only", action="store_true", help="only report an existing run")
     args = parser.parse_args()
     run_dir = args.runs_dir / args.run

@@ -21,6 +21,7 @@ import torch
 
 from edge.config import PruneConfig
 from edge.manifest import Manifest
+from edge.paths import DEFAULT_RUN, RUNS_DIR
 from edge.training.data import load_dataset
 from edge.training.loop import set_threads, to_input
 from edge.training.models import load_model
@@ -44,8 +45,8 @@ def _trained_run(run_dir: Path, train_epochs: int) -> Manifest:
 def main() -> int:
     """Prune at each ratio and print the accuracy-vs-size table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="default")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--run", default=DEFAULT_RUN)
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--ratios", default="0.7,0.5,0.3,0.2,0.1", help="params keep ratios, comma-separated")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs after each step")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from edge.config import QATConfig
 from edge.manifest import Manifest
+from edge.paths import DEFAULT_RUN, RUNS_DIR
 from edge.training.data import load_dataset
 from edge.training.loop import set_threads, to_input
 from edge.training.models import load_model
@@ -43,8 +44,8 @@ def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repea
 def main() -> int:
     """Run both NNCF schemes on the run's model and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="default")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--run", default=DEFAULT_RUN)
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--epochs", type=int, default=1, help="QAT epochs per scheme")
     parser.add_argument("--train-images", type=int, default=1000, help="training images used for QAT")
     parser.add_argument("--threads", type=int, default=None)

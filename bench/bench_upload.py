@@ -27,7 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
+from edge.paths import exported_model
+
+DEFAULT_MODEL = exported_model()  # build/cortex-m/model_int8.tflite
 TARGET = 0.80
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edge import paths
 from edge.atomic import atomic_write_json, atomic_write_text
 from edge.config import RunConfig
 from edge.errors import ConfigError, ExportError
@@ -36,10 +37,8 @@ MODEL_STAGES = ("qat", "prune", "train")
 
 
 def build_dir(run: StageRun, config: RunConfig) -> Path:
-    """build/<target>/: under export.build_dir, else build/ next to the runs folder."""
-    runs_root = run.manifest.run_dir.resolve().parent.parent
-    root = Path(config.export.build_dir) if config.export.build_dir else runs_root / "build"
-    out = root / config.target
+    """build/<target>/: under export.build_dir, else build/ next to the runs folder (edge.paths)."""
+    out = paths.build_dir(config.target, run.manifest.run_dir.resolve().parent, config.export.build_dir)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -129,7 +128,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     (work / "model.onnx").replace(out / "model.onnx")
 
     started = time.perf_counter()
-    int_model = read_tflite(out / "model_int8.tflite")
+    int_model = read_tflite(out / paths.MODEL_INT8)
     require_full_integer(int_model)
     require_tflm_ops(int_model)
     float_model = read_tflite(out / "model_float.tflite")
@@ -137,7 +136,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:  # TFLM child runs while LiteRT/onnxruntime run here
-        tflm_job = pool.submit(check_tflm, out / "model_int8.tflite", work / "test_x.npy", work)
+        tflm_job = pool.submit(check_tflm, out / paths.MODEL_INT8, work / "test_x.npy", work)
         logits, onnx_info = _other_runtimes(out, work, spec, test_x, qat)
         tflm_info, logits["TFLM int8"] = tflm_job.result()
     timer("runtimes", started)
@@ -147,7 +146,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     rows = parity.parity_table(logits, reference, test_y)
     parity.plot_parity(logits, reference, out / "parity.png")
     tflm_row = next(r for r in rows if r["runtime"] == "TFLM int8")
-    out_scale = quant_params(read_tflite(out / "model_int8.tflite").io("output"))[0]
+    out_scale = quant_params(read_tflite(out / paths.MODEL_INT8).io("output"))[0]
     ties = parity.tie_analysis(logits["TFLM int8"], logits[reference], 4 * out_scale)
     ties["tflm_vs_float_top1"] = next(r for r in parity.parity_table(
         {"TFLM int8": logits["TFLM int8"], "PyTorch float": logits["PyTorch float"]}, "PyTorch float")
@@ -161,7 +160,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     if target.runtime == "vela":
         from edge.export.vela import compile_vela
 
-        vela = compile_vela(out / "model_int8.tflite", work / "vela", target.vela)
+        vela = compile_vela(out / paths.MODEL_INT8, work / "vela", target.vela)
         Path(vela["vela_model"]).replace(out / "model_int8_vela.tflite")
         vela["vela_model"] = "model_int8_vela.tflite"
         fit = check_fit(target, (out / "model_int8_vela.tflite").stat().st_size, vela["sram_bytes"], frame)
@@ -237,7 +236,7 @@ def _other_runtimes(out: Path, work: Path, spec: VitSpec, test_x: np.ndarray,
         info["qdq"] = onnx_check.describe_onnx(onnx_check.read_onnx(out / "model_int8.onnx"))
         logits["onnxruntime QDQ"] = onnx_check.run_onnx(out / "model_int8.onnx", x)
     logits["LiteRT float"] = parity.run_litert(out / "model_float.tflite", test_x)
-    logits["LiteRT int8"] = parity.run_litert(out / "model_int8.tflite", test_x)
+    logits["LiteRT int8"] = parity.run_litert(out / paths.MODEL_INT8, test_x)
     return logits, info
 
 
@@ -251,7 +250,7 @@ def _write_firmware(out: Path, model: Any, spec: VitSpec, arena_const: int, targ
         output_zero_point=out_zero, labels=spec.labels or [f"class_{i}" for i in range(spec.num_classes)],
         source=f"edge export (target {target})",
     )
-    data = (out / "model_int8.tflite").read_bytes()
+    data = (out / paths.MODEL_INT8).read_bytes()
     atomic_write_text(out / "model_data.h", c_array.render_header(info, len(data)))
     atomic_write_text(out / "model_data.cc", c_array.render_source(data, info))
 
@@ -290,7 +289,7 @@ def _gates(cfg: Any, tflm_row: dict[str, Any], sizes: dict[str, Any], pruned: bo
 
 
 def _record(run: StageRun, out: Path, data: dict[str, Any]) -> None:
-    for key, name in (("tflite_int8", "model_int8.tflite"), ("tflite_float", "model_float.tflite"),
+    for key, name in (("tflite_int8", paths.MODEL_INT8), ("tflite_float", "model_float.tflite"),
                       ("onnx", "model.onnx"), ("onnx_qdq", "model_int8.onnx"), ("c_source", "model_data.cc"),
                       ("c_header", "model_data.h"), ("report", "report.json"), ("report_md", "report.md"),
                       ("tflite_vela", "model_int8_vela.tflite"), ("parity_plot", "parity.png")):

@@ -32,6 +32,7 @@ from edge.export.pixels import INPUT_POINT, centred_pixels
 from edge.export.quant_ranges import clip_weights
 from edge.export.tf_vit import FOLDED_NORM, KERNEL_FIXED_SUFFIX, TfVit, load_weights
 from edge.export.tflite_strip import strip_for_mcu
+from edge.paths import MODEL_INT8
 from edge.quant_ranges import activation_points, read_ranges
 from edge.vit_spec import VitSpec
 
@@ -80,7 +81,7 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     int_model = converter.convert()
     if job.get("strip", True):
         int_model = strip_for_mcu(int_model)
-    atomic_write_bytes(out_dir / "model_int8.tflite", int_model)
+    atomic_write_bytes(out_dir / MODEL_INT8, int_model)
     info["timings_s"]["convert_int"] = round(time.perf_counter() - started, 3)
 
     points = activation_points(spec)

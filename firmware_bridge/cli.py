@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import ConfigError, DeviceError
+from edge.paths import DEFAULT_RUN, RUNS_DIR, exported_model
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
     from edge.firmware_bridge.smp_serial import Framing
 
-DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
+DEFAULT_MODEL = exported_model()  # build/cortex-m/model_int8.tflite
 DEFAULT_BAUD = 115200
 
 
@@ -75,7 +76,7 @@ def run_of_export(model: Path) -> str:
     """The run whose export wrote `model` (its folder's report.json names it), else 'default'."""
     from edge.export.report import exported_run
 
-    return exported_run(model.parent) or "default"
+    return exported_run(model.parent) or DEFAULT_RUN
 
 
 def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
@@ -158,7 +159,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(
             "no input tensor and no model to shape one", where="edge bench",
-            hint="pass --model build/cortex-m/model_int8.tflite or --input tensor.bin",
+            hint=f"pass --model {DEFAULT_MODEL} or --input tensor.bin",
         )
     with monitor_session(args) as probe, SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
         total=len(inputs) + 1, unit="inference", desc="bench", file=sys.stderr, disable=args.quiet
@@ -284,7 +285,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flash.add_argument("--sha256", help="expected sha256 (default: from runs/RUN/manifest.json if it lists the file)")
     flash.add_argument("--run", help="run whose manifest holds the model's sha256 (default: the run named in "
                        "report.json next to the model, else 'default')")
-    flash.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    flash.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     flash.add_argument("--quiet", action="store_true", help="no progress bar")
     flash.set_defaults(func=_cmd_flash)
 
