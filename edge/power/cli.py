@@ -70,16 +70,19 @@ def _run_inputs(args: argparse.Namespace) -> tuple[Path, dict]:
     return manifest.artifact("export", "tflite_int8"), dict(manifest.config.get("battery", {}))
 
 
-def _inference(args: argparse.Namespace, battery) -> tuple[float, float, str]:
-    """Energy (uJ) and latency (ms) of one inference: from --model via the cost model, or given."""
+def _inference(args: argparse.Namespace, battery):
+    """Energy (uJ), latency (ms), model name and source of one inference: cost model, or given."""
+    from edge.power.provenance import InferenceSource
     from edge.power.stages import profile_model
 
     if args.model is not None:
         cost = profile_model(args.model, battery)
-        return cost.energy_uJ, cost.latency_ms, str(args.model)
+        return cost.energy_uJ, cost.latency_ms, str(args.model), InferenceSource(
+            "estimated", f"cost model on {cost.mcu}, {cost.kernels} kernels")
     if args.inference_uj is None or args.inference_ms is None:
         raise ConfigError("give --model X.tflite, or both --inference-uJ and --inference-ms", where="edge battery")
-    return args.inference_uj, args.inference_ms, "(given inference cost)"
+    return args.inference_uj, args.inference_ms, "(given inference cost)", InferenceSource(
+        "given", "--inference-uJ/--inference-ms")
 
 
 def _evaluate(args: argparse.Namespace):
@@ -91,23 +94,29 @@ def _evaluate(args: argparse.Namespace):
         if args.model is None:
             args.model = model
     battery = _battery_config(args, base)
-    uj, ms, name = _inference(args, battery)
+    uj, ms, name, source = _inference(args, battery)
     out = args.out or (args.runs_dir / args.run / "battery-check" if args.run else Path("battery-report"))
-    outcome = evaluate_battery(battery, uj, ms, name, _out_dir(out))
+    outcome = evaluate_battery(battery, uj, ms, name, _out_dir(out), source)
     return outcome, out
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from edge.power.gate import headroom_line, inputs_line
+
     outcome, out = _evaluate(args)
     gate = outcome.gate
     for warning in gate.warnings:
         print(f"warning: {warning}")
     print(gate.message)
+    print(headroom_line(gate))
+    print(inputs_line(gate))
     print(f"reports: {out / 'junit.xml'}, {out / 'summary.md'}")
     return 0 if gate.passed else 1
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from edge.power.gate import headroom_line, inputs_line
+
     outcome, out = _evaluate(args)
     gate = outcome.gate
     for warning in gate.warnings:
@@ -117,7 +126,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     print(f"lifetime P5 {days(gate.lifetime_p5_days)}, P50 {days(gate.lifetime_p50_days)}, "
           f"P95 {days(gate.lifetime_p95_days)} ({outcome.sim.lifetimes_days.size} runs); "
-          f"average current {gate.avg_current_uA:.2f} uA")
+          f"average current {gate.p50_current_uA:.2f} uA (P50 run), {gate.avg_current_uA:.2f} uA "
+          f"({gate.current_run} run)")
+    print(headroom_line(gate))
+    print(inputs_line(gate))
     total = sum(gate.breakdown_mAh.values()) or 1.0
     for state, mah in sorted(gate.breakdown_mAh.items(), key=lambda kv: -kv[1]):
         print(f"  {state:15s} {mah:10.1f} mAh  {100 * mah / total:5.1f} %")

@@ -46,6 +46,19 @@ class SimOptions:
     chunk_days: int = 365
 
 
+@dataclass(frozen=True)
+class RunLoads:
+    """Per-run expected loads and capacity, for the analytic headroom (edge.power.headroom)."""
+
+    base_uA: np.ndarray  # sleep + beacons, battery side
+    event_uA: np.ndarray  # events at the run's rate (every motion taken as an event: an upper bound)
+    rate_per_day: np.ndarray  # the run's event rate
+    inference_uA: np.ndarray  # the inference part of event_uA
+    capacity_mAh: np.ndarray  # the run's capacity (load-dependent x Monte Carlo factor)
+    usable_fraction: float  # min(brown-out depth of discharge, coldest-day temperature factor)
+    self_discharge_per_day: float  # mean over the year's temperatures
+
+
 @dataclass
 class SimResult:
     """Lifetimes of every run and what the charge went into."""
@@ -64,6 +77,7 @@ class SimResult:
     warnings: list[str] = field(default_factory=list)
     capacity_mAh: float = 0.0  # usable capacity of the nominal run (before temperature)
     brownout_soc: float = 0.0  # state of charge at which the peak load browns the device out
+    loads: RunLoads | None = None
 
     def percentile_days(self, q: float) -> float:
         """Lifetime percentile in days (q in 0..100)."""
@@ -190,6 +204,12 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         ("inference", model.inference_energy_uJ), ("uplink", model.uplink_energy_uJ))}
     mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * model.event_charge_uC() * m_active / DAY_S
     capacity, dod_v, warnings = _usable_capacity(model, mean_uA, m_cap)
+    year = temperature_by_day(device, np.arange(366))
+    loads = RunLoads(
+        base_uA=(sleep_day + beacon_day) * 1000 / 24, event_uA=mean_uA - (sleep_day + beacon_day) * 1000 / 24,
+        rate_per_day=rate * m_rate, inference_uA=rate * m_rate * per_event["inference"] * 1000 / 24,
+        capacity_mAh=capacity, usable_fraction=float(min(dod_v, temperature_factor(model.cell, year).min())),
+        self_discharge_per_day=float(self_discharge_per_day(model.cell, year).mean()))
 
     total_days = int(np.ceil(opts.max_years * 365.25))
     shelf_days = model.cell.shelf_life_years * 365.25 if model.cell.shelf_life_years else None
@@ -255,4 +275,5 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         warnings=warnings,
         capacity_mAh=float(np.median(capacity)),
         brownout_soc=1.0 - dod_v,
+        loads=loads,
     )

@@ -19,9 +19,11 @@ from edge.power.cost import InferenceCost, estimate_file, layer_table_csv, layer
 from edge.power.device import DeviceModel, build_device
 from edge.power.durations import parse_duration_days
 from edge.power.gate import GateResult, evaluate, write_reports
+from edge.power.headroom import headroom
 from edge.power.inputs import Range, check
 from edge.power.plots import plot_breakdown, plot_soc
 from edge.power.profiles import load_device, load_mcu, profile_path
+from edge.power.provenance import InferenceSource, device_inputs, shelf_life_source
 from edge.power.simulate import SimOptions, SimResult, simulate
 
 
@@ -58,8 +60,11 @@ def sim_options(battery: BatteryConfig, target_days: float) -> SimOptions:
 
 
 def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: float, model_name: str,
-                     out_dir: Path) -> BatteryOutcome:
-    """Simulate the configured device with this inference cost, judge the target and write the reports."""
+                     out_dir: Path, inference: InferenceSource | None = None) -> BatteryOutcome:
+    """Simulate the configured device with this inference cost, judge the target and write the reports.
+
+    `inference` says where the inference figures come from (default: given, unverified)."""
+    inference = inference or InferenceSource("given", "inference figures given to evaluate_battery")
     target_days = parse_duration_days(battery.min_lifetime, where="battery.min_lifetime")
     check(inference_uJ, "inference energy_uJ", model_name)
     check(inference_ms, "inference latency_ms", model_name)
@@ -73,7 +78,13 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
     opts = sim_options(battery, target_days)
     sim = simulate(model, device, opts, base_dir=profile_path("devices", device.name).parent)
     horizon = float(sim.soc_days[-1]) if sim.censored.any() else opts.max_years * 365.25
-    gate = evaluate(sim, target_days, battery.confidence, device.name, model_name, horizon)
+    assert sim.loads is not None
+    room = headroom(sim.loads, target_days, battery.confidence, inference_uJ,
+                    battery.event_rate_per_day if battery.event_rate_per_day is not None
+                    else device.events.rate_per_day)
+    inputs = device_inputs(device, inference_uJ, inference_ms, inference, battery.event_rate_per_day)
+    gate = evaluate(sim, target_days, battery.confidence, device.name, model_name, horizon, headroom=room,
+                    inputs=inputs, horizon_note=_horizon_note(model, opts))
     files = {
         "soc_plot": plot_soc(sim, out_dir / "soc.png", f"{device.name}: state of charge", target_days),
         "breakdown_plot": plot_breakdown(sim, out_dir / "breakdown.png", f"{device.name}: where the charge goes"),
@@ -83,6 +94,17 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
     files["lifetime"] = out_dir / "lifetime.json"
     atomic_write_json(files["lifetime"], lifetime_json(gate, sim, model, battery, inference_uJ, inference_ms))
     return BatteryOutcome(sim, gate, files)
+
+
+def _horizon_note(model: DeviceModel, opts: SimOptions) -> str:
+    """Why the simulation stops where it does: the cell's rated shelf life (with its source) or max_years."""
+    shelf = model.cell.shelf_life_years
+    if shelf is not None and shelf <= opts.max_years:
+        return f"capped at the cell's rated shelf life of {shelf:g} y ({shelf_life_source('cells', model.cell.name)})"
+    text = f"simulated horizon battery.max_years = {opts.max_years:g} y (--max-years)"
+    if shelf is not None:
+        text += f"; the cell's rated shelf life is {shelf:g} y ({shelf_life_source('cells', model.cell.name)})"
+    return text
 
 
 def lifetime_json(gate: GateResult, sim: SimResult, model: DeviceModel, battery: BatteryConfig, inference_uJ: float,
@@ -162,7 +184,8 @@ def run_battery(run: StageRun, config: RunConfig) -> None:
     _record_profiles(run, config.battery)
     cost = profile.get("battery_mcu", profile)  # the device's MCU when the export target differs
     outcome = evaluate_battery(config.battery, float(cost["energy_uJ"]), float(cost["latency_ms"]),
-                               profile["model"], run.dir)
+                               profile["model"], run.dir, InferenceSource("estimated", f"cost model on {cost['mcu']}"
+                                                                          if "mcu" in cost else "cost model"))
     for key, path in outcome.files.items():
         run.output(key, path)
     g = outcome.gate
