@@ -18,7 +18,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from edge.config import DataConfig
+from edge.config import DEFAULT_IMAGE_SIZE, DataConfig
 from edge.training.loop import FitConfig, fit, to_input
 from edge.training.models import build_model
 from edge.training.synthetic import DEFAULT_RECIPE, generate
@@ -39,11 +39,11 @@ def main() -> int:
     recipe = dataclasses.replace(DEFAULT_RECIPE, **changes)
     cfg = DataConfig(n_train=args.n_train)
     start = time.perf_counter()
-    data = {split: generate(split, n, cfg.image_size, cfg.channels, cfg.seed, recipe, progress=False)
+    data = {split: generate(split, n, cfg.image_size or DEFAULT_IMAGE_SIZE, cfg.channels, cfg.seed, recipe, progress=False)
             for split, n in (("train", cfg.n_train), ("val", cfg.n_val))}
     took = time.perf_counter() - start
     print(f"generated {cfg.n_train} + {cfg.n_val} frames in {took:.1f} s; recipe changes: {changes}")
-    spec = family_spec(args.model, cfg.image_size, cfg.channels, 2)
+    spec = family_spec(args.model, cfg.image_size or DEFAULT_IMAGE_SIZE, cfg.channels, 2)
     torch.manual_seed(0)
     model = build_model(spec)
     train = (to_input(data["train"][0]), torch.as_tensor(data["train"][1]))

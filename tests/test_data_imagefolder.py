@@ -167,3 +167,78 @@ def test_unknown_scheme_suggests() -> None:
     with pytest.raises(DataError, match="'vww' needs a folder"):
         parse_source("vww:")
     assert parse_source("imagefolder:~/x")[1].endswith("/x") and "~" not in parse_source("imagefolder:~/x")[1]
+
+
+def test_users_own_split_is_kept(tmp_path: Path) -> None:
+    """train/ val/ test/ on top (any case, 'valid' too): each split read from its folder, nothing re-split."""
+    root = tmp_path / "tree"
+    make_tree(root / "train", {"cat": 7, "dog": 5})
+    make_tree(root / "Valid", {"cat": 2, "dog": 3}, seed=1)
+    make_tree(root / "test", {"cat": 4, "dog": 1}, seed=2)
+    built = build(_cfg(root), progress=False)
+    ds = built.dataset
+    assert ds.labels == ["cat", "dog"]
+    assert np.bincount(ds.train.y).tolist() == [7, 5]
+    assert np.bincount(ds.val.y).tolist() == [2, 3]
+    assert np.bincount(ds.test.y).tolist() == [4, 1]
+    assert built.info["split"] == "user folders: train=train/, val=Valid/, test=test/"
+    assert built.info["files"] == 22
+
+
+def test_missing_val_folder_is_cut_from_train(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    make_tree(root / "train", {"a": 10, "b": 10})
+    make_tree(root / "test", {"a": 2, "b": 2}, seed=1)
+    built = build(_cfg(root, val_fraction=0.2), progress=False)
+    ds = built.dataset
+    assert np.bincount(ds.val.y).tolist() == [2, 2] and np.bincount(ds.train.y).tolist() == [8, 8]
+    assert np.bincount(ds.test.y).tolist() == [2, 2]
+    assert any("no val/ folder: val split cut from train/ (data.val_fraction=0.2)" in n for n in built.notes)
+
+
+@pytest.mark.parametrize(
+    ("folders", "message"),
+    [
+        (["train", "val", "cat"], "folder names look like splits (train/, val/) but the tree is not a split tree "
+                                  "(other top-level folders: cat)"),
+        (["val", "test"], "folder names look like splits (test/, val/) but the tree is not a split tree "
+                          "(no train/ folder)"),
+        (["train", "training"], "two folders for the train split: train/ and training/"),
+    ],
+)
+def test_split_like_class_names_are_refused(tmp_path: Path, folders: list[str], message: str) -> None:
+    """A class tree whose classes are named like splits is never read silently as classes 'train', 'val'."""
+    root = tmp_path / "tree"
+    for name in folders:
+        make_tree(root / name, {"x": 2, "y": 2})
+    with pytest.raises(DataError) as err:
+        build(_cfg(root), progress=False)
+    assert message in str(err.value)
+    assert str(root) in str(err.value) and err.value.exit_code == 2
+
+
+def test_image_size_is_proposed_from_the_data(tmp_path: Path) -> None:
+    """data.image_size null: the median short side, rounded down to a multiple of 8, 16..64, recorded."""
+    root = tmp_path / "tree"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i, side in enumerate((30, 37, 41, 200)):
+            Image.fromarray(np.full((side, side + 5), 60 * i, np.uint8)).save(root / cls / f"{i}.png")
+    built = build(_cfg(root, image_size=None, val_fraction=0.25, test_fraction=0.25, n_calib=2), progress=False)
+    assert built.dataset.image_size == 32  # median of 30, 37, 41, 200 is 39 -> 32
+    assert built.info["image_size"]["px"] == 32
+    assert "median short side of 8 sampled images is 39 px -> 32 px" in built.info["image_size"]["from"]
+    assert any(note.startswith("image size 32 px proposed from the data") for note in built.notes)
+    assert build(_cfg(root, val_fraction=0.25, test_fraction=0.25, n_calib=2), progress=False).dataset.image_size == 24
+
+
+def test_digits_tree_is_a_users_split(tmp_path: Path) -> None:
+    """scikit-learn's digits written as an ImageFolder tree: 1,797 real images, 10 classes, split kept."""
+    from edge.training.digits import write_digits_imagefolder
+
+    root = write_digits_imagefolder(tmp_path / "digits", size=16)
+    built = build(DataConfig(source=f"imagefolder:{root}", channels=1, n_calib=50), progress=False)
+    ds = built.dataset
+    assert ds.labels == [str(d) for d in range(10)] and ds.image_size == 16
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (1259, 269, 269)
+    assert built.info["split"].startswith("user folders: train=train/")

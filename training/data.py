@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_path, atomic_write_json, sha256_json
-from edge.config import DataConfig, RunConfig
+from edge.config import DEFAULT_IMAGE_SIZE, DataConfig, RunConfig
 from edge.errors import DataError
 from edge.manifest import StageRun
 from edge.training.dataset import Built, Dataset, Split, load_dataset, save_dataset
@@ -83,7 +83,7 @@ def _build_synthetic(cfg: DataConfig, progress: bool) -> Built:
 
     splits = {}
     for name, n in (("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test)):
-        x, y = generate(name, n, cfg.image_size, cfg.channels, cfg.seed, progress=progress)
+        x, y = generate(name, n, cfg.image_size or DEFAULT_IMAGE_SIZE, cfg.channels, cfg.seed, progress=progress)
         splits[name] = Split(x, y)
     pick = calib_indices(splits["train"].y, cfg.n_calib, cfg.seed)
     splits["calib"] = Split(splits["train"].x[pick], splits["train"].y[pick])

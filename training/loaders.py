@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import DataConfig
+from edge.config import DEFAULT_IMAGE_SIZE, DataConfig
 from edge.errors import DataError
 from edge.training.dataset import Built, Dataset, Split
 from edge.training.images import IMAGE_SUFFIXES, Fit, corrupt_error, load_images
@@ -51,9 +51,9 @@ def _check_folder(root: Path, what: str) -> None:
 
 
 def _decode(root: Path, rel_paths: list[str], cfg: DataConfig, fit: Fit, progress: bool,
-            desc: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+            desc: str, size: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Decode images: (x, mask of readable ones, [(relative path, reason) of unreadable ones])."""
-    x, bad = load_images([root / rel for rel in rel_paths], cfg.image_size, cfg.channels, fit, progress, desc)
+    x, bad = load_images([root / rel for rel in rel_paths], size, cfg.channels, fit, progress, desc)
     keep = np.ones(len(rel_paths), dtype=bool)
     keep[[i for i, _ in bad]] = False
     return x, keep, [(rel_paths[i], reason) for i, reason in bad]
@@ -85,55 +85,164 @@ def _finish(splits: dict[str, Split], labels: list[str], cfg: DataConfig, notes:
     return Dataset.from_splits(splits, labels)
 
 
-def build_imagefolder(cfg: DataConfig, root: Path, progress: bool = True) -> Built:
-    """Load ROOT/<class>/**/<image> into a stratified train/val/test split."""
-    _check_folder(root, "image folder")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(classes) < 2:
-        found = f" ({', '.join(classes)})" if classes else ""
-        raise DataError(f"found {len(classes)} class folder(s){found}, need at least 2", where=str(root),
-                        hint="put each class's images in its own sub-folder: ROOT/cat/*.jpg, ROOT/dog/*.jpg")
+#: Top-level folder names that mean "the user's own split" (any case); value = our split name.
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def split_layout(root: Path) -> dict[str, Path] | None:
+    """The user's own split folders (`train/`, `val/`, `test/` on top, any case), or None for a plain tree.
+
+    A tree whose top-level folders are partly split names and partly other names is refused: it is
+    either a split tree with a stray folder or a class tree with classes named like splits, and
+    guessing would silently train on the wrong labels.
+    """
+    top = _subfolders(root)
+    named = [d for d in top if d.lower() in SPLIT_FOLDERS]
+    if not named:
+        return None
+    others = [d for d in top if d.lower() not in SPLIT_FOLDERS]
+    splits: dict[str, Path] = {}
+    for d in named:
+        split = SPLIT_FOLDERS[d.lower()]
+        if split in splits:
+            raise DataError(f"two folders for the {split} split: {splits[split].name}/ and {d}/", where=str(root),
+                            hint="keep one folder per split (train/, val/, test/)")
+        splits[split] = root / d
+    if others or "train" not in splits:
+        names = ", ".join(f"{d}/" for d in named)
+        raise DataError(
+            f"folder names look like splits ({names}) but the tree is not a split tree"
+            + (f" (other top-level folders: {', '.join(others)})" if others else " (no train/ folder)"),
+            where=str(root),
+            hint="for your own split put train/ (and val/, test/) on top with one folder per class inside each; "
+            "for a class-per-folder tree rename the classes that are named like splits")
+    return {name: splits[name] for name in ("train", "val", "test") if name in splits}
+
+
+def _list_class_images(folder: Path, classes: list[str], prefix: str) -> tuple[list[str], list[int], int, list[str]]:
+    """(relative paths, labels, non-image files, classes without images) of folder/<class>/**/<image>."""
     rel_paths: list[str] = []
     labels: list[int] = []
     ignored = 0
     empty = []
     for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        class_dir = folder / name
+        files = sorted(p for p in class_dir.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)) \
+            if class_dir.is_dir() else []
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         ignored += len(files) - len(images)
         if not images:
             empty.append(name)
-        rel_paths += [p.relative_to(root).as_posix() for p in images]
+        rel_paths += [prefix + p.relative_to(folder).as_posix() for p in images]
         labels += [index] * len(images)
-    if empty:
-        raise DataError(f"class folder(s) without images: {', '.join(empty)}", where=str(root),
-                        hint=f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}) or remove the empty folders")
-    x, keep, bad = _decode(root, rel_paths, cfg, "crop", progress, "imagefolder")
+    return rel_paths, labels, ignored, empty
+
+
+def _classes_of(root: Path, folders: list[Path]) -> list[str]:
+    classes = sorted({name for folder in folders for name in _subfolders(folder)})
+    if len(classes) < 2:
+        found = f" ({', '.join(classes)})" if classes else ""
+        where = ", ".join(str(f) for f in folders)
+        raise DataError(f"found {len(classes)} class folder(s){found}, need at least 2", where=where,
+                        hint="put each class's images in its own sub-folder: ROOT/cat/*.jpg, ROOT/dog/*.jpg "
+                        "(or ROOT/train/cat/*.jpg ... for your own split)")
+    return classes
+
+
+def proposed_image_size(paths: list[Path], sample: int = 200, cap: int = 64) -> tuple[int, str]:
+    """(image side, reason): the median short side of up to `sample` images (headers only), rounded
+    down to a multiple of 8 (the patch size), between 16 and `cap`."""
+    from PIL import Image
+
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+        except (OSError, ValueError):
+            continue  # unreadable files are reported by the decoder
+    if not sides:
+        return cap, f"no readable image header; {cap} px"
+    median = int(np.median(sides))
+    size = int(min(cap, max(16, median // 8 * 8)))
+    return size, f"median short side of {len(sides)} sampled images is {median} px -> {size} px " \
+                 f"(multiple of 8, 16..{cap}; set data.image_size to choose)"
+
+
+def build_imagefolder(cfg: DataConfig, root: Path, progress: bool = True) -> Built:
+    """Load ROOT/<class>/**/<image> (stratified train/val/test split), or the user's own split
+    ROOT/{train,val,test}/<class>/**/<image> (missing val/test are cut from train)."""
+    _check_folder(root, "image folder")
+    layout = split_layout(root)
+    folders = dict(layout) if layout else {"all": root}
+    classes = _classes_of(root, list(folders.values()))
+    rel_paths: list[str] = []
+    part_of: list[str] = []
+    labels: list[int] = []
+    ignored = 0
+    for part, folder in folders.items():
+        prefix = "" if part == "all" else folder.name + "/"
+        rels, ys, skipped_files, empty = _list_class_images(folder, classes, prefix)
+        if part in ("all", "train") and empty:
+            raise DataError(f"class folder(s) without images: {', '.join(empty)}", where=str(folder),
+                            hint=f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}) or remove the empty folders")
+        rel_paths += rels
+        labels += ys
+        part_of += [part] * len(rels)
+        ignored += skipped_files
+    notes = []
+    size, size_reason = (cfg.image_size, "data.image_size") if cfg.image_size else \
+        proposed_image_size([root / rel for rel in rel_paths])
+    if not cfg.image_size:
+        notes.append(f"image size {size} px proposed from the data: {size_reason}")
+    x, keep, bad = _decode(root, rel_paths, cfg, "crop", progress, "imagefolder", size)
     skipped = _settle_corrupt(bad, len(rel_paths), cfg, root)
     y = np.asarray(labels, dtype=np.int64)
-    x, y = _kept(x, keep), y[keep]
-    notes = []
+    parts_arr = np.asarray(part_of)
+    x, y, parts_arr = _kept(x, keep), y[keep], parts_arr[keep]
     if skipped:
         notes.append(f"{len(skipped)} unreadable images left out (data.skip_corrupt): see data/source.json")
-    counts = np.bincount(y, minlength=len(classes))
+    train_mask = np.isin(parts_arr, ["all", "train"])
+    counts = np.bincount(y[train_mask], minlength=len(classes))
     if (counts == 0).any():
         lost = [classes[i] for i in np.flatnonzero(counts == 0)]
-        raise DataError(f"no readable images left in class(es): {', '.join(lost)}", where=str(root))
+        raise DataError(f"no readable training images left in class(es): {', '.join(lost)}", where=str(root))
+    splits = _split(x, y, parts_arr, cfg, notes)
     notes += [f"class '{classes[i]}' has only {counts[i]} images: all in train"
-              for i in np.flatnonzero(counts < 3)]
-    parts = stratified_split(y, {"val": cfg.val_fraction, "test": cfg.test_fraction}, cfg.seed)
-    splits = {name: Split(x[idx], y[idx]) for name, idx in parts.items()}
+              for i in np.flatnonzero(counts < 3) if not layout]
     info: dict[str, Any] = {
         "source": "imagefolder",
         "path": str(root.resolve()),
         "classes": classes,
+        "split": "user folders: " + ", ".join(f"{k}={v.name}/" for k, v in folders.items()) if layout
+        else f"stratified, seed {cfg.seed}",
+        "image_size": {"px": size, "from": size_reason},
         "files": len(rel_paths),
         "ignored_non_images": ignored,
         "fingerprint": fingerprint(root, rel_paths),
         "corrupt_skipped": skipped,
     }
     return Built(_finish(splits, classes, cfg, notes), info, notes)
+
+
+def _split(x: np.ndarray, y: np.ndarray, parts: np.ndarray, cfg: DataConfig, notes: list[str]) -> dict[str, Split]:
+    """The train/val/test splits: the user's folders where given, the rest cut (stratified) from train."""
+    given = {name: np.flatnonzero(parts == name) for name in ("val", "test") if (parts == name).any()}
+    pool = np.flatnonzero(np.isin(parts, ["all", "train"]))
+    wanted = {name: getattr(cfg, f"{name}_fraction") for name in ("val", "test") if name not in given}
+    if "all" not in parts:
+        for name in wanted:
+            notes.append(f"no {name}/ folder: {name} split cut from train/ (data.{name}_fraction={wanted[name]})")
+    cut = stratified_split(y[pool], wanted, cfg.seed)
+    index = {name: pool[idx] for name, idx in cut.items()} | given
+    return {name: Split(x[idx], y[idx]) for name, idx in index.items()}
 
 
 def vww_labels(annotations: Path, min_area_fraction: float) -> list[tuple[str, int]]:
@@ -185,6 +294,7 @@ def build_vww(cfg: DataConfig, root: Path, progress: bool = True) -> Built:
     year, train_ann = _find_coco(root)
     val_ann = root / "annotations" / f"instances_val{year}.json"
     notes: list[str] = []
+    size = cfg.image_size or DEFAULT_IMAGE_SIZE
     records = {"train": vww_labels(train_ann, cfg.vww_min_area_fraction)}
     if val_ann.is_file():
         records["test"] = vww_labels(val_ann, cfg.vww_min_area_fraction)
@@ -197,7 +307,7 @@ def build_vww(cfg: DataConfig, root: Path, progress: bool = True) -> Built:
         folder = f"{'train' if part == 'train' else 'val'}{year}"
         rels = [f"{folder}/{name}" for name, _ in recs]
         rel_all += rels
-        x, keep, unreadable = _decode(root, rels, cfg, "stretch", progress, f"vww {folder}")
+        x, keep, unreadable = _decode(root, rels, cfg, "stretch", progress, f"vww {folder}", size)
         bad += unreadable
         loaded[part] = (_kept(x, keep), np.array([label for _, label in recs], dtype=np.int64)[keep])
     skipped = _settle_corrupt(bad, len(rel_all), cfg, root)
