@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class FitResult:
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     stopped_early: bool = False
+    stopped_by_time: bool = False
 
 
 def to_input(x: np.ndarray | torch.Tensor, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
@@ -121,12 +123,14 @@ def fit(
     stop_after_epochs: int | None = None,
     desc: str = "train",
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    max_seconds: float | None = None,
 ) -> FitResult:
     """Train `model` with AdamW + warmup/cosine, early stopping and optional distillation.
 
     `train`/`val` are (inputs, labels) tensors from `to_input`. With `checkpoint`, the state is saved
     atomically after every epoch; `resume=True` continues from it. `stop_after_epochs` ends this
-    call after that many epochs (simulates an interruption; the checkpoint stays resumable).
+    call after that many epochs (simulates an interruption; the checkpoint stays resumable), and so does
+    `max_seconds` (a time budget, checked after each epoch; `result.stopped_by_time` says it ended the call).
     """
     x_train, y_train = train
     steps = math.ceil(len(x_train) / cfg.batch_size)
@@ -142,6 +146,7 @@ def fit(
     if teacher is not None:
         teacher.eval()
 
+    started = time.monotonic()
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=desc, unit="batch", dynamic_ncols=True,
                disable=rank != 0)
     try:
@@ -168,6 +173,9 @@ def fit(
                 on_epoch(row)
             if done:
                 result.stopped_early = epoch + 1 < cfg.epochs
+                break
+            if max_seconds is not None and time.monotonic() - started > max_seconds and epoch + 1 < cfg.epochs:
+                result.stopped_by_time = True
                 break
     finally:
         bar.close()
@@ -237,6 +245,7 @@ def _load_checkpoint(path: Path | None, cfg: FitConfig, model: nn.Module, optimi
     """Restore a checkpoint written by `_save_checkpoint`: weights only (no pickled code runs), and only
     when the loop settings, the model structure and the run's data match (edge.resume)."""
     import pickle
+    import re
 
     from edge.atomic import remove_stale_temps
     from edge.resume import check_resumable, read_meta
@@ -248,8 +257,9 @@ def _load_checkpoint(path: Path | None, cfg: FitConfig, model: nn.Module, optimi
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ConfigError("checkpoint holds Python objects, not only tensors and numbers: refused, since loading "
-                          f"it could run code ({str(exc).splitlines()[0][:160]})", where=str(path),
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it would call {found.group(1)}" if found else "it holds Python objects, not only tensors and numbers"
+        raise ConfigError(f"checkpoint refused: {what}; loading it could run code", where=str(path),
                           hint="only resume checkpoints this edge wrote; delete it and train without --resume") from exc
     except Exception as exc:  # torch raises many types for a damaged file
         raise ConfigError(f"checkpoint is unreadable ({type(exc).__name__}: {str(exc)[:200]})", where=str(path),

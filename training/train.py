@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,11 +20,24 @@ from edge.training.models import SmallCNN, build_model, count_macs, count_params
 from edge.training.plots import plot_history
 from edge.vit_spec import family_spec
 
+#: Shortest schedule `epochs_for` gives (the built-in data set plateaus by epoch 15).
+MIN_EPOCHS = 15
 
-def fit_config(train: TrainConfig, **changes: Any) -> FitConfig:
-    """The loop settings of a TrainConfig (the distillation weights included)."""
+
+def epochs_for(train: TrainConfig, n_train: int) -> int:
+    """The schedule length: `train.epochs`, or (null) enough epochs for `train.target_steps` optimizer
+    steps on `n_train` images, between MIN_EPOCHS and `train.max_epochs`."""
+    if train.epochs is not None:
+        return train.epochs
+    steps_per_epoch = math.ceil(n_train / train.batch_size)
+    wanted = math.ceil(train.target_steps / steps_per_epoch)
+    return max(min(MIN_EPOCHS, train.max_epochs), min(train.max_epochs, wanted))
+
+
+def fit_config(train: TrainConfig, n_train: int, **changes: Any) -> FitConfig:
+    """The loop settings of a TrainConfig for `n_train` training images (the distillation weights included)."""
     base = FitConfig(
-        epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
+        epochs=epochs_for(train, n_train), batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
         warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
         patience=train.early_stop_patience, target_val_top1=train.target_val_top1, augment=train.augment,
         seed=train.seed, distill_alpha=train.distill.alpha, distill_temperature=train.distill.temperature,
@@ -86,14 +101,15 @@ def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
     train_xy = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
     val_xy = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     resume = bool(run.options.get("resume"))
-    cfg = fit_config(config.train)
+    cfg = fit_config(config.train, len(data.train))
+    max_seconds = config.train.max_minutes * 60 if config.train.max_minutes else None
 
     with carbon_tracker(config.train.carbon_country, run.metrics, run.notes):
         teacher = _teacher(run, config, spec, train_xy, val_xy, resume)
         torch.manual_seed(config.train.seed)
         model = build_model(spec)
         result = fit(model, train_xy, val_xy, cfg, teacher=teacher, checkpoint=run.dir / "checkpoint.pt",
-                     resume=resume, desc=f"train {spec.name}")
+                     resume=resume, desc=f"train {spec.name}", max_seconds=max_seconds)
 
     model.load_state_dict(result.best_state)
     test_top1, _, _ = evaluate(model, to_input(data.test.x, spec.input_mean, spec.input_std),
@@ -105,8 +121,27 @@ def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
         "val_top1": round(result.best_val_top1, 4), "test_top1": round(test_top1, 4),
         "params": count_params(model), "macs": count_macs(model, (spec.in_chans, spec.img_size, spec.img_size)),
         "float32_bytes": 4 * count_params(model), "epochs_run": len(result.history),
-        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "schedule_epochs": cfg.epochs,
+        "stopped_by_time_budget": result.stopped_by_time,
     })
+    _compare_with_baseline(run, data, result.best_val_top1, config.train.seed)
+
+
+def _compare_with_baseline(run: StageRun, data: Any, val_top1: float, seed: int) -> None:
+    """Fit the pixel baseline on the same split, record it, and warn loudly when the model does not beat it."""
+    from edge.training.baseline import fit_baseline
+
+    base = fit_baseline((data.train.x, data.train.y), (data.val.x, data.val.y), (data.test.x, data.test.y),
+                        seed=seed)
+    run.metrics.update({"baseline_val_top1": round(base.val_top1, 4), "baseline_test_top1": round(base.test_top1, 4),
+                        "baseline": base.description, "beats_baseline": val_top1 > base.val_top1})
+    if val_top1 <= base.val_top1:
+        message = (f"WARNING: the model (val top-1 {val_top1:.3f}) does not beat a {base.description} "
+                   f"(val top-1 {base.val_top1:.3f}). It has not learned what the data allows: train longer "
+                   f"(--set train.max_epochs / train.target_steps), try another data.image_size, or a teacher "
+                   f"(--set train.distill.teacher=cnn); see docs/data.md")
+        run.notes.append(message)
+        print(f"[edge] {message}", file=sys.stderr)
 
 
 def _teacher(run: StageRun, config: RunConfig, spec: Any, train_xy: Any, val_xy: Any, resume: bool) -> nn.Module | None:
@@ -118,7 +153,8 @@ def _teacher(run: StageRun, config: RunConfig, spec: Any, train_xy: Any, val_xy:
         SmallCNN(spec.in_chans, spec.num_classes) if kind == "cnn"
         else build_model(family_spec(kind, spec.img_size, spec.in_chans, spec.num_classes))
     )
-    cfg = fit_config(config.train, epochs=config.train.distill.teacher_epochs, label_smoothing=0.0)
+    cfg = fit_config(config.train, len(train_xy[1]), epochs=config.train.distill.teacher_epochs,
+                     label_smoothing=0.0)
     result = fit(teacher, train_xy, val_xy, cfg, checkpoint=run.dir / "teacher_checkpoint.pt",
                  resume=resume and (run.dir / "teacher_checkpoint.pt").is_file(), desc=f"teacher {kind}")
     teacher.load_state_dict(result.best_state)
