@@ -69,8 +69,8 @@ def main() -> int:
               f"{'val_top1':>8s} {'drop':>7s} {'rel drop':>8s} {'wall_s':>7s}")
     rows = []
     for ratio in (float(r) for r in args.ratios.split(",")):
-        cfg = PruneConfig(params_ratio=ratio, int8_ratio=None, steps=args.steps, finetune_epochs=args.epochs,
-                          final_epochs=args.final_epochs, importance=args.importance)
+        cfg = PruneConfig(params_ratio=ratio, int8_ratio=None, max_drop=None, steps=args.steps,
+                          finetune_epochs=args.epochs, final_epochs=args.final_epochs, importance=args.importance)
         start = time.perf_counter()
         result = iterative_prune(model, spec, train, val, cfg)
         before, after = result.steps[0], result.steps[-1]

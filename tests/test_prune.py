@@ -217,19 +217,25 @@ def test_pruned_model_exports_to_onnx_and_onnxruntime_agrees(tmp_path):
         np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=1e-4)
 
 
-def _tiny_run(tmp_path, **prune):
-    """A run directory with a finished data and train stage (tiny data, tiny model)."""
+def _tiny_run(tmp_path, val_from_model=False, **prune):
+    """A run directory with a finished data and train stage (tiny data, tiny model); `val_from_model`
+    labels the val split with the model's own predictions (val top-1 exactly 1 before pruning)."""
     from edge.config import RunConfig
     from edge.manifest import Manifest
     from edge.training.dataset import Dataset, Split, save_dataset
+    from edge.training.loop import to_input
 
     rng = np.random.default_rng(0)
     splits = {name: Split(rng.integers(0, 256, (n, 16, 16, 1), dtype=np.uint8), rng.integers(0, 3, n))
               for name, n in (("train", 48), ("val", 24), ("test", 12), ("calib", 8))}
+    if val_from_model:
+        with torch.no_grad():
+            own = tiny_model()(to_input(splits["val"].x)).argmax(1).numpy().astype(np.int64)
+        splits["val"] = Split(splits["val"].x, own)
     manifest = Manifest(tmp_path)
     config = RunConfig.model_validate({"prune": {"int8_ratio": None, "steps": 2, "finetune_epochs": 1,
                                                  "final_epochs": 0, "batch_size": 16, "importance_batches": 1,
-                                                 "min_embed_dim": 4, **prune}})
+                                                 "min_embed_dim": 4, "max_drop": None, **prune}})
     manifest.config = config.model_dump(mode="json")
     data = manifest.begin("data", "-")
     save_dataset(Dataset.from_splits(splits, ["a", "b", "c"]), data.output("dataset", data.dir / "dataset.npz"))
@@ -311,3 +317,35 @@ def test_edge_prune_end_to_end_on_a_small_run(tmp_path):
     assert metrics["params"] <= 0.3 * metrics["params_before"] and metrics["steps"] == 2
     model, spec = load_model(tmp_path / "small/prune/model.safetensors", tmp_path / "small/prune/model_spec.json")
     assert count_params(model) == metrics["params"] and all(b.num_heads >= 1 for b in spec.blocks)
+
+
+def test_accuracy_aware_pruning_stops_at_the_last_step_within_max_drop(tmp_path):
+    """max_drop 0: the first step that costs val top-1 is undone, the model before it is saved."""
+    from edge.manifest import Manifest
+    from edge.pipeline import run_stage_here
+
+    _tiny_run(tmp_path, val_from_model=True, params_ratio=0.2, steps=3, max_drop=0.0)
+    run_stage_here(tmp_path, "prune")
+    metrics = Manifest(tmp_path).stages["prune"].metrics
+    steps = json.loads((tmp_path / "prune/steps.json").read_text())
+    reference = steps[0]["val_top1"]
+    assert reference == 1.0
+    rejected = [s for s in steps if s.get("accepted") is False]
+    assert len(rejected) == 1 and rejected[0] is steps[-1] and reference - rejected[0]["val_top1"] > 0
+    kept = steps[-2]
+    assert all(reference - s["val_top1"] <= 0 for s in steps[1:-1])
+    assert metrics["reached_size_budget"] is False and metrics["kept_step"] == kept["step"]
+    assert metrics["params"] == kept["params"] > 0.2 * 5091
+    assert metrics["stop_reason"].startswith(f"step {rejected[0]['step']} lost ")
+    assert metrics["stop_reason"].endswith(f"kept the model of step {kept['step']}")
+    model, _ = load_model(tmp_path / "prune/model.safetensors", tmp_path / "prune/model_spec.json")
+    assert count_params(model) == kept["params"]
+
+
+def test_fine_tuning_follows_the_training_schedule():
+    from edge.config import PruneConfig
+    from edge.training.prune import finetune_epochs
+
+    assert finetune_epochs(PruneConfig(), 15) == (1, 3)
+    assert finetune_epochs(PruneConfig(), 45) == (3, 9)
+    assert finetune_epochs(PruneConfig(finetune_epochs=2, final_epochs=0), 45) == (2, 0)

@@ -58,6 +58,12 @@ class PruneResult:
     spec: VitSpec
     steps: list[dict[str, Any]] = field(default_factory=list)
     dropped_blocks: list[int] = field(default_factory=list)
+    stop_reason: str = ""
+
+    @property
+    def reached_budget(self) -> bool:
+        """Whether every step was kept (the model meets the size budget), or accuracy stopped it early."""
+        return all(step.get("accepted", True) for step in self.steps)
 
 
 def _importance_batches(train: Tensors, cfg: PruneConfig, step: int) -> list[Tensors]:
@@ -76,8 +82,21 @@ def _record(step: int, spec: VitSpec, val_pruned: float | None, val_top1: float,
     }
 
 
-def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors, cfg: PruneConfig) -> PruneResult:
-    """Prune a trained model in `cfg.steps` steps with distillation fine-tuning; `model` is left as is."""
+def finetune_epochs(cfg: PruneConfig, train_epochs: int) -> tuple[int, int]:
+    """(epochs after each step, extra epochs after the last): the config's, or (null) 1/15 and 3/15 of
+    the training schedule, so fine-tuning takes as many optimizer steps as the data needed to train."""
+    each = cfg.finetune_epochs if cfg.finetune_epochs is not None else max(1, round(train_epochs / 15))
+    final = cfg.final_epochs if cfg.final_epochs is not None else round(3 * train_epochs / 15)
+    return each, final
+
+
+def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors, cfg: PruneConfig,
+                    train_epochs: int = 15) -> PruneResult:
+    """Prune a trained model in `cfg.steps` steps with distillation fine-tuning; `model` is left as is.
+
+    With `cfg.max_drop`, a step whose fine-tuned val top-1 falls more than that below the trained
+    model's is undone and pruning stops there (unless the kept model breaks a hard limit)."""
+    each_epochs, final_epochs = finetune_epochs(cfg, train_epochs)
     budget, dims = budget_of(cfg), dims_of(cfg)
     if not 0 <= cfg.drop_blocks < len(spec.blocks):
         raise ConfigError(f"cannot drop {cfg.drop_blocks} of {len(spec.blocks)} blocks", where="prune.drop_blocks")
@@ -86,30 +105,53 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
     teacher = model.eval()
     student = copy.deepcopy(model)
     result = PruneResult(student, spec, [_record(0, spec, None, evaluate(teacher, *val)[0], 0, 0.0)])
+    reference_top1 = result.steps[0]["val_top1"]
     if cfg.drop_blocks:
         result.dropped_blocks = drop_blocks(student, cfg.drop_blocks, _importance_batches(train, cfg, 0))
     current = spec_of(student, spec)
     for step in range(1, cfg.steps + 1):
         started = time.perf_counter()
+        kept = copy.deepcopy(student) if cfg.max_drop is not None else None
         plan = final_plan if step == cfg.steps else solve_plan(shallow, budget.at_step(spec, step, cfg.steps), dims)
         plan = _between(plan, final_plan, current)
         torch.manual_seed(cfg.seed + step)
         prune_to(student, plan, cfg.importance, _importance_batches(train, cfg, step))
         current = spec_of(student, spec)
         pruned_top1 = evaluate(student, *val)[0]
-        epochs = cfg.finetune_epochs + (cfg.final_epochs if step == cfg.steps else 0)
+        epochs = each_epochs + (final_epochs if step == cfg.steps else 0)
         top1 = pruned_top1
         if epochs:
             fitted = fit(student, train, val, finetune_config(cfg, epochs), teacher=teacher,
                          desc=f"prune step {step}/{cfg.steps} fine-tune")
             student.load_state_dict(fitted.best_state)
             top1 = fitted.best_val_top1
-        result.steps.append(_record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started))
+        record = _record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started)
+        result.steps.append(record)
         tqdm.write(f"[prune] step {step}/{cfg.steps}: {count_params(student):,} params, "
                    f"val_top1 {pruned_top1:.4f} after pruning, {top1:.4f} after fine-tuning")
-    result.spec = current
-    _check_budget(current, spec, budget)
+        if kept is not None and reference_top1 - top1 > cfg.max_drop and _meets(spec_of(kept, spec), spec, cfg):
+            record["accepted"] = False
+            result.stop_reason = (f"step {step} lost {reference_top1 - top1:.4f} val top-1 (> prune.max_drop "
+                                  f"{cfg.max_drop}): kept the model of step {step - 1}")
+            tqdm.write(f"[prune] {result.stop_reason}")
+            student, current = kept, spec_of(kept, spec)
+            break
+    else:
+        result.stop_reason = "reached the size budget" + (
+            f" within prune.max_drop {cfg.max_drop}" if cfg.max_drop is not None else "")
+    result.model, result.spec = student, current
+    _check_budget(current, spec, budget if result.reached_budget else _hard_budget(cfg))
     return result
+
+
+def _hard_budget(cfg: PruneConfig) -> Budget:
+    """The absolute limits (MACs, flash, RAM) that hold even when accuracy stops the pruning early."""
+    return Budget(max_macs=cfg.max_macs, flash_bytes=cfg.flash_bytes, ram_bytes=cfg.ram_bytes)
+
+
+def _meets(candidate: VitSpec, base: VitSpec, cfg: PruneConfig) -> bool:
+    """Whether `candidate` meets the hard limits, so that pruning may stop at it."""
+    return all(measure(candidate) <= maximum for measure, maximum in _hard_budget(cfg).limits(base).values())
 
 
 def _between(plan: VitSpec, low: VitSpec, high: VitSpec) -> VitSpec:
@@ -144,7 +186,9 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     val = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     cfg = config.prune
     if cfg.enabled:
-        result = iterative_prune(model, spec, train, val, cfg)
+        from edge.training.train import epochs_for
+
+        result = iterative_prune(model, spec, train, val, cfg, epochs_for(config.train, len(data.train)))
     else:
         result = PruneResult(model, spec, [_record(0, spec, None, evaluate(model, *val)[0], 0, 0.0)])
         run.notes.append("prune.enabled is false: the trained model is passed through unchanged")
@@ -156,6 +200,10 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     plot_size_vs_accuracy(result.steps, run.output("plot", run.dir / "size_vs_accuracy.png"))
     run.metrics.update(stage_metrics(result.steps, evaluate(result.model, *val)[0]))
     run.metrics["dropped_blocks"] = result.dropped_blocks
+    run.metrics["reached_size_budget"] = result.reached_budget
+    run.metrics["stop_reason"] = result.stop_reason or "pruning disabled"
+    if not result.reached_budget:
+        run.notes.append(f"accuracy-aware pruning: {result.stop_reason}")
     run.metrics["test_top1"] = round(evaluate(result.model, to_input(data.test.x, spec.input_mean, spec.input_std),
                                               torch.as_tensor(data.test.y))[0], 4)
 
@@ -172,7 +220,7 @@ def _verify_rebuild(model: VitLite, weights: Any, spec_path: Any, x: torch.Tenso
 
 def stage_metrics(steps: list[dict[str, Any]], val_top1: float) -> dict[str, Any]:
     """Manifest metrics from the step records (first = unpruned, last = pruned)."""
-    before, after = steps[0], steps[-1]
+    before, after = steps[0], [step for step in steps if step.get("accepted", True)][-1]
     return {
         "params": after["params"], "macs": after["macs"], "float32_bytes": after["float32_bytes"],
         "int8_bytes_estimate": after["int8_bytes_estimate"], "ram_bytes_estimate": after["ram_bytes_estimate"],
@@ -181,5 +229,5 @@ def stage_metrics(steps: list[dict[str, Any]], val_top1: float) -> dict[str, Any
         "params_ratio": round(after["params"] / before["params"], 4),
         "macs_ratio": round(after["macs"] / before["macs"], 4),
         "embed_dim": after["embed_dim"], "heads": after["heads"], "mlp_hidden": after["mlp_hidden"],
-        "steps": len(steps) - 1,
+        "steps": len(steps) - 1, "kept_step": after["step"],
     }
