@@ -6,6 +6,7 @@ onnxruntime float and QDQ, LiteRT (ai-edge-litert) float and int8, TFLite Micro 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -118,10 +119,24 @@ def tie_analysis(logits: np.ndarray, reference: np.ndarray, threshold: float) ->
     margin = top2[:, 1] - top2[:, 0]
     differ = logits.argmax(axis=1) != reference.argmax(axis=1)
     decisive = margin >= threshold
+    agree = int((~differ).sum())
     return {
+        "images": len(differ),
+        "agreeing_images": agree,
+        "agreement_ci95": [round(v, 4) for v in wilson_interval(agree, len(differ))],
         "near_tie_threshold": round(float(threshold), 6),
         "disagreements": [{"index": int(i), "reference_margin": round(float(margin[i]), 6)}
                           for i in np.flatnonzero(differ)[:50]],
         "near_tie_images": int((~decisive).sum()),
         "decisive_top1_agreement": round(float(1 - differ[decisive].mean()), 4) if decisive.any() else None,
     }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95 % for z = 1.96); (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

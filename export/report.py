@@ -164,6 +164,7 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         f"TFLM int8 vs {data['agreement']['reference']}: top-1 agreement "
         f"**{data['agreement']['tflm_vs_qat_top1']:.4f}** on {data['agreement']['test_images']} images "
+        f"(95 % interval {data['agreement']['agreement_ci95'][0]:.3f}-{data['agreement']['agreement_ci95'][1]:.3f}) "
         f"(vs PyTorch float: {data['agreement']['tflm_vs_float_top1']:.4f}). "
         f"{len(data['agreement']['disagreements'])} disagreement(s), reference margins "
         f"{_margins(data['agreement']['disagreements'])}; "

@@ -175,8 +175,12 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
 
     sizes = _sizes(run, out, int_model.size_bytes, source)
     pruned = config.prune.enabled and "prune" in run.manifest.stages and source in ("qat", "prune")
+    reached = pruned and run.manifest.stages["prune"].metrics.get("reached_size_budget", True)
     if not pruned:
         run.notes.append("the model was not pruned: export.max_size_fraction was reported, not enforced")
+    elif not reached:
+        run.notes.append("pruning stopped on accuracy (prune.max_drop) before its size budget: "
+                         "export.max_size_fraction was reported, not enforced")
     report_data = report.build(
         target=target, source=source, spec=spec, int_model=int_model, float_model=float_model,
         convert=convert_info, torch=torch_info, onnx=onnx_info, tflm=tflm_info, arena_const=arena_const,
@@ -189,7 +193,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     report.write(out, report_data)  # written before the gates so a failed gate can be inspected
     bar.update(1)
     bar.close()
-    _gates(cfg, tflm_row, sizes, pruned, reference)
+    _gates(cfg, tflm_row, sizes, reached, reference, ties)
     _record(run, out, report_data)
 
 
@@ -274,18 +278,38 @@ def _sizes(run: StageRun, out: Path, int8_bytes: int, source: str) -> dict[str, 
     return sizes
 
 
-def _gates(cfg: Any, tflm_row: dict[str, Any], sizes: dict[str, Any], pruned: bool, reference: str) -> None:
-    if tflm_row["top1_agreement"] < cfg.min_tflm_agreement:
-        raise ExportError(
-            f"TFLite Micro int8 agrees with {reference} on only {tflm_row['top1_agreement']:.4f} of the test "
-            f"images (export.min_tflm_agreement is {cfg.min_tflm_agreement})",
-            where="report.json agreement", hint="check the calibrated points in report.md; QAT ranges help most")
+def _gates(cfg: Any, tflm_row: dict[str, Any], sizes: dict[str, Any], pruned: bool, reference: str,
+           ties: dict[str, Any]) -> None:
+    agreement = tflm_row["top1_agreement"]
+    if agreement < cfg.min_tflm_agreement:
+        raise ExportError(agreement_failure(agreement, cfg.min_tflm_agreement, reference, ties),
+                          where="export.min_tflm_agreement (report.json agreement)",
+                          hint=agreement_hint(cfg.min_tflm_agreement, ties))
     fraction = sizes.get("fraction_of_unpruned_float32")
     if cfg.max_size_fraction is not None and fraction is not None and pruned and fraction > cfg.max_size_fraction:
         raise ExportError(
             f"int8 model is {sizes['tflite_bytes']:,} B = {fraction:.1%} of the unpruned float32 model "
             f"({sizes['unpruned_float32_bytes']:,} B); the limit is {cfg.max_size_fraction:.0%}",
             where="export.max_size_fraction", hint="prune harder (prune.*) or raise export.max_size_fraction")
+
+
+def agreement_failure(agreement: float, minimum: float, reference: str, ties: dict[str, Any]) -> str:
+    """The gate's message: the agreement with its statistics (images, 95 % interval, decisive-margin agreement)."""
+    lo, hi = ties["agreement_ci95"]
+    return (f"TFLite Micro int8 agrees with {reference} on {agreement:.4f} of the test images "
+            f"({ties['agreeing_images']}/{ties['images']}, "
+            f"95 % interval {lo:.3f}-{hi:.3f}; {ties['near_tie_images']} near-tie image(s), agreement on the "
+            f"decisive rest {ties['decisive_top1_agreement']}); export.min_tflm_agreement is {minimum}")
+
+
+def agreement_hint(minimum: float, ties: dict[str, Any]) -> str:
+    """The likely fix for a failed agreement gate."""
+    n = ties["images"]
+    small = (f"with {n} test images one image is {1 / n:.1%}: add test images (data.test_fraction or a larger "
+             f"test/ folder) for a gate that can tell; " if n and 1 / n > 1 - minimum else "")
+    return (small + "the calibrated points in report.md are where int8 and QAT differ: give QAT more epochs "
+            "(qat.epochs) or int16 activations (qat.activation_bits=16); lower export.min_tflm_agreement "
+            "only if you accept that disagreement")
 
 
 def _record(run: StageRun, out: Path, data: dict[str, Any]) -> None:

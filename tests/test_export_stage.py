@@ -89,20 +89,46 @@ def test_export_after_qat_uses_its_ranges_and_reference(tmp_path: Path) -> None:
     assert report["agreement"]["tflm_vs_qat_top1"] >= 0.9
 
 
-def test_agreement_gate_fails_the_stage_with_exit_4(tmp_path: Path) -> None:
+def _ties(n: int, disagree: int) -> dict:
+    """tie_analysis of n two-class images, the first `disagree` of them flipped with a clear margin."""
+    from edge.export.parity import tie_analysis
+
+    reference = np.tile([[2.0, 0.0]], (n, 1))
+    logits = reference.copy()
+    logits[:disagree] = [0.0, 2.0]
+    return tie_analysis(logits, reference, threshold=0.1)
+
+
+def test_agreement_gate_states_its_statistics_and_fails_with_exit_4(tmp_path: Path) -> None:
     from edge.export.stage import _gates
 
     cfg = RunConfig().export
-    row = {"top1_agreement": 0.95}
     with pytest.raises(ExportError) as err:
-        _gates(cfg, row, {}, pruned=False, reference="PyTorch fake-quant (QAT)")
+        _gates(cfg, {"top1_agreement": 0.95}, {}, pruned=False, reference="PyTorch fake-quant (QAT)",
+               ties=_ties(200, 10))
     assert err.value.exit_code == 4
-    assert err.value.message == ("TFLite Micro int8 agrees with PyTorch fake-quant (QAT) on only 0.9500 of the test "
-                                 "images (export.min_tflm_agreement is 0.99)")
+    assert err.value.message == (
+        "TFLite Micro int8 agrees with PyTorch fake-quant (QAT) on 0.9500 of the test images (190/200, "
+        "95 % interval 0.910-0.973; 0 near-tie image(s), agreement on the decisive rest 0.95); "
+        "export.min_tflm_agreement is 0.99")
+    assert err.value.where == "export.min_tflm_agreement (report.json agreement)"
+    assert err.value.hint.startswith("the calibrated points in report.md")
+    with pytest.raises(ExportError) as small:  # one image of 60 is more than the 1 % the gate allows
+        _gates(cfg, {"top1_agreement": 59 / 60}, {}, pruned=False, reference="x", ties=_ties(60, 1))
+    assert small.value.hint.startswith("with 60 test images one image is 1.7%: add test images")
     sizes = {"tflite_bytes": 150_000, "unpruned_float32_bytes": 1_000_000, "fraction_of_unpruned_float32": 0.15}
-    _gates(cfg, {"top1_agreement": 1.0}, sizes, pruned=False, reference="x")  # not pruned: reported only
+    _gates(cfg, {"top1_agreement": 1.0}, sizes, pruned=False, reference="x", ties=_ties(10, 0))  # reported only
     with pytest.raises(ExportError, match=r"int8 model is 150,000 B = 15\.0% of the unpruned float32 model"):
-        _gates(cfg, {"top1_agreement": 1.0}, sizes, pruned=True, reference="x")
+        _gates(cfg, {"top1_agreement": 1.0}, sizes, pruned=True, reference="x", ties=_ties(10, 0))
+
+
+def test_wilson_interval() -> None:
+    from edge.export.parity import wilson_interval
+
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(792, 800)
+    assert (round(lo, 4), round(hi, 4)) == (0.9804, 0.9949)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0
 
 
 TINY_CONFIG = """
