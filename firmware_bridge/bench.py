@@ -104,19 +104,64 @@ def random_inputs(model: bytes, count: int, seed: int = 0) -> list[bytes]:
 
 
 def read_inputs(path: Path, model: bytes | None) -> list[bytes]:
-    """Inputs from a raw .bin (one tensor) or a .npy array ([N, ...] or one tensor)."""
-    if not path.exists():
-        raise ConfigError("input file not found", where=str(path))
-    if path.suffix == ".npy":
+    """Inputs from a raw .bin (one tensor) or a .npy array ([N, ...] or one tensor), checked against the
+    model's input: size, and values that fit its dtype (no silent wrap-around); ConfigError names the fault."""
+    if not path.is_file():
+        raise ConfigError("input file not found" if not path.exists() else "input is not a file", where=str(path))
+    spec = model_input_spec(model) if model is not None else None
+    if path.suffix != ".npy":
+        data = path.read_bytes()
+        if not data:
+            raise ConfigError("input file is empty", where=str(path))
+        if spec is not None:
+            size = int(np.prod(spec[0])) * spec[1].itemsize
+            if len(data) != size:
+                raise ConfigError(f"input is {len(data)} bytes; the model's input {list(spec[0])} {spec[1]} is "
+                                  f"{size} bytes", where=str(path), hint="a raw .bin holds exactly one input tensor")
+        return [data]
+    array = _load_npy(path)
+    if spec is None:
+        return [row.tobytes() for row in (array.reshape(1, -1) if array.ndim <= 1 else array.reshape(len(array), -1))]
+    shape, dtype = spec
+    per = int(np.prod(shape))
+    if array.size == 0 or array.size % per:
+        raise ConfigError(f"array {list(array.shape)} has {array.size} values, not a multiple of the model's input "
+                          f"{list(shape)} ({per} values)", where=str(path), hint="save [N, *input shape] arrays")
+    return [row.tobytes() for row in cast_checked(array, dtype, str(path)).reshape(-1, per)]
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
         array = np.load(path, allow_pickle=False)
-        if model is not None:
-            shape, dtype = model_input_spec(model)
-            per = int(np.prod(shape))
-            array = array.astype(dtype, copy=False).reshape(-1, per)
-        else:
-            array = array.reshape(1, -1) if array.ndim <= 1 else array.reshape(array.shape[0], -1)
-        return [row.tobytes() for row in array]
-    return [path.read_bytes()]
+    except ValueError as exc:  # object arrays (pickles) and malformed headers
+        raise ConfigError(f"not a plain numeric .npy array: {exc}", where=str(path),
+                          hint="save a numeric array with numpy.save (no Python objects)") from exc
+    except (OSError, EOFError) as exc:
+        raise ConfigError(f"cannot read .npy: {exc}", where=str(path)) from exc
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        kind = getattr(array, "dtype", type(array).__name__)
+        raise ConfigError(f"array of {kind} is not numeric", where=str(path), hint="save int8 or float values")
+    return array
+
+
+def cast_checked(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
+    """`array` as `dtype`, refusing values that would change: non-finite, fractional or out of range for an
+    integer dtype (numpy's cast would wrap 1000 to -24)."""
+    if array.dtype == dtype:
+        return array
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        values = array.astype(np.float64)
+        bad = ~np.isfinite(values) | (values < info.min) | (values > info.max) | (values != np.round(values))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ConfigError(f"value {float(array[index])!r} at index {list(index)} does not fit the model's {dtype} input "
+                              f"({info.min}..{info.max}, whole numbers); {int(bad.sum())} such values", where=where,
+                              hint=f"quantise the input first (int8 input = pixel - 128) or save it as {dtype}")
+    elif not np.isfinite(array.astype(np.float64)).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array.astype(np.float64)))[0])
+        raise ConfigError(f"non-finite value at index {list(index)}", where=where)
+    return array.astype(dtype)
 
 
 def local_results(model: bytes, inputs: list[bytes]) -> list[str]:

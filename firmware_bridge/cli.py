@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.argtypes import non_negative_int, positive_float, positive_int
 from edge.errors import ConfigError, DeviceError
-from edge.paths import DEFAULT_RUN, RUNS_DIR, exported_model
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
     from edge.firmware_bridge.smp_serial import Framing
 
-DEFAULT_MODEL = exported_model()  # build/cortex-m/model_int8.tflite
+DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
 DEFAULT_BAUD = 115200
 
 
@@ -25,8 +25,9 @@ def _add_port(parser: argparse.ArgumentParser) -> None:
         "--port", required=True,
         help="serial port or pyserial URL: /dev/ttyACM0, COM3, /dev/pts/N, socket://host:port, rfc2217://..., loop://",
     )
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
-    parser.add_argument("--timeout", type=float, default=5.0, help="base timeout per command, seconds (default 5)")
+    parser.add_argument("--baud", type=positive_int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
+    parser.add_argument("--timeout", type=positive_float, default=5.0,
+                        help="base timeout per command, seconds (default 5)")
 
 
 def _add_framing(parser: argparse.ArgumentParser) -> None:
@@ -50,12 +51,47 @@ def _framing(args: argparse.Namespace) -> Framing:
 
 
 def _read_model(path: Path) -> bytes:
-    if not path.is_file():
-        raise ConfigError(
-            "model file not found", where=str(path),
-            hint="build it with `make export TARGET=cortex-m` or pass --model PATH",
-        )
-    return path.read_bytes()
+    """A model file's bytes: missing, unreadable and oversized files are refused unread (exit 2)."""
+    from edge.export.tflite_inspect import read_model_bytes
+
+    return read_model_bytes(path, ConfigError)
+
+
+def checked_model(path: Path, force: bool = False) -> bytes:
+    """The bytes of a .tflite that TFLite Micro can run, checked before anything goes to a board.
+
+    Refuses (ConfigError, exit 2) a file that is not a sound TFLite flatbuffer (magic, size, bounds) or
+    has ops/types TFLM has no kernel for. `force` skips the checks after the file is read.
+    """
+    from edge.export.tflite_inspect import read_tflite
+    from edge.export.tflm_check import unsupported
+
+    data = _read_model(path)
+    if force:
+        print(f"warning: --force: {path} is sent without checking that it is a TFLite model", file=sys.stderr)
+        return data
+    hint = "nothing was sent to the board; pass a .tflite from `edge export` (or --force to send it anyway)"
+    try:
+        model = read_tflite(path, data, error=ConfigError)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=hint) from exc
+    problems = unsupported(model)
+    if problems:
+        raise ConfigError(f"TFLite Micro cannot run this model: {'; '.join(problems[:4])}"
+                          + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""),
+                          where=str(path), hint=hint)
+    return data
+
+
+def writable_file(path: Path, flag: str) -> Path:
+    """Check that `path` can be written as a file (not a folder, its folder exists) before any work."""
+    if path.is_dir():
+        raise ConfigError("is a folder; give a file name", where=f"{flag} {path}",
+                          hint=f"e.g. {flag} {path / 'bench.json'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"folder '{path.parent}' does not exist", where=f"{flag} {path}",
+                          hint="create it first or pick another path")
+    return path
 
 
 def manifest_sha256(model: Path, runs_dir: Path, run: str) -> str | None:
@@ -76,7 +112,7 @@ def run_of_export(model: Path) -> str:
     """The run whose export wrote `model` (its folder's report.json names it), else 'default'."""
     from edge.export.report import exported_run
 
-    return exported_run(model.parent) or DEFAULT_RUN
+    return exported_run(model.parent) or "default"
 
 
 def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
@@ -98,12 +134,13 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     from edge.firmware_bridge.transport import SerialLink
     from edge.firmware_bridge.upload import UploadOptions
 
-    data = _read_model(args.model)
+    data = checked_model(args.model, args.force)
+    wire = _framing(args)
     expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run or run_of_export(args.model))
     with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
             _progress_bar(len(data), args.model.name, args.quiet) as bar:
         stats = upload_file(
-            link, data, name=args.name, framing=_framing(args), expected_sha256=expected,
+            link, data, name=args.name, framing=wire, expected_sha256=expected,
             options=UploadOptions(chunk=args.chunk, resume=not args.no_resume), progress=bar.update,
         )
     source = "manifest" if expected else "local file"
@@ -126,10 +163,11 @@ def _flash_image(args: argparse.Namespace) -> int:
         raise ConfigError("image file not found", where=str(args.image),
                           hint="pass the signed MCUboot image of your firmware, e.g. build/zephyr/zephyr.signed.bin")
     data = args.image.read_bytes()
+    wire = _framing(args)
     mark = "confirm" if args.confirm else "test" if args.test else None
     with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
             _progress_bar(len(data), args.image.name, args.quiet) as bar:
-        stats = upload_image(link, data, source=str(args.image), framing=_framing(args),
+        stats = upload_image(link, data, source=str(args.image), framing=wire,
                              options=UploadOptions(chunk=args.chunk),
                              mark=mark, upgrade=args.upgrade, progress=bar.update)
     state = "; pending (permanent)" if stats.permanent else "; pending (test boot)" if stats.pending else ""
@@ -149,9 +187,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edge.firmware_bridge.power_monitor import monitor_session
     from edge.firmware_bridge.transport import SerialLink
 
-    model = _read_model(args.model) if args.model is not None else None
+    writable_file(args.json, "--json")
+    model = checked_model(args.model) if args.model is not None else None
     if args.model is None and DEFAULT_MODEL.is_file():
-        model = DEFAULT_MODEL.read_bytes()
+        model = checked_model(DEFAULT_MODEL)
     if args.input is not None:
         inputs = read_inputs(args.input, model)
     elif model is not None:
@@ -159,7 +198,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(
             "no input tensor and no model to shape one", where="edge bench",
-            hint=f"pass --model {DEFAULT_MODEL} or --input tensor.bin",
+            hint="pass --model build/cortex-m/model_int8.tflite or --input tensor.bin",
         )
     with monitor_session(args) as probe, SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
         total=len(inputs) + 1, unit="inference", desc="bench", file=sys.stderr, disable=args.quiet
@@ -223,7 +262,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     device = kind(board, baud=args.line_rate, faults=faults, store=args.store, target=args.target,
                   framing=_framing(args), **extra)
     if args.model is not None:
-        device.device.flash.write(MODEL_FILE, 0, _read_model(args.model))
+        device.device.flash.write(MODEL_FILE, 0, checked_model(args.model))
     monitor = None
     if args.power_monitor:
         if board is None:
@@ -280,13 +319,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "running one (img_mgmt 'upgrade')")
     flash.add_argument("--name", default="/lfs/model.tflite", help="file name on the device")
     _add_framing(flash)
-    flash.add_argument("--chunk", type=int, help="largest data bytes per request (default: from the device)")
+    flash.add_argument("--chunk", type=positive_int, help="largest data bytes per request (default: from the device)")
     flash.add_argument("--no-resume", action="store_true", help="always start at offset 0")
     flash.add_argument("--sha256", help="expected sha256 (default: from runs/RUN/manifest.json if it lists the file)")
     flash.add_argument("--run", help="run whose manifest holds the model's sha256 (default: the run named in "
                        "report.json next to the model, else 'default')")
-    flash.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
+    flash.add_argument("--runs-dir", type=Path, default=Path("runs"))
     flash.add_argument("--quiet", action="store_true", help="no progress bar")
+    flash.add_argument("--force", action="store_true", help="send --model even if it is not a TFLite model that "
+                       "TFLite Micro can run (checked before the board is touched)")
     flash.set_defaults(func=_cmd_flash)
 
     bench = subparsers.add_parser(
@@ -295,12 +336,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and compare each result with the model run locally in TFLite Micro.",
     )
     _add_port(bench)
-    bench.add_argument("--runs", type=int, default=10, help="timed inferences N (default 10)")
-    bench.add_argument("--warmup", type=int, default=2, help="warm-up inferences W (default 2)")
+    bench.add_argument("--runs", type=positive_int, default=10, help="timed inferences N (default 10)")
+    bench.add_argument("--warmup", type=non_negative_int, default=2, help="warm-up inferences W (default 2)")
     bench.add_argument("--model", type=Path, help=f"the flashed .tflite, for input shape and local check "
                        f"(default {DEFAULT_MODEL} if it exists)")
     bench.add_argument("--input", type=Path, help="input tensor: raw .bin or .npy ([N, ...] for N inputs)")
-    bench.add_argument("--inputs", type=int, default=8, help="random inputs to check when no --input (default 8)")
+    bench.add_argument("--inputs", type=positive_int, default=8,
+                       help="random inputs to check when no --input (default 8)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--energy-mode", action="store_true", help="26-byte db chunks, as behind the energy IO manager")
     bench.add_argument("--io-manager", action="store_true",
@@ -309,7 +351,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--io-timer", action="store_true",
                        help="with --io-manager: send `enable-timer%%` so the IO manager stamps the DUT's timestamp "
                        "GPIO (latency for energy-mode DUTs, which print no m-lap-us)")
-    bench.add_argument("--dut-baud", type=int, default=9600,
+    bench.add_argument("--dut-baud", type=positive_int, default=9600,
                        help="with --io-manager: IO manager <-> DUT baud rate, for timeouts only (default 9600)")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the JSON report")
     bench.add_argument("--trace", type=Path, help="current trace CSV (PPK2 or Otii export) taken during the run")
@@ -317,7 +359,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "what the --power-monitor supplies (default 3.3)")
     bench.add_argument("--marker", type=int, choices=range(8), metavar="0-7",
                        help="digital channel D0-D7 that is high during each inference")
-    bench.add_argument("--trace-inferences", type=int, help="inferences in the trace (when there is no marker)")
+    bench.add_argument("--trace-inferences", type=positive_int,
+                       help="inferences in the trace (when there is no marker)")
     bench.add_argument("--mcu", default="nrf52840", help="MCU profile for the cost-model energy (default nrf52840)")
     bench.add_argument("--power-monitor", metavar="PORT",
                        help="with --io-manager: an ST X-NUCLEO-LPM01A on this port powers the DUT and measures "
@@ -325,7 +368,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "(default 3.3)")
     bench.add_argument("--monitor-freq", default="1k", help="LPM01A sampling frequency (default 1k, as the "
                        "MLPerf Tiny runner)")
-    bench.add_argument("--monitor-baud", type=int, default=3686400, help="LPM01A port baud rate (default 3686400)")
+    bench.add_argument("--monitor-baud", type=positive_int, default=3686400,
+                       help="LPM01A port baud rate (default 3686400)")
     bench.add_argument("--power-on-wait", type=float, default=1.0,
                        help="seconds between the LPM01A's `pwr on` and `start`, for the DUT to boot (default 1)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -339,7 +383,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="An emulated board (MLPerf Tiny DUT + mcumgr SMP file server + TFLite Micro) on a "
         "pseudo-terminal. Prints the pty path on stdout; stop with Ctrl-C.",
     )
-    emu.add_argument("--line-rate", type=int, default=0, metavar="BAUD",
+    emu.add_argument("--line-rate", type=non_negative_int, default=0, metavar="BAUD",
                      help="emulate a UART at this baud rate (a pty has none; default: unlimited)")
     emu.add_argument("--model", type=Path, help="pre-flash this .tflite")
     _add_framing(emu)
@@ -350,15 +394,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="MCU profile (power_profiles/mcus/) whose cost model times inferences (default nrf52840)")
     emu.add_argument("--drop", type=float, default=0.0, help="probability a byte is dropped")
     emu.add_argument("--flip", type=float, default=0.0, help="probability a byte has a bit flipped")
-    emu.add_argument("--stall-every", type=int, default=0, help="stall after every N received bytes")
+    emu.add_argument("--stall-every", type=non_negative_int, default=0, help="stall after every N received bytes")
     emu.add_argument("--stall-s", type=float, default=0.0, help="stall length, seconds")
-    emu.add_argument("--disconnect-after", type=int, default=0, help="drop off the bus once, after N received bytes")
+    emu.add_argument("--disconnect-after", type=non_negative_int, default=0,
+                     help="drop off the bus once, after N received bytes")
     emu.add_argument("--disconnect-s", type=float, default=0.5, help="how long a disconnect lasts, seconds")
     emu.add_argument("--seed", type=int, default=0, help="fault injection seed")
     emu.add_argument("--io-manager", action="store_true",
                      help="serve an IO manager with the board (energy-mode firmware) behind it: "
                      "`dut <cmd>%%` passthrough, `[dut]: ` replies, enable-timer; SMP does not pass through")
-    emu.add_argument("--dut-line-rate", type=int, default=0, metavar="BAUD",
+    emu.add_argument("--dut-line-rate", type=non_negative_int, default=0, metavar="BAUD",
                      help="with --io-manager: pace the IO manager <-> DUT UART (real energy setups: 9600; "
                      "default unlimited)")
     emu.add_argument("--power-monitor", action="store_true",
