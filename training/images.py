@@ -23,12 +23,31 @@ Fit = Literal["crop", "stretch"]
 _HIGH_DEPTH = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 
 
+def _to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """uint8 from a 16-bit, 32-bit integer ('I') or float ('F') image.
+
+    The white point is the format's (16-bit: 65535), else the smallest of 1.0 (float only), 255 and
+    65535 that holds the data (float TIFFs are usually 0..1; 'I' often carries 8- or 16-bit data),
+    else the data's maximum; data with negative values is stretched from its minimum to its maximum.
+    """
+    values = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    if mode in _HIGH_DEPTH:
+        low, top = 0.0, _HIGH_DEPTH[mode]
+    elif low >= 0:
+        tops = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0)
+        low, top = 0.0, next((t for t in tops if high <= t), high)
+    else:
+        top = high
+    if top <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.clip((values - low) * (255.0 / (top - low)) + 0.5, 0, 255).astype(np.uint8)
+
+
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     """8-bit 'L' or 'RGB' from any PIL mode (palette, alpha, 16-bit, float, CMYK, 1-bit)."""
     if img.mode in _HIGH_DEPTH or img.mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        top = _HIGH_DEPTH.get(img.mode) or (255.0 if arr.max(initial=0) <= 255 else 65535.0)
-        img = Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), mode="L")
+        img = Image.fromarray(_to_8bit(np.asarray(img), img.mode), mode="L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # drop alpha by compositing over black
