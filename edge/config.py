@@ -29,7 +29,7 @@ PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -383,6 +383,14 @@ def check_settings(config: RunConfig, origin: str = "settings") -> RunConfig:
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{origin}: field 'target'", hint=exc.hint) from exc
     parse_duration_days(config.battery.min_lifetime, where=f"{origin}: field 'battery.min_lifetime'")
+    scheme, _, folder = config.data.source.partition(":")
+    if scheme.strip().lower() in ("imagefolder", "vww") and folder.strip():
+        path = Path(os.path.expanduser(folder.strip()))
+        if not path.is_dir():
+            raise ConfigError(f"folder '{folder.strip()}' {'is not a folder' if path.exists() else 'does not exist'}",
+                              where=f"{origin}: field 'data.source'",
+                              hint="the text after 'imagefolder:' or 'vww:' is a path, taken literally (spaces and # "
+                              "included); quote it in the shell")
     for kind, name, key in (("devices", config.battery.device, "device"), ("mcus", config.battery.mcu, "mcu")):
         if name is not None:
             try:
