@@ -155,8 +155,9 @@ def cast_checked(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
         bad = ~np.isfinite(values) | (values < info.min) | (values > info.max) | (values != np.round(values))
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ConfigError(f"value {float(array[index])!r} at index {list(index)} does not fit the model's {dtype} input "
-                              f"({info.min}..{info.max}, whole numbers); {int(bad.sum())} such values", where=where,
+            raise ConfigError(f"value {float(array[index])!r} at index {list(index)} does not fit the model's {dtype} "
+                              f"input ({info.min}..{info.max}, whole numbers); {int(bad.sum())} such values",
+                              where=where,
                               hint=f"quantise the input first (int8 input = pixel - 128) or save it as {dtype}")
     elif not np.isfinite(array.astype(np.float64)).all():
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(array.astype(np.float64)))[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ def _add_port(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=positive_int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
     parser.add_argument("--timeout", type=positive_float, default=5.0,
                         help="base timeout per command, seconds (default 5)")
+    parser.add_argument("--log", type=Path, metavar="FILE",
+                        help="write a timestamped transcript of the wire, both directions, to FILE")
 
 
 def _add_framing(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +84,15 @@ def checked_model(path: Path, force: bool = False) -> bytes:
                           + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""),
                           where=str(path), hint=hint)
     return data
+
+
+def _wire_log(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The `--log FILE` WireLog (checked before the port opens), or a null context."""
+    from edge.firmware_bridge.transport import WireLog
+
+    if args.log is None:
+        return contextlib.nullcontext()
+    return WireLog(writable_file(args.log, "--log"))
 
 
 def writable_file(path: Path, flag: str) -> Path:
@@ -137,7 +149,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     data = checked_model(args.model, args.force)
     wire = _framing(args)
     expected = args.sha256 or manifest_sha256(args.model, args.runs_dir, args.run or run_of_export(args.model))
-    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
+    with _wire_log(args) as log, SerialLink(args.port, args.baud, timeout_s=args.timeout, log=log) as link, \
             _progress_bar(len(data), args.model.name, args.quiet) as bar:
         stats = upload_file(
             link, data, name=args.name, framing=wire, expected_sha256=expected,
@@ -165,7 +177,7 @@ def _flash_image(args: argparse.Namespace) -> int:
     data = args.image.read_bytes()
     wire = _framing(args)
     mark = "confirm" if args.confirm else "test" if args.test else None
-    with SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, \
+    with _wire_log(args) as log, SerialLink(args.port, args.baud, timeout_s=args.timeout, log=log) as link, \
             _progress_bar(len(data), args.image.name, args.quiet) as bar:
         stats = upload_image(link, data, source=str(args.image), framing=wire,
                              options=UploadOptions(chunk=args.chunk),
@@ -200,7 +212,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             "no input tensor and no model to shape one", where="edge bench",
             hint="pass --model build/cortex-m/model_int8.tflite or --input tensor.bin",
         )
-    with monitor_session(args) as probe, SerialLink(args.port, args.baud, timeout_s=args.timeout) as link, tqdm(
+    with _wire_log(args) as log, monitor_session(args) as probe, \
+            SerialLink(args.port, args.baud, timeout_s=args.timeout, log=log) as link, tqdm(
         total=len(inputs) + 1, unit="inference", desc="bench", file=sys.stderr, disable=args.quiet
     ) as bar:
         dut = MlperfDut(link, energy_mode=args.energy_mode, io_manager=args.io_manager, io_timer=args.io_timer,

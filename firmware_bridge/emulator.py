@@ -37,6 +37,22 @@ DEVICE_NAME = "dut"
 VENDOR = "edge-emulator"
 MODEL_FILE = "/lfs/model.tflite"
 MAX_DB_INPUT_SIZE = 96 * 96 * 3  # the reference firmware's default buffer
+EE_CMD_SIZE = 80  # the reference firmware keeps the first 80 characters of a command
+DB_PRINT_PER_LINE = 8
+HELP = (  # ee_profile_parse's `help`, byte for byte (typos included)
+    f"{FW_VERSION}\r\n"
+    "\r\n"
+    "help         : Print this information\r\n"
+    "name         : Print the name of the device\r\n"
+    "timestsamp   : Generate a timetsamp\r\n"
+    "db SUBCMD    : Manipulate a generic byte buffer\r\n"
+    "  load N     : Allocate N bytes and set load counter\r\n"
+    "  db HH[HH]* : Load 8-bit hex byte(s) until N bytes\r\n"
+    "  print [N=16] [offset=0]\r\n"
+    "             : Print N bytes at offset as hex\r\n"
+    "infer N [W=0]: Load input, execute N inferences after W warmup loops\r\n"
+    "results      : Return the result fp32 vector\r\n"
+)
 SMP_BUF_SIZE = 2048
 SMP_BUF_COUNT = 4
 ARENA_BYTES = 512 * 1024
@@ -64,18 +80,29 @@ class ModelRunner:
         for _ in range(times):
             self.interpreter.invoke()
         elapsed = time.perf_counter() - start
-        raw = self.interpreter.get_output(0).reshape(-1)
+        return self._dequantize(self.interpreter.get_output(0).reshape(-1)), elapsed
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
         q = self.output["quantization_parameters"]
         if np.issubdtype(raw.dtype, np.integer) and len(q["scales"]):
-            values = (raw.astype(np.float64) - float(q["zero_points"][0])) * float(q["scales"][0])
-        else:
-            values = raw.astype(np.float64)
-        return values, elapsed
+            return dequantize_float32(raw, float(q["scales"][0]), int(q["zero_points"][0]))
+        return raw.astype(np.float32)
+
+    def idle_output(self) -> np.ndarray:
+        """The output before any inference: a zeroed tensor, dequantised (what th_results prints then)."""
+        return self._dequantize(np.zeros(int(np.prod(self.output["shape"])), dtype=self.output["dtype"]))
+
+
+def dequantize_float32(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integer outputs as the reference firmware dequantises them: `((float)q - zero_point) * scale` in
+    float32 (mlcommons/tiny DequantizeInt8ToFloat). Float64 arithmetic rounds differently for some
+    scales and then prints another `%0.3f` (-0.307 instead of -0.308)."""
+    return (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
 def format_results(values: np.ndarray) -> str:
-    """`m-results-[...]` exactly as the reference th_results prints it (%0.3f)."""
-    return "m-results-[" + ",".join(f"{float(v):0.3f}" for v in values) + "]"
+    """`m-results-[...]` exactly as the reference th_results prints it: each float32 value with %0.3f."""
+    return "m-results-[" + ",".join(f"{float(np.float32(v)):0.3f}" for v in values) + "]"
 
 
 @functools.lru_cache(maxsize=8)
@@ -387,8 +414,9 @@ class MlperfFirmware:
         self.flash = flash
         self.target = target
         self.model_file = model_file
-        self.buffer = bytearray()
-        self.buffer_size = 0
+        self.memory = bytearray(MAX_DB_INPUT_SIZE)  # gp_buff: kept across loads, as in the firmware
+        self.buffer_size = 0  # g_buff_size
+        self.buffer_pos = 0  # g_buff_pos
         self.last_results: np.ndarray | None = None
         self._runner: ModelRunner | None = None
         self._boot = time.monotonic()
@@ -452,12 +480,33 @@ class MlperfFirmware:
         if head == "infer":
             return self._infer(args)
         if head == "results":
-            if self.last_results is None:
-                return "e-[No results yet: run infer first]\r\n"
-            return format_results(self.last_results) + "\r\n"
+            return self._results()
         if head == "help":
-            return f"{FW_VERSION}\r\n"
+            return HELP
         return f"e-[Unknown command: {head}]\r\n"
+
+    def _results(self) -> str:
+        """th_results: the output tensor as it is; before any `infer` that is the zeroed arena, dequantised."""
+        if self.last_results is None:
+            runner = self.runner()
+            if runner is None:
+                return f"e-[No model at {self.model_file}: flash one first]\r\n"
+            self.last_results = runner.idle_output()
+        return format_results(self.last_results) + "\r\n"
+
+    def _db_print(self) -> str:
+        """`db print`: g_buff_size bytes of the buffer as `m-buffer-xx-xx-...` lines of 8 (its N/offset are ignored,
+        as in the reference), plus an empty line when the size is not a multiple of 8."""
+        out = []
+        for i in range(self.buffer_size):
+            if i % DB_PRINT_PER_LINE == 0:
+                out.append("m-buffer-")
+            out.append(f"{self.memory[i] if i < len(self.memory) else 0:02x}")
+            last = (i + 1) % DB_PRINT_PER_LINE == 0 or i + 1 == self.buffer_size
+            out.append("\r\n" if last else "-")
+        if self.buffer_size % DB_PRINT_PER_LINE:
+            out.append("\r\n")
+        return "".join(out)
 
     def _db(self, args: list[str]) -> str:
         if not args:
@@ -466,25 +515,25 @@ class MlperfFirmware:
             if len(args) < 2:
                 return "e-[Command 'db load' requires the # of bytes]\r\n"
             size = _atoi(args[1])
-            if size <= 0:
+            if size == 0:
                 return "e-[Command 'db load' must be >0 bytes]\r\n"
-            if size > MAX_DB_INPUT_SIZE:
-                return f"e-[Supplied buffer size {size} exceeds maximum of {MAX_DB_INPUT_SIZE}]\r\n"
-            self.buffer_size, self.buffer = size, bytearray()
+            self.buffer_size, self.buffer_pos = size, 0
+            if not 0 < size <= MAX_DB_INPUT_SIZE:  # size_t: a negative N is huge; %d prints it back negative
+                return f"Supplied buffer size {size} exceeds maximum of {MAX_DB_INPUT_SIZE}\n"
             return f"m-[Expecting {size} bytes]\r\n"
+        if args[0] == "print":
+            return self._db_print()
         digits = args[0]
         if len(digits) % 2:
             return "e-[Insufficent number of hex digits]\r\n"
         for i in range(0, len(digits), 2):
             pair = digits[i:i + 2]
-            try:
-                value = int(pair, 16)
-            except ValueError:
+            if any(ch not in "0123456789abcdefABCDEF" for ch in pair):
                 return f"e-[Invalid hex digit '{pair}']\r\n"
-            if len(self.buffer) >= self.buffer_size:
-                return ""
-            self.buffer.append(value)
-            if len(self.buffer) == self.buffer_size:
+            if self.buffer_pos < len(self.memory):  # the firmware would write past gp_buff; the emulator drops it
+                self.memory[self.buffer_pos] = int(pair, 16)
+            self.buffer_pos += 1
+            if self.buffer_pos == self.buffer_size:
                 return "m-load-done\r\n"
         return ""
 
@@ -501,13 +550,16 @@ class MlperfFirmware:
         runner = self.runner()
         if runner is None:
             return f"e-[No model at {self.model_file}: flash one first]\r\n"
-        if len(self.buffer) != runner.input_bytes:
-            return f"e-[Input buffer holds {len(self.buffer)} bytes, the model needs {runner.input_bytes}]\r\n"
+        held = min(self.buffer_pos, len(self.memory), runner.input_bytes)  # ee_get_buffer(buf, input bytes)
+        # th_load_tensor complains (bare LF, no e- prefix), then the stale tensor runs anyway
+        expected = runner.input_bytes
+        complaint = f"Input db has {held} elemented, expected {expected}\n" if held != expected else ""
+        tensor = bytes(self.memory[:runner.input_bytes])
         out = [f"m-warmup-start-{warmups}"]
         if warmups:
-            runner.run(bytes(self.buffer), warmups)
+            runner.run(tensor, warmups)
         out += ["m-warmup-done", f"m-infer-start-{runs}"]
-        values, host_s = runner.run(bytes(self.buffer), runs)
+        values, host_s = runner.run(tensor, runs)
         modelled = costmodel_estimate(bytes(self.flash.files[self.model_file]), self.target)
         elapsed_us = round(runs * modelled[0] * 1000) if modelled is not None else round(host_s * 1e6)
         # the emulated runs start now (after the host computed them) and take elapsed_us of device time;
@@ -521,7 +573,7 @@ class MlperfFirmware:
                 self.activity.inference(start, end, power_W)
         self.last_results = values
         out += [f"m-lap-us-{start}", f"m-lap-us-{end}", "m-infer-done", format_results(values)]
-        return "\r\n".join(out) + "\r\n"
+        return complaint + "\r\n".join(out) + "\r\n"
 
 
 def _atoi(text: str) -> int:
@@ -582,8 +634,6 @@ class EmulatedDevice:
                 command = self._command.decode("ascii", errors="replace")
                 self._command.clear()
                 out += self.mlperf.handle(command).encode()
-            elif len(self._command) < 80:
-                self._command.append(byte)
-            else:
-                self._command[79] = byte  # EE_CMD_SIZE: the firmware overwrites the last slot
+            elif len(self._command) < EE_CMD_SIZE:  # ee_serial_callback: later bytes land in slot 80, which the
+                self._command.append(byte)  # terminator then overwrites with NUL: the command is its first 80
         return bytes(out)

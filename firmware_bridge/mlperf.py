@@ -48,7 +48,7 @@ MAX_COMMAND = 80  # EE_CMD_SIZE: the firmware keeps at most 80 characters of a c
 READY = "m-ready"
 HEX_BYTES_PERFORMANCE = 31  # bytes per `db` command in the reference runner (26 in energy mode)
 HEX_BYTES_ENERGY = 26
-INFER_TIMEOUT_S = 30.0
+INFER_TIMEOUT_S = 30.0  # per reply line of `infer` (the warm-ups and the timed runs each end in a line)
 MAX_REPLY_LINES = 10_000
 REPLY_ALLOWANCE = 256  # bytes of reply a command may produce, for the wire-time part of its timeout
 MAX_LINE_CHARS = 4096
@@ -66,6 +66,8 @@ _ERROR = re.compile(r"^e-\[(?P<text>.*)\]$")
 _WARMUP = re.compile(r"^m-warmup-start-(?P<n>[0-9]{1,12})$")
 _INFER = re.compile(r"^m-infer-start-(?P<n>[0-9]{1,12})$")
 _TIMING = re.compile(r"^m-timing-\[(?P<value>[^\]]+)\]$")
+_OVERSIZE = re.compile(r"Supplied buffer size (?P<n>-?[0-9]+) exceeds maximum of (?P<max>[0-9]+)")
+SAID_LINES = 4  # reply lines quoted in an error
 
 
 class ProtocolError(DeviceError):
@@ -92,6 +94,20 @@ class InferReply:
         if self.laps_us is None:
             return None
         return (self.laps_us[1] - self.laps_us[0]) / self.runs / 1000.0
+
+
+def describe_reply(lines: list[str], partial: bytes = b"") -> str:
+    """What the device said, for an error message: its last lines, quoted, and any unterminated rest."""
+    shown = [line.strip() for line in lines if line.strip()][-SAID_LINES:]
+    text = ", ".join(repr(line[:100]) for line in shown)
+    if partial:
+        text += (", " if text else "") + f"unterminated {bytes(partial[:100])!r}"
+    return text or "nothing"
+
+
+def _missing(what: str, command: str, lines: list[str]) -> ProtocolError:
+    return ProtocolError(f"no '{what}' line in the reply to '{command}'; the device said: {describe_reply(lines)}",
+                         where="MLPerf Tiny DUT")
 
 
 def clean_lines(lines: list[str]) -> list[str]:
@@ -122,10 +138,9 @@ def parse_name(lines: list[str]) -> str:
         match = _NAME.match(line)
         if match:
             return match.group("vendor")
-    raise ProtocolError(
-        "no 'm-name-...-[...]' line in the reply to 'name'", where="MLPerf Tiny DUT",
-        hint="if this port is an IO manager (energy setup, the DUT behind it), add --io-manager",
-    )
+    error = _missing("m-name-...-[...]", "name", lines)
+    error.hint = "if this port is an IO manager (energy setup, the DUT behind it), add --io-manager"
+    raise ProtocolError(error.message, where=error.where, hint=error.hint)
 
 
 def parse_profile(lines: list[str]) -> dict[str, str]:
@@ -139,7 +154,7 @@ def parse_profile(lines: list[str]) -> dict[str, str]:
         if timing:
             found["timing"] = timing.group("value")
     if "profile" not in found:
-        raise ProtocolError("no 'm-profile-[...]' line in the reply to 'profile'", where="MLPerf Tiny DUT")
+        raise _missing("m-profile-[...]", "profile", lines)
     return found
 
 
@@ -147,7 +162,7 @@ def parse_lap(lines: list[str]) -> int:
     """Microseconds from the first `m-lap-us-<us>` line."""
     laps = parse_laps(lines)
     if not laps:
-        raise ProtocolError("no 'm-lap-us-<us>' line in the reply", where="MLPerf Tiny DUT")
+        raise _missing("m-lap-us-<us>", "timestamp", lines)
     return laps[0]
 
 
@@ -169,7 +184,7 @@ def parse_results(lines: list[str]) -> tuple[float, ...]:
         if match:
             values = _parse_floats(match.group("values"))
     if values is None:
-        raise ProtocolError("no 'm-results-[...]' line in the reply", where="MLPerf Tiny DUT")
+        raise _missing("m-results-[...]", "infer/results", lines)
     return values
 
 
@@ -194,7 +209,14 @@ def parse_load_expect(lines: list[str]) -> int:
         match = _EXPECT.match(line)
         if match:
             return int(match.group("n"))
-    raise ProtocolError("no 'm-[Expecting N bytes]' line in the reply to 'db load'", where="MLPerf Tiny DUT")
+        over = _OVERSIZE.search(line)
+        if over:  # the reference firmware's reply (no e- prefix, bare LF)
+            raise ProtocolError(
+                f"the device holds at most {over.group('max')} bytes per input (MAX_DB_INPUT_SIZE) and refused "
+                f"{over.group('n')}: {line.strip()!r}", where="MLPerf Tiny DUT",
+                hint="the model's input is larger than the firmware's buffer: rebuild the firmware with a larger "
+                "MAX_DB_INPUT_SIZE, or export a model with a smaller input")
+    raise _missing("m-[Expecting N bytes]", "db load", lines)
 
 
 def parse_infer(
@@ -210,11 +232,11 @@ def parse_infer(
     warm = [int(m.group("n")) for m in map(_WARMUP.match, cleaned) if m]
     if starts != [runs] or warm != [warmups]:
         raise ProtocolError(
-            f"expected m-warmup-start-{warmups} and m-infer-start-{runs}, got warmup {warm} and infer {starts}",
-            where="MLPerf Tiny DUT",
+            f"expected m-warmup-start-{warmups} and m-infer-start-{runs}, got warmup {warm} and infer {starts}; "
+            f"the device said: {describe_reply(lines)}", where="MLPerf Tiny DUT",
         )
     if "m-infer-done" not in cleaned:
-        raise ProtocolError("no 'm-infer-done' line in the reply to 'infer'", where="MLPerf Tiny DUT")
+        raise _missing("m-infer-done", "infer", lines)
     laps, source = parse_laps(cleaned), "dut"
     if not laps and timer_lines:
         laps, source = parse_laps(timer_lines), "io-manager timer"
@@ -312,10 +334,11 @@ class MlperfDut:
         self.io_lines: list[str] = []  # the IO manager's own lines during the last passthrough
         self._pending = bytearray()
 
-    def command(self, text: str, timeout_s: float | None = None) -> list[str]:
+    def command(self, text: str, timeout_s: float | None = None, *, per_line: bool = False) -> list[str]:
         """Send `text%` and return the reply lines up to and including `m-ready`.
 
-        The timeout (default: the link's, 5 s like the reference runner) grows with wire time.
+        The timeout (default: the link's, 5 s like the reference runner) grows with wire time; with
+        `per_line` it applies to each line (the reference runner's read_line), not to the whole reply.
         """
         timeout_s = self.link.timeout_s if timeout_s is None else timeout_s
         if len(text) > MAX_COMMAND or TERMINATOR in text:
@@ -327,18 +350,19 @@ class MlperfDut:
         timeout_s = self.link.payload_timeout(nbytes, timeout_s)
         if not self.io_manager:
             self.link.write((text + TERMINATOR).encode("ascii"))
-            return self.read_reply(text, timeout_s)
+            return self.read_reply(text, timeout_s, per_line=per_line)
         self.link.write(f"{PASSTHROUGH} {text}{TERMINATOR}".encode("ascii"))
-        return self.read_passthrough(text, timeout_s + 2.0 * wire_seconds(nbytes, self.dut_baud))
+        return self.read_passthrough(text, timeout_s + 2.0 * wire_seconds(nbytes, self.dut_baud), per_line=per_line)
 
-    def read_passthrough(self, command: str, timeout_s: float) -> list[str]:
+    def read_passthrough(self, command: str, timeout_s: float, *, per_line: bool = False) -> list[str]:
         """The IO manager's acknowledgement, then the DUT's lines up to `[dut]: m-ready`, unwrapped.
 
         The IO manager's own lines in between (timer stamps) are kept in `self.io_lines`.
         """
         deadline = time.monotonic() + timeout_s
         check_passthrough_ack(self.read_reply(f"{PASSTHROUGH} {command}", timeout_s, _bare_ready), command)
-        lines = self.read_reply(command, max(0.0, deadline - time.monotonic()), _dut_ready)
+        rest = timeout_s if per_line else max(0.0, deadline - time.monotonic())
+        lines = self.read_reply(command, rest, _dut_ready, per_line=per_line)
         dut, self.io_lines = split_passthrough(lines)
         return dut
 
@@ -348,8 +372,10 @@ class MlperfDut:
         lines = self.read_reply(text, self.link.payload_timeout(REPLY_ALLOWANCE), _bare_ready)
         return [line.strip() for line in lines[:-1] if line.strip()]
 
-    def read_reply(self, command: str, timeout_s: float, is_end: Callable[[str], bool] = _any_ready) -> list[str]:
-        """Collect lines until `is_end` (default: `m-ready`); bounded in time, line length and line count."""
+    def read_reply(self, command: str, timeout_s: float, is_end: Callable[[str], bool] = _any_ready, *,
+                   per_line: bool = False) -> list[str]:
+        """Collect lines until `is_end` (default: `m-ready`); bounded in time (the whole reply, or each line
+        with `per_line`), line length and line count."""
         lines: list[str] = []
         deadline = time.monotonic() + timeout_s
         while True:
@@ -358,6 +384,8 @@ class MlperfDut:
                 self._pending[:] = rest
                 line = raw.decode("utf-8", errors="replace")
                 lines.append(line)
+                if per_line:
+                    deadline = time.monotonic() + timeout_s
                 if is_end(line):
                     return lines
                 if len(lines) > MAX_REPLY_LINES:
@@ -366,12 +394,24 @@ class MlperfDut:
                 raise ProtocolError(f"reply line to '{command}' exceeds {MAX_LINE_CHARS} bytes", where=self.link.url)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DeviceError(
-                    f"no 'm-ready' within {timeout_s:.1f} s after '{command}' (got {len(lines)} lines)",
-                    where=self.link.url,
-                    hint="is MLPerf Tiny firmware running at this baud rate? try `--baud`",
-                )
+                raise self._silence(command, timeout_s, lines, per_line)
             self._pending.extend(self.link.read_some(min(remaining, 0.1)))
+
+    def _silence(self, command: str, timeout_s: float, lines: list[str], per_line: bool) -> DeviceError:
+        """The error for a reply that did not end in time: what arrived, and a hint that fits it."""
+        said = describe_reply(lines, bytes(self._pending))
+        received = b"\n".join(line.encode("utf-8", "replace") for line in lines) + bytes(self._pending)
+        if not received.strip():
+            hint = ("the device sent nothing: is MLPerf Tiny firmware running on this port? A board still booting "
+                    "answers later: raise --timeout (each command waits that long)")
+        elif received.count("\ufffd".encode()) * 4 > len(received) or b"\x00" in received:
+            hint = "the bytes are not text: is the baud rate right? try --baud"
+        else:
+            hint = ("the device answered but never said 'm-ready': is this MLPerf Tiny firmware? "
+                    "(`--log FILE` records the wire)")
+        within = f"{timeout_s:.1f} s of the previous line" if per_line else f"{timeout_s:.1f} s"
+        return DeviceError(f"no 'm-ready' within {within} after '{command}'; the device said: {said}",
+                           where=self.link.url, hint=hint)
 
     def sync(self, attempts: int = 3) -> str:
         """Flush stale input and confirm the device answers `name`; return its vendor string.
@@ -466,7 +506,7 @@ class MlperfDut:
         """`infer N W%` (both numbers always sent: the firmware's default W is 10)."""
         if runs < 1 or warmups < 0:
             raise ProtocolError(f"need runs >= 1 and warmups >= 0, got {runs} and {warmups}", where="host")
-        lines = self.command(f"infer {runs} {warmups}", max(timeout_s, self.link.timeout_s))
+        lines = self.command(f"infer {runs} {warmups}", max(timeout_s, self.link.timeout_s), per_line=True)
         raise_on_error(lines, "infer")
         if not self.io_manager:
             return parse_infer(lines, runs, warmups)

@@ -9,19 +9,81 @@ baud is not cut off by a timeout sized for a 20-byte command.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 import serial
 
 from edge.errors import DeviceError
 
 BITS_PER_BYTE = 10  # 8N1: start bit + 8 data bits + stop bit
+_ESCAPES = {10: "\\n", 13: "\\r", 9: "\\t", 92: "\\\\"}  # how a wire log writes LF, CR, TAB and backslash
 
 
 def wire_seconds(nbytes: int, baud: int) -> float:
     """Seconds that `nbytes` take on a UART at `baud` (8N1)."""
     return nbytes * BITS_PER_BYTE / baud
+
+
+class WireLog:
+    r"""A timestamped transcript of the wire, both directions, one line per message:
+
+        `   0.001234 > name%`          bytes the host wrote
+        `   0.004567 < m-ready\r\n`    bytes the device sent (split after each LF)
+
+    Seconds since the log opened; bytes outside printable ASCII are escaped (`\r`, `\n`, `\xNN`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self.handle: TextIO = open(path, "w", encoding="ascii", newline="\n")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise DeviceError(f"cannot write the wire log: {exc.strerror}", where=str(path)) from exc
+        self.path = Path(path)
+        self.start = time.monotonic()
+        self._rx = bytearray()
+        self._rx_at = 0.0
+
+    def sent(self, data: bytes) -> None:
+        """Record bytes the host wrote (after any device bytes still pending)."""
+        self._flush_rx()
+        self._line(time.monotonic(), ">", data)
+
+    def received(self, data: bytes) -> None:
+        """Record bytes the device sent; a line is written per LF (partial lines wait for more)."""
+        if not self._rx:
+            self._rx_at = time.monotonic()
+        self._rx += data
+        while b"\n" in self._rx:
+            line, _, rest = bytes(self._rx).partition(b"\n")
+            self._line(self._rx_at, "<", line + b"\n")
+            self._rx[:] = rest
+            self._rx_at = time.monotonic()
+
+    def close(self) -> None:
+        """Write what is pending and close the file."""
+        if not self.handle.closed:
+            self._flush_rx()
+            self.handle.close()
+
+    def __enter__(self) -> WireLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _flush_rx(self) -> None:
+        if self._rx:
+            self._line(self._rx_at, "<", bytes(self._rx))
+            self._rx.clear()
+
+    def _line(self, at: float, direction: str, data: bytes) -> None:
+        text = "".join(_ESCAPES.get(b, chr(b) if 32 <= b < 127 else f"\\x{b:02x}") for b in data)
+        self.handle.write(f"{at - self.start:11.6f} {direction} {text}\n")
+        self.handle.flush()
 
 
 class SerialLink:
@@ -35,6 +97,7 @@ class SerialLink:
         timeout_s: float = 5.0,
         open_retries: int = 3,
         retry_delay_s: float = 0.5,
+        log: WireLog | None = None,
     ) -> None:
         if baud <= 0:
             raise DeviceError(f"baud rate must be positive, got {baud}", where="--baud")
@@ -46,6 +109,7 @@ class SerialLink:
         self.port: serial.SerialBase | None = None
         self.bytes_written = 0
         self.bytes_read = 0
+        self.log = log  # a WireLog records every byte both ways (`--log FILE`)
 
     def open(self) -> SerialLink:
         """Open the port, retrying a few times (a board that is re-enumerating after a reset)."""
@@ -105,6 +169,8 @@ class SerialLink:
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"write failed: {exc}", where=self.url, hint="the device disconnected?") from exc
         self.bytes_written += len(data)
+        if self.log is not None:
+            self.log.sent(data)
 
     def read_some(self, wait_s: float) -> bytes:
         """Whatever arrives within `wait_s` seconds (possibly b''), without blocking longer."""
@@ -114,19 +180,22 @@ class SerialLink:
             while True:
                 waiting = port.in_waiting
                 if waiting:
-                    data = port.read(waiting)
-                    self.bytes_read += len(data)
-                    return data
+                    return self._got(port.read(waiting))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return b""
                 port.timeout = min(remaining, 0.05)
                 data = port.read(1)
                 if data:
-                    self.bytes_read += 1
-                    return data
+                    return self._got(data)
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"read failed: {exc}", where=self.url, hint="the device disconnected?") from exc
+
+    def _got(self, data: bytes) -> bytes:
+        self.bytes_read += len(data)
+        if self.log is not None:
+            self.log.received(data)
+        return data
 
     def drain_input(self, quiet_s: float = 0.05, max_s: float = 1.0) -> bytes:
         """Read and return pending input until the line is quiet for `quiet_s` seconds."""
