@@ -62,9 +62,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         settings=settings)
 
 
+def _options(text: str | None) -> dict[str, Any] | None:
+    """`edge stage --options JSON`: a JSON object of run-time options."""
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not JSON: {exc}", where="--options") from exc
+    if not isinstance(options, dict):
+        raise ConfigError(f"a JSON object is expected, not {type(options).__name__}", where="--options")
+    return options
+
+
 def _cmd_stage(args: argparse.Namespace) -> int:
     try:
-        run_stage_here(args.run_dir, args.name, json.loads(args.options) if args.options else None)
+        run_stage_here(args.run_dir, args.name, _options(args.options))
     except KeyboardInterrupt:
         hint = " Finished epochs are checkpointed: continue with `edge train --resume`." if args.name == "train" else ""
         print(f"interrupted: stage '{args.name}' did not finish and recorded nothing.{hint}", file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import sha256_json
-from edge.config import RunConfig
+from edge.config import RunConfig, validate_settings
 from edge.errors import ConfigError
 from edge.manifest import Manifest
 
@@ -74,7 +74,7 @@ def config_fingerprint(config: RunConfig, spec: StageSpec) -> str:
 def run_stage_here(run_dir: Path, name: str, options: dict[str, Any] | None = None) -> None:
     """Run one stage in this process and commit its record (used by the child process)."""
     manifest = Manifest(run_dir)
-    config = RunConfig.model_validate(manifest.config)
+    config = validate_settings(manifest.config, f"{manifest.file}: config")
     spec = stage_spec(name)
     func = _load(spec.entry)
     run = manifest.begin(name, config_fingerprint(config, spec))

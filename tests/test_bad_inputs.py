@@ -180,6 +180,7 @@ MANIFESTS: dict[str, bytes] = {
                      b'"wall_s": 1}}}',
     "m-record-missing": b'{"schema": 1, "stages": {"train": {"name": "train", "config_sha256": "x"}}}',
     "m-saved-bad": b'{"schema": 1, "settings": {"train": {"epochs": 0}}}',
+    "m-config-bad": b'{"schema": 1, "config": {"train": {"epochs": true}}}',
 }
 MANIFEST_ROWS = [
     row("manifest-list", "config --runs-dir {tmp}/runs --run m-list", 2, "m-list/manifest.json",
@@ -200,6 +201,12 @@ MANIFEST_ROWS = [
         "field 'stages.train.", "Field required"),
     row("manifest-saved-settings", "config --runs-dir {tmp}/runs --run m-saved-bad", 2,
         "the run's saved settings", "field 'train.epochs'"),
+    row("stage-config-bad", "stage train --run-dir {tmp}/runs/m-config-bad", 2,
+        "m-config-bad/manifest.json: config", "field 'train.epochs'", "boolean"),
+    row("stage-options-not-json", ["stage", "data", "--run-dir", "{tmp}/runs/m-list", "--options", "{nope"], 2,
+        "--options: not JSON"),
+    row("stage-options-list", ["stage", "data", "--run-dir", "{tmp}/runs/m-list", "--options", "[1]"], 2,
+        "--options: a JSON object is expected, not list"),
     row("manifest-is-folder", "config --runs-dir {tmp}/runs --run m-folder", 2, "m-folder/manifest.json",
         "cannot read the run manifest"),
 ]

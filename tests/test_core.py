@@ -126,3 +126,16 @@ def test_config_file_round_trips(tmp_path):
     atomic_write_json(path, {"train": {"epochs": 5}})  # JSON is YAML
     assert load_config(path).train.epochs == 5
     assert json.loads(path.read_text()) == {"train": {"epochs": 5}}
+
+
+def test_status_marks_a_stage_whose_output_changed(tmp_path, capsys):
+    from edge.cli import main
+
+    manifest = Manifest(tmp_path / "run")
+    _stage_with_output(manifest, "train", b"weights")
+    assert main(["status", "--runs-dir", str(tmp_path), "--run", "run"]) == 0
+    assert "STALE" not in capsys.readouterr().out
+    (tmp_path / "run/train/out.bin").write_bytes(b"other weights")
+    assert main(["status", "--runs-dir", str(tmp_path), "--run", "run"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("train"))
+    assert "[STALE: output 'out' is missing or changed; rerun with `edge run --until train`]" in line
