@@ -44,10 +44,17 @@ def dims_of(cfg: PruneConfig) -> Dims:
     return Dims(heads=cfg.heads, mlp=cfg.mlp, embed=cfg.embed, min_embed=cfg.min_embed_dim)
 
 
-def finetune_config(cfg: PruneConfig, epochs: int) -> FitConfig:
-    """Loop settings of one fine-tuning round (no warm-up: the weights are already trained)."""
+#: With prune.max_drop, a step may fine-tune up to this many times its epochs to get back within the
+#: drop (it stops as soon as it is), before it counts as too costly.
+RECOVERY_FACTOR = 3
+
+
+def finetune_config(cfg: PruneConfig, epochs: int, target_val_top1: float | None = None) -> FitConfig:
+    """Loop settings of one fine-tuning round (no warm-up: the weights are already trained); it ends
+    early once val top-1 reaches `target_val_top1`."""
     return FitConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=0, patience=epochs + 1,
-                     seed=cfg.seed, distill_alpha=cfg.distill_alpha, distill_temperature=cfg.distill_temperature)
+                     target_val_top1=target_val_top1, seed=cfg.seed, distill_alpha=cfg.distill_alpha,
+                     distill_temperature=cfg.distill_temperature)
 
 
 @dataclass
@@ -118,13 +125,16 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
         prune_to(student, plan, cfg.importance, _importance_batches(train, cfg, step))
         current = spec_of(student, spec)
         pruned_top1 = evaluate(student, *val)[0]
-        epochs = each_epochs + (final_epochs if step == cfg.steps else 0)
+        last = step == cfg.steps
+        epochs = each_epochs * (RECOVERY_FACTOR if kept is not None else 1) + (final_epochs if last else 0)
+        target = reference_top1 - cfg.max_drop if kept is not None and not last else None
         top1 = pruned_top1
         if epochs:
-            fitted = fit(student, train, val, finetune_config(cfg, epochs), teacher=teacher,
+            fitted = fit(student, train, val, finetune_config(cfg, epochs, target), teacher=teacher,
                          desc=f"prune step {step}/{cfg.steps} fine-tune")
             student.load_state_dict(fitted.best_state)
             top1 = fitted.best_val_top1
+            epochs = len(fitted.history)
         record = _record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started)
         result.steps.append(record)
         tqdm.write(f"[prune] step {step}/{cfg.steps}: {count_params(student):,} params, "
