@@ -1,0 +1,35 @@
+"""Acceptance on real data no one here made: scikit-learn's digits as a user's ImageFolder tree.
+
+Slow (about 6-10 minutes on 2 cores): `edge run` with the defaults and no overrides on 1,797 real
+images of 10 classes, written as `train/ val/ test/` folders (the user's own split, kept).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_digits_with_the_defaults_meet_the_real_data_targets(tmp_path):
+    from edge.training.digits import write_digits_imagefolder
+
+    tree = write_digits_imagefolder(tmp_path / "digits", size=32)
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--run", "digits", "--data", f"imagefolder:{tree}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    manifest = json.loads((tmp_path / "runs/digits/manifest.json").read_text())
+    stages = {name: rec["metrics"] for name, rec in manifest["stages"].items()}
+    data, train, prune, export = stages["data"], stages["train"], stages["prune"], stages["export"]
+    assert (data["n_train"], data["n_val"], data["n_test"], data["image_size_px"]) == (1259, 269, 269, 32)
+    assert train["val_top1"] >= 0.95
+    assert train["baseline_val_top1"] > 0.9 and {"baseline", "beats_baseline"} <= set(train)
+    assert train["val_top1"] - prune["val_top1"] <= 0.01 + 1e-9  # prune.max_drop
+    assert export["tflm_vs_qat_top1"] >= 0.99
+    assert train["test_top1"] - export["test_top1_tflm_int8"] <= 0.02
+    report = json.loads((tmp_path / "build/cortex-m/report.json").read_text())
+    agreement = report["agreement"]
+    assert agreement["images"] == 269 and agreement["agreement_ci95"][0] < agreement["tflm_vs_qat_top1"]
