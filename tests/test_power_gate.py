@@ -51,7 +51,7 @@ def test_default_device_with_the_pruned_int8_model_passes(models: dict[str, Path
 
 
 def test_float_model_at_a_high_rate_fails_and_says_by_how_much(models: dict[str, Path], tmp_path: Path) -> None:
-    busy = ("--min-lifetime", "1y", "--runs", "50", "--rate-per-day", "500", "--frames-per-event", "10",
+    busy = ("--min-lifetime", "1y", "--runs", "50", "--rate-per-day", "200", "--frames-per-event", "10",
             "--max-years", "1.5")
     proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(models["vit_float"]), *busy,
                 "--out", str(tmp_path / "float"))

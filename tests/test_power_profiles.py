@@ -102,7 +102,7 @@ def test_unknown_nested_key_with_a_suggestion(root: Path) -> None:
 def test_impossible_sleep_above_run_points_at_the_field(root: Path) -> None:
     err = _rejected(root, "mcus", "stm32l4r5", "sleep_current_uA: 3.1 ", "sleep_current_uA: 20000 ", "sleep_current_uA")
     assert err.message == (
-        "field 'sleep_current_uA': impossible: sleep_current_uA 20000.0 is not below run_current_uA 13200.0")
+        "field 'sleep_current_uA': impossible: sleep_current_uA 20000.0 is not below run_current_uA 11120.0")
 
 
 def test_impossible_cell_cutoff_and_unsorted_table(root: Path) -> None:

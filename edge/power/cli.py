@@ -73,12 +73,18 @@ def _run_inputs(args: argparse.Namespace) -> tuple[Path, dict]:
 def _inference(args: argparse.Namespace, battery):
     """Energy (uJ), latency (ms), model name and source of one inference: cost model, or given."""
     from edge.power.provenance import InferenceSource
-    from edge.power.stages import profile_model
+    from edge.power.stages import cost_source, profile_model
 
+    if getattr(args, "measured", None) is not None:
+        from edge.power.measured import read_bench
+
+        if args.inference_uj is not None or args.inference_ms is not None:
+            raise ConfigError("--measured replaces --inference-uJ/--inference-ms; give one of them", where="--measured")
+        uj, ms, source = read_bench(args.measured)
+        return uj, ms, str(args.model or args.measured), source
     if args.model is not None:
         cost = profile_model(args.model, battery)
-        return cost.energy_uJ, cost.latency_ms, str(args.model), InferenceSource(
-            "estimated", f"cost model on {cost.mcu}, {cost.kernels} kernels")
+        return cost.energy_uJ, cost.latency_ms, str(args.model), cost_source(cost)
     if args.inference_uj is None or args.inference_ms is None:
         raise ConfigError("give --model X.tflite, or both --inference-uJ and --inference-ms", where="edge battery")
     return args.inference_uj, args.inference_ms, "(given inference cost)", InferenceSource(
@@ -157,6 +163,9 @@ def _sim_args(parser: argparse.ArgumentParser) -> None:
                         help="energy per inference instead of --model (> 0)")
     parser.add_argument("--inference-ms", type=option(float, Range(0.0, high=1e7)),
                         help="latency per inference instead of --model (> 0)")
+    parser.add_argument("--measured", type=Path, metavar="BENCH_JSON",
+                        help="measured latency and energy per inference from `edge bench` (bench.json with an energy "
+                        "monitor or trace): replaces the cost model, reports say 'measured'")
     parser.add_argument("--mcu", help="MCU profile for the cost model (default: the device's MCU)")
     parser.add_argument("--kernels", choices=("optimized", "reference"))
     parser.add_argument("--min-lifetime", help="target lifetime, e.g. 1y, 18mo, 400d (default 1y)")

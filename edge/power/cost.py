@@ -1,23 +1,36 @@
-"""Per-inference latency and energy of a .tflite model on an MCU, op by op.
+"""Per-inference latency and energy of a .tflite model on an MCU, op by op, with a stated band.
 
-cycles(op) = MACs x cycles_per_mac[class]  (MAC-heavy classes)
-           | elements x cycles_per_element[class]  (everything else)
-           + op_overhead_cycles
-latency = sum(cycles) / clock_hz; energy = latency x run_current x supply_V.
-The per-class figures live in the MCU profile and are estimates (calibrated against MLPerf Tiny
-where a result exists); the MACs and element counts come from the model's own graph.
+int8/int16 ops on a Cortex-M4/M33 (DSP extension) use a kernel set fitted to published
+measurements (edge/power/fit.py; `optimized` = tflm-cmsis-nn, `reference` = tflm-reference):
+
+    MAC ops:    c_mac x MACs (+ c_fc x MACs for FULLY_CONNECTED/BATCH_MATMUL, + c_in x MACs for the
+                input convolution) + c_op
+    other ops:  elements x cycles_per_element[class] (MCU profile, estimate) + c_op
+
+When power_profiles/kernels/<kernel_set>-<core>.yaml (instruction-level figures per op and shape)
+exists for the MCU's core, the ops it lists use those instead. Other cores and float32 ops use the
+MCU profile's per-class estimates. latency = cycles / clock_hz; energy = latency x the MCU's
+inference power (a measured run when the profile has one, else datasheet run current x supply).
+The band: the cross-validated spread of the fit (widened by the cross-board spread when the MCU
+has no measured point of its own) on the fitted cycles, a wide estimate band on the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.power import fit as fitted
+from edge.power.kernel_files import KernelFile, load_kernel_file
 from edge.power.schema import KernelCosts, McuProfile
-from edge.power.tflite_graph import MAC_CLASSES, Graph, parse_tflite
+from edge.power.tflite_graph import MAC_CLASSES, Graph, GraphOp, parse_tflite
 
 KernelChoice = Literal["optimized", "reference"]
+KERNEL_SETS: dict[str, str] = {"optimized": "tflm-cmsis-nn", "reference": "tflm-reference"}  # what we export for
+FITTED_CORES = ("cortex-m4", "cortex-m33")  # the cores of the published TFLM / CMSIS-NN points (DSP extension)
+ESTIMATE_BAND = (0.5, 3.0)  # estimate: per-class figures with no measurement behind them
+ELEMENT_BAND = (0.5, 10.0)  # estimate: element-wise ops beside a fitted set (no published point covers them)
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class LayerCost:
     cycles: float
     latency_ms: float
     energy_uJ: float
+    basis: str = "estimate"  # 'fitted <set>', 'instruction-level <file>' or 'estimate'
 
 
 @dataclass(frozen=True)
@@ -59,15 +73,23 @@ class InferenceCost:
     dtypes: dict[str, int]
     layers: tuple[LayerCost, ...]
     by_class: dict[str, dict[str, float]]
+    kernel_set: str = ""  # e.g. 'tflm-cmsis-nn'; '' when only profile estimates apply
+    band: tuple[float, float] = ESTIMATE_BAND  # measured / estimate lies within (low, high) (cross-validated)
+    measured_points: tuple[str, ...] = ()  # this MCU's own published points in the kernel set
+    basis: str = ""  # one line: what backs the figures
+    power_source: str = ""  # where the inference power comes from
+    cycle_shares: dict[str, float] = field(default_factory=dict)  # share of cycles per basis
 
     def to_json(self) -> dict[str, Any]:
         """Plain-data form for profile.json."""
         data = asdict(self)
-        data["estimate_note"] = (
-            "latency/energy are estimates: MAC/element counts come from the graph, cycles per MAC/element per op "
-            "class from the MCU profile (calibrated on MLPerf Tiny where available); energy = latency x run power"
-        )
+        data["estimate_note"] = f"latency/energy are estimates with a band: {self.basis}; power: {self.power_source}"
         return data
+
+    @property
+    def energy_band_uJ(self) -> tuple[float, float]:
+        """The energy band in uJ."""
+        return self.energy_uJ * self.band[0], self.energy_uJ * self.band[1]
 
 
 def _kernel_set(mcu: McuProfile, dtype: str, choice: KernelChoice) -> tuple[str, KernelCosts]:
@@ -83,20 +105,70 @@ def op_cycles(costs: KernelCosts, op_class: str, macs: int, elements: int) -> fl
     return elements * getattr(costs, f"{op_class}_cycles_per_element") + costs.op_overhead_cycles
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one graph is costed on one MCU."""
+
+    mcu: McuProfile
+    choice: KernelChoice
+    coef: fitted.Coefficients | None
+    kernel_file: KernelFile | None
+    first_mac: int  # index of the first MAC op (the input convolution when it is a conv)
+
+    def op_cycles(self, op: GraphOp) -> tuple[float, str, str]:
+        """Cycles, kernel label and basis of one op."""
+        if op.dtype == "float32":
+            return op_cycles(self.mcu.kernels.float32, op.op_class, op.macs, op.elements), "float32", "estimate"
+        if self.kernel_file is not None and self.kernel_file.covers(op):
+            kf = self.kernel_file
+            return kf.cycles(op), kf.kernel_set, f"instruction-level {kf.name}"
+        costs = getattr(self.mcu.kernels, self.choice)
+        if self.coef is None:
+            return op_cycles(costs, op.op_class, op.macs, op.elements), self.choice, "estimate"
+        c = self.coef
+        if op.op_class in MAC_CLASSES:
+            cycles = op.macs * c.c_mac + c.c_op
+            cycles += op.macs * c.c_fc if op.op_class in ("fully_connected", "matmul") else 0.0
+            cycles += op.macs * c.c_in if op.index == self.first_mac and op.op_class == "conv" else 0.0
+            return cycles, c.kernel_set, f"fitted {c.kernel_set}"
+        per = getattr(costs, f"{op.op_class}_cycles_per_element")
+        return op.elements * per + c.c_op, c.kernel_set, "estimate"
+
+
+def _plan(graph: Graph, mcu: McuProfile, kernels: KernelChoice) -> _Plan:
+    name = KERNEL_SETS[kernels]
+    coef = fitted.coefficients(name) if mcu.core in FITTED_CORES else None
+    first = next((op.index for op in graph.ops if op.op_class in MAC_CLASSES), -1)
+    return _Plan(mcu, kernels, coef, load_kernel_file(name, mcu.core), first)
+
+
+def _band(shares: dict[str, float], own_points: bool) -> tuple[float, float]:
+    """Combine per-basis bands, weighted by their share of the cycles."""
+    v = fitted.validation()
+    fit_band = v.band if own_points else (v.band[0] * v.board_band[0], v.band[1] * v.board_band[1])
+    lo = hi = 0.0
+    for basis, share in shares.items():
+        b = fit_band if basis.startswith(("fitted", "instruction-level")) else (
+            ELEMENT_BAND if share and basis == "estimate" and shares.keys() - {"estimate"} else ESTIMATE_BAND)
+        lo, hi = lo + share * b[0], hi + share * b[1]
+    return (lo, hi) if shares else ESTIMATE_BAND
+
+
 def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized") -> InferenceCost:
-    """Cost of one inference of `graph` on `mcu`."""
+    """Cost of one inference of `graph` on `mcu`, with its band and what backs it."""
+    plan = _plan(graph, mcu, kernels)
+    power, power_source = mcu.inference_power()
     rows = []
-    power = mcu.run_power_uW
     dtypes: dict[str, int] = {}
     by_class: dict[str, dict[str, float]] = {}
+    by_basis: dict[str, float] = {}
     for op in graph.ops:
-        name, costs = _kernel_set(mcu, op.dtype, kernels)
-        cycles = op_cycles(costs, op.op_class, op.macs, op.elements)
+        cycles, label, basis = plan.op_cycles(op)
         latency_ms = cycles / mcu.clock_hz * 1e3
-        energy = power * latency_ms * 1e-3
-        rows.append(LayerCost(op.index, op.op, op.op_class, op.dtype, name, "x".join(map(str, op.output_shape)),
-                              op.macs, op.elements, round(cycles, 1), latency_ms, energy))
+        rows.append(LayerCost(op.index, op.op, op.op_class, op.dtype, label, "x".join(map(str, op.output_shape)),
+                              op.macs, op.elements, round(cycles, 1), latency_ms, power * latency_ms * 1e-3, basis))
         dtypes[op.dtype] = dtypes.get(op.dtype, 0) + 1
+        by_basis[basis] = by_basis.get(basis, 0.0) + cycles
         agg = by_class.setdefault(op.op_class, {"ops": 0, "macs": 0, "cycles": 0.0, "latency_ms": 0.0})
         agg["ops"] += 1
         agg["macs"] += op.macs
@@ -104,6 +176,9 @@ def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized")
         agg["latency_ms"] += latency_ms
     cycles = sum(r.cycles for r in rows)
     latency_ms = cycles / mcu.clock_hz * 1e3
+    shares = {k: v / cycles for k, v in by_basis.items()} if cycles else {}
+    own = tuple(p.latency_source for p in fitted.points() if plan.coef is not None
+                and p.kernel_set == plan.coef.kernel_set and p.board in mcu.mlperf_boards)
     return InferenceCost(
         model=str(graph.path),
         model_bytes=graph.file_bytes,
@@ -123,7 +198,24 @@ def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized")
         dtypes=dtypes,
         layers=tuple(rows),
         by_class=by_class,
+        kernel_set=plan.coef.kernel_set if plan.coef else "",
+        band=_band(shares, bool(own)),
+        measured_points=own,
+        basis=_basis_line(plan, shares, own),
+        power_source=power_source,
+        cycle_shares=shares,
     )
+
+
+def _basis_line(plan: _Plan, shares: dict[str, float], own: tuple[str, ...]) -> str:
+    parts = ", ".join(f"{100 * v:.0f} % {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+    if plan.coef is None:
+        return f"{parts}: no measured kernel set for {plan.mcu.core}; per-class figures of the MCU profile"
+    c = plan.coef
+    where = (f"{len(own)} published points of this MCU" if own else
+             f"no published point of {plan.mcu.name}: fitted on {', '.join(c.boards)} ({c.points} points), "
+             "band widened by the cross-board spread")
+    return f"{parts}; kernel set {c.kernel_set} ({where})"
 
 
 def estimate_file(path: str | Path, mcu: McuProfile, kernels: KernelChoice = "optimized") -> InferenceCost:
@@ -135,27 +227,35 @@ def layer_table_markdown(cost: InferenceCost, top: int | None = None) -> str:
     """The per-layer table as Markdown (optionally only the `top` most expensive layers)."""
     rows = sorted(cost.layers, key=lambda r: -r.cycles)[:top] if top else list(cost.layers)
     total = cost.cycles or 1.0
+    lo, hi = cost.band
+    e_lo, e_hi = cost.energy_band_uJ
     lines = [
         f"Model `{Path(cost.model).name}` ({cost.model_bytes:,} B) on **{cost.mcu}** ({cost.core}, "
         f"{cost.clock_hz / 1e6:.0f} MHz, {cost.kernels} kernels): {cost.macs:,} MACs, "
-        f"{cost.latency_ms:.2f} ms, {cost.energy_uJ:.1f} uJ per inference (estimate)",
+        f"{cost.latency_ms:.2f} ms ({cost.latency_ms * lo:.2f}-{cost.latency_ms * hi:.2f}), "
+        f"{cost.energy_uJ:.1f} uJ ({e_lo:.1f}-{e_hi:.1f}) per inference (estimate, band x{lo:.2f}-x{hi:.2f})",
         "",
-        "| # | op | class | dtype | output | MACs | cycles | ms | uJ | share |",
-        "|---|----|-------|-------|--------|-----:|-------:|---:|---:|------:|",
+        f"- backed by: {cost.basis}",
+        f"- measured points of this MCU with this kernel set: "
+        f"{'; '.join(cost.measured_points) if cost.measured_points else 'none'}",
+        f"- power: {cost.power_source}",
+        "",
+        "| # | op | class | dtype | output | MACs | cycles | ms | uJ | share | basis |",
+        "|---|----|-------|-------|--------|-----:|-------:|---:|---:|------:|-------|",
     ]
     for r in rows:
         lines.append(
             f"| {r.index} | {r.op} | {r.op_class} | {r.dtype} | {r.output_shape} | {r.macs:,} | {r.cycles:,.0f} | "
-            f"{r.latency_ms:.3f} | {r.energy_uJ:.2f} | {100 * r.cycles / total:.1f} % |"
+            f"{r.latency_ms:.3f} | {r.energy_uJ:.2f} | {100 * r.cycles / total:.1f} % | {r.basis} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def layer_table_csv(cost: InferenceCost) -> str:
     """The per-layer table as CSV."""
-    header = "index,op,op_class,dtype,kernels,output_shape,macs,elements,cycles,latency_ms,energy_uJ"
+    header = "index,op,op_class,dtype,kernels,output_shape,macs,elements,cycles,latency_ms,energy_uJ,basis"
     lines = [header]
     for r in cost.layers:
         lines.append(f"{r.index},{r.op},{r.op_class},{r.dtype},{r.kernels},{r.output_shape},{r.macs},{r.elements},"
-                     f"{r.cycles:.1f},{r.latency_ms:.6f},{r.energy_uJ:.4f}")
+                     f"{r.cycles:.1f},{r.latency_ms:.6f},{r.energy_uJ:.4f},{r.basis}")
     return "\n".join(lines) + "\n"

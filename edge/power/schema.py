@@ -60,14 +60,14 @@ class Kernels(Strict):
     float32: KernelCosts
 
 
-class MlperfTinyPoint(Strict):
-    """A published MLPerf Tiny result used to sanity-check the cost model."""
+class MeasuredRun(Strict):
+    """A measured run power of this part in one setup (clock, supply, regulator), e.g. an MLPerf Tiny energy run."""
 
-    benchmark: Literal["vww", "ic", "kws", "ad"]
-    latency_ms: float = Field(gt=0)
-    energy_uJ: float | None = Field(None, gt=0)
-    clock_hz: int = Field(gt=0)
-    source: str
+    clock_hz: int = Field(ge=1_000_000, le=2_000_000_000)
+    supply_V: float = Field(gt=0, le=5.5)
+    regulator: str = Field(min_length=1, description="e.g. 'SMPS', 'LDO', 'external SMPS', 'DC/DC'")
+    power_uW: float = Field(gt=0, le=5e6, description="mean power while running inference")
+    source: str = Field(min_length=1)
 
 
 class McuProfile(Strict):
@@ -80,13 +80,16 @@ class McuProfile(Strict):
     flash_bytes: int = Field(gt=0)
     ram_bytes: int = Field(gt=0)
     supply_V: float = Field(gt=0, le=5.5)
+    regulator: str = Field("not stated", description="core supply for run_current_uA: 'LDO', 'SMPS', 'DC/DC'")
     sleep_mode: str = Field(description="which low-power mode sleep_current_uA is for")
     sleep_current_uA: float = Field(gt=0)
     run_current_uA: float = Field(gt=0, description="typical, at clock_hz, code from flash")
     wakeup_time_us: float = Field(gt=0)
     wakeup_energy_uJ: float | None = Field(None, gt=0, description="default: wakeup_time x run power")
     kernels: Kernels
-    mlperf_tiny: list[MlperfTinyPoint] = Field(default_factory=list)
+    mlperf_boards: list[str] = Field(
+        default_factory=list, description="boards with this part in power_profiles/measurements/mlperf_tiny.yaml")
+    measured_run: list[MeasuredRun] = Field(default_factory=list, description="measured run power per setup")
     sources: Sources = _sources()
     notes: str = ""
 
@@ -107,8 +110,18 @@ class McuProfile(Strict):
 
     @property
     def run_power_uW(self) -> float:
-        """Active power at clock_hz."""
+        """Active power at clock_hz from the datasheet run current (the battery's view of the MCU)."""
         return self.run_current_uA * self.supply_V
+
+    def inference_power(self) -> tuple[float, str]:
+        """Power while running inference and where it comes from: a measured run at clock_hz, else the
+        datasheet run current x supply_V."""
+        for run in self.measured_run:
+            if run.clock_hz == self.clock_hz:
+                return run.power_uW, (f"measured {run.power_uW / 1000:.1f} mW at {run.clock_hz / 1e6:g} MHz, "
+                                      f"{run.supply_V:g} V {run.regulator} ({run.source})")
+        return self.run_power_uW, (f"datasheet run current {self.run_current_uA:g} uA x {self.supply_V:g} V "
+                                   f"({self.regulator}), not an ML workload")
 
     @property
     def sleep_power_uW(self) -> float:

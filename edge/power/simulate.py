@@ -44,6 +44,15 @@ class SimOptions:
     event_rate_per_day: float | None = None  # override the device's event rate
     process: str | None = None  # override the device's event process
     chunk_days: int = 365
+    inference_band: tuple[float, float] | None = None  # measured/estimate factors: sampled as a 90 % lognormal
+
+
+def band_factors(rng: np.random.Generator, band: tuple[float, float] | None, n: int, on: bool) -> np.ndarray:
+    """Per-run factors on the inference energy: lognormal with `band` as its central 90 % interval."""
+    if not on or band is None:
+        return np.ones(n)
+    lo, hi = np.log(band[0]), np.log(band[1])
+    return np.exp(rng.normal((lo + hi) / 2, (hi - lo) / (2 * 1.6449), n))
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,7 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
     m_active = _multipliers(rng, unc.active_energy_rel_sigma, n, opts.uncertain)
     m_rate = _multipliers(rng, unc.event_rate_rel_sigma, n, opts.uncertain)
     m_cap = _multipliers(rng, unc.capacity_rel_sigma, n, opts.uncertain)
+    m_inf = band_factors(rng, opts.inference_band, n, opts.uncertain)
 
     # charges per unit, in mAh (battery side)
     sleep_day = model.sleep_current_uA * 24.0 / 1000.0 * m_sleep
@@ -202,7 +212,10 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
     per_event = {name: model.charge_uC(energy) / UC_PER_MAH * m_active for name, energy in (
         ("wake", model.wake_energy_uJ * model.pulses_per_motion), ("capture", model.capture_energy_uJ),
         ("inference", model.inference_energy_uJ), ("uplink", model.uplink_energy_uJ))}
-    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * model.event_charge_uC() * m_active / DAY_S
+    per_event["inference"] = per_event["inference"] * m_inf
+    extra_inf_uC = model.charge_uC(model.inference_energy_uJ) * (m_inf - 1.0)
+    event_uC = (model.event_charge_uC() + extra_inf_uC) * m_active
+    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * event_uC / DAY_S
     capacity, dod_v, warnings = _usable_capacity(model, mean_uA, m_cap)
     year = temperature_by_day(device, np.arange(366))
     loads = RunLoads(

@@ -51,11 +51,13 @@ class BatteryOutcome:
     files: dict[str, Path]
 
 
-def sim_options(battery: BatteryConfig, target_days: float) -> SimOptions:
-    """Simulation options from the config; the horizon always covers 1.2x the target."""
+def sim_options(battery: BatteryConfig, target_days: float, inference_band: tuple[float, float] | None = None
+                ) -> SimOptions:
+    """Simulation options from the config; the horizon always covers 1.2x the target; the inference energy
+    is sampled from its band (an estimate's cross-validated spread)."""
     return SimOptions(
         runs=battery.runs, seed=battery.seed, max_years=max(battery.max_years, 1.2 * target_days / 365.25),
-        event_rate_per_day=battery.event_rate_per_day, process=battery.process,
+        event_rate_per_day=battery.event_rate_per_day, process=battery.process, inference_band=inference_band,
     )
 
 
@@ -75,7 +77,7 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
         behaviour = device.behaviour.model_copy(update={"frames_per_event": battery.frames_per_event})
         device = device.model_copy(update={"behaviour": behaviour})
     model = build_device(device, inference_uJ, inference_ms)
-    opts = sim_options(battery, target_days)
+    opts = sim_options(battery, target_days, inference.band)
     sim = simulate(model, device, opts, base_dir=profile_path("devices", device.name).parent)
     horizon = float(sim.soc_days[-1]) if sim.censored.any() else opts.max_years * 365.25
     assert sim.loads is not None
@@ -165,7 +167,7 @@ def run_profile(run: StageRun, config: RunConfig) -> None:
         other = estimate_file(model, load_mcu(battery_mcu), config.battery.kernels)
         data = json.loads(paths["profile"].read_text(encoding="utf-8"))
         data["battery_mcu"] = {"mcu": other.mcu, "latency_ms": other.latency_ms, "energy_uJ": other.energy_uJ,
-                               "cycles": other.cycles}
+                               "cycles": other.cycles, "band": list(other.band), "kernel_set": other.kernel_set}
         atomic_write_json(paths["profile"], data)
         run.notes.append(f"costed on the target MCU {main_mcu}; the battery stage uses {battery_mcu} "
                          f"({other.latency_ms:.1f} ms, {other.energy_uJ:.0f} uJ)")
@@ -178,14 +180,27 @@ def run_profile(run: StageRun, config: RunConfig) -> None:
     run.notes.append("latency/energy are cost-model estimates (see docs/power.md), not measurements")
 
 
+def _profile_source(profile: dict[str, Any], cost: dict[str, Any]) -> InferenceSource:
+    """The inference figures of profile.json: a cost-model estimate with its band."""
+    band = cost.get("band", profile.get("band"))
+    return InferenceSource("estimated", f"cost model on {cost.get('mcu', profile.get('mcu'))}, "
+                           f"kernel set {profile.get('kernel_set') or 'profile estimates'}",
+                           (float(band[0]), float(band[1])) if band else None)
+
+
+def cost_source(cost: InferenceCost) -> InferenceSource:
+    """The inference figures of a cost-model estimate, with its band."""
+    return InferenceSource("estimated", f"cost model on {cost.mcu}, kernel set {cost.kernel_set or 'profile estimates'}"
+                           f"{'' if cost.measured_points else ', no measured point of this MCU'}", cost.band)
+
+
 def run_battery(run: StageRun, config: RunConfig) -> None:
     """Stage `battery`: lifetime distribution and gate verdict (recorded, never fails the pipeline)."""
     profile = json.loads(run.input("profile", "profile").read_text(encoding="utf-8"))
     _record_profiles(run, config.battery)
     cost = profile.get("battery_mcu", profile)  # the device's MCU when the export target differs
     outcome = evaluate_battery(config.battery, float(cost["energy_uJ"]), float(cost["latency_ms"]),
-                               profile["model"], run.dir, InferenceSource("estimated", f"cost model on {cost['mcu']}"
-                                                                          if "mcu" in cost else "cost model"))
+                               profile["model"], run.dir, _profile_source(profile, cost))
     for key, path in outcome.files.items():
         run.output(key, path)
     g = outcome.gate
