@@ -58,8 +58,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         options["train"]["resume"] = True
     if getattr(args, "nproc", 1) > 1:
         options["train"]["nproc"] = args.nproc
-    return run_pipeline(run_dir, config, until=args.until, force=tuple(args.force), options=options,
+    code = run_pipeline(run_dir, config, until=args.until, force=tuple(args.force), options=options,
                         settings=settings)
+    if code == 0:
+        from edge.run_summary import summary
+
+        print(summary(run_dir), file=sys.stderr)
+    return code
 
 
 def _options(text: str | None) -> dict[str, Any] | None:
