@@ -176,8 +176,11 @@ def run_profile(run: StageRun, config: RunConfig) -> None:
     run.metrics.update({
         "mcu": cost.mcu, "macs": cost.macs, "latency_ms": round(cost.latency_ms, 3),
         "energy_uJ": round(cost.energy_uJ, 2), "model_bytes": cost.model_bytes, "fits_flash": cost.fits_flash,
+        "kernel_set": cost.kernel_set or "profile estimates", "band": [round(b, 3) for b in cost.band],
+        "measured_points": len(cost.measured_points),
     })
-    run.notes.append("latency/energy are cost-model estimates (see docs/power.md), not measurements")
+    run.notes.append(f"latency/energy are cost-model estimates (band x{cost.band[0]:.2f}-x{cost.band[1]:.2f}; "
+                     f"{cost.basis}), not measurements; see docs/power.md")
 
 
 def _profile_source(profile: dict[str, Any], cost: dict[str, Any]) -> InferenceSource:
