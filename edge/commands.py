@@ -48,7 +48,12 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, RunConfig, dict[str, Any]]
     run_dir = args.runs_dir / args.run
     previous = None if args.fresh_config else Manifest(run_dir).settings
     settings, origin = user_settings(args.config, overrides, base=previous)
-    return run_dir, check_settings(validate_settings(settings, origin), origin), settings
+    try:
+        return run_dir, check_settings(validate_settings(settings, origin), origin), settings
+    except ConfigError as exc:
+        if previous:
+            exc.hint = (f"{exc.hint}; " if exc.hint else "") + "--fresh-config forgets the settings this run saved"
+        raise
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

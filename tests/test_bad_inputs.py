@@ -200,7 +200,7 @@ MANIFEST_ROWS = [
     row("manifest-record-missing", "status --runs-dir {tmp}/runs --run m-record-missing", 2,
         "field 'stages.train.", "Field required"),
     row("manifest-saved-settings", "config --runs-dir {tmp}/runs --run m-saved-bad", 2,
-        "the run's saved settings", "field 'train.epochs'"),
+        "the run's saved settings", "field 'train.epochs'", "--fresh-config forgets the settings this run saved"),
     row("stage-config-bad", "stage train --run-dir {tmp}/runs/m-config-bad", 2,
         "m-config-bad/manifest.json: config", "field 'train.epochs'", "boolean"),
     row("stage-options-not-json", ["stage", "data", "--run-dir", "{tmp}/runs/m-list", "--options", "{nope"], 2,
