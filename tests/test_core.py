@@ -34,6 +34,30 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+def test_atomic_path_fixes_permissions_of_a_file_the_library_replaced(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.safetensors") as tmp:
+            tmp.unlink()  # as safetensors does: a new file, created 0600
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    from edge.atomic import remove_stale_temps
+
+    (tmp_path / ".checkpoint.pt.a1b2.tmp").write_bytes(b"half")
+    (tmp_path / ".other.pt.a1b2.tmp").write_bytes(b"not ours")
+    assert [p.name for p in remove_stale_temps(tmp_path / "checkpoint.pt")] == [".checkpoint.pt.a1b2.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.a1b2.tmp"]
+
+
 def _stage_with_output(manifest: Manifest, name: str, content: bytes, sha: str = "cfg") -> None:
     run = manifest.begin(name, sha)
     path = run.dir / "out.bin"
