@@ -65,9 +65,18 @@ def _allowed(path: tuple[str | int, ...], bad: str) -> bool:
     return field in ALLOWED.get(bad, set()) or str(path[-1]) in ALLOWED.get(bad, set())
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_every_numeric_profile_field_refuses_nan_inf_negative_zero(kind: str, tmp_path: Path) -> None:
-    name = list_profiles(kind)[0]
+# one profile per kind with every optional section (measured runs, BLE and LoRa, uncertainty, ...)
+PROFILES = [("mcus", "stm32l4r5"), ("cameras", "hm01b0"), ("motion", "ekmb1101111"), ("radios", "nrf52840-ble"),
+            ("radios", "sx1262"), ("cells", "cr2032"), ("devices", "camera-trap-nrf52840")]
+
+
+def test_the_table_covers_every_kind() -> None:
+    assert {k for k, _ in PROFILES} == set(KINDS)
+    assert all(name in list_profiles(kind) for kind, name in PROFILES)
+
+
+@pytest.mark.parametrize(("kind", "name"), PROFILES)
+def test_every_numeric_profile_field_refuses_nan_inf_negative_zero(kind: str, name: str, tmp_path: Path) -> None:
     original = yaml.safe_load((profiles_dir() / kind / f"{name}.yaml").read_text())
     target = tmp_path / kind / f"{name}.yaml"
     target.parent.mkdir()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from edge.power.inputs import check
 from edge.power.profiles import profiles_dir
 
 PARAMS = ("c_mac", "c_fc", "c_in", "c_op")
@@ -105,8 +106,15 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def points(root: Path | None = None) -> list[Point]:
-    """Every published point."""
-    return [Point(**p) for p in _load(str(data_file(root)))["points"]]
+    """Every published point; a non-finite or non-positive figure is a ConfigError naming it."""
+    path = str(data_file(root))
+    out = []
+    for i, p in enumerate(_load(path)["points"]):
+        for key in ("latency_ms", "clock_hz", "energy_uJ"):
+            if p.get(key) is not None:
+                check(p[key], f"points.{i}.{key}", path)
+        out.append(Point(**p))
+    return out
 
 
 def benchmark_features(root: Path | None = None) -> dict[str, Features]:
