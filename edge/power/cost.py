@@ -158,6 +158,8 @@ def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized")
     """Cost of one inference of `graph` on `mcu`, with its band and what backs it."""
     plan = _plan(graph, mcu, kernels)
     power, power_source = mcu.inference_power()
+    if not mcu.measured_run:
+        power_source += f" [{_run_current_status(mcu.name)}]"
     rows = []
     dtypes: dict[str, int] = {}
     by_class: dict[str, dict[str, float]] = {}
@@ -205,6 +207,18 @@ def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized")
         power_source=power_source,
         cycle_shares=shares,
     )
+
+
+def _run_current_status(name: str) -> str:
+    """'cited: ...' or 'estimated: ...' for the MCU profile's run current (from the comment on its line)."""
+    from edge.errors import ConfigError
+    from edge.power.provenance import field_status
+
+    try:
+        status, source = field_status("mcus", name, ("run_current_uA",))
+    except ConfigError:
+        return "source unknown"
+    return f"{status}: {source}"
 
 
 def _basis_line(plan: _Plan, shares: dict[str, float], own: tuple[str, ...]) -> str:

@@ -82,8 +82,11 @@ def headroom_line(r: GateResult) -> str:
         return "unbounded" if v is None else format(v, fmt)
     projected = h["projected_lifetime_days"]
     ratio = "" if not h["max_inference_uJ"] else f", x{h['max_inference_uJ'] / max(h['inference_uJ'], 1e-12):.1f}"
+    limit = h.get("hold_off_limit_per_day")
+    capped = (f" (the {86400 / limit:g} s hold-off lets at most {limit:,.0f} through)"
+              if limit and h["max_event_rate_per_day"] is not None and h["max_event_rate_per_day"] > limit else "")
     return (f"headroom at {r.current_run}: the target {format_days(r.target_days)} still holds up to "
-            f"{num(h['max_event_rate_per_day'], ',.0f')} events/day (now {h['event_rate_per_day']:g}) or up to "
+            f"{num(h['max_event_rate_per_day'], ',.0f')} events/day{capped} (now {h['event_rate_per_day']:g}) or up to "
             f"{num(h['max_inference_uJ'], ',.0f')} uJ per inference (now {h['inference_uJ']:,.0f} uJ{ratio}); "
             f"projected {r.current_run} lifetime {format_days(projected)} without the horizon "
             f"({r.horizon_note or 'analytic, see docs/power.md'})")

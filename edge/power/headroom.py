@@ -38,6 +38,7 @@ class Headroom:
     max_event_rate_per_day: float  # largest mean rate that still meets the target (inf: sleep alone fails)
     inference_uJ: float  # per inference, as simulated
     max_inference_uJ: float  # largest energy per inference that still meets the target
+    hold_off_limit_per_day: float = float("inf")  # events the retriggerable hold-off lets through at most
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for lifetime.json."""
@@ -79,7 +80,7 @@ def _crossing(life_at: Callable[[float], np.ndarray], q: float, target_days: flo
 
 
 def headroom(loads: RunLoads, target_days: float, confidence: float, inference_uJ: float,
-             event_rate_per_day: float) -> Headroom:
+             event_rate_per_day: float, refractory_s: float = 0.0) -> Headroom:
     """The margin at the (1 - confidence) percentile of projected lifetimes.
 
     The percentile is recomputed for every trial load (a heavier inference reorders the runs)."""
@@ -103,4 +104,5 @@ def headroom(loads: RunLoads, target_days: float, confidence: float, inference_u
         current_uA=float(loads.base_uA[r] + loads.event_uA[r]), event_rate_per_day=event_rate_per_day,
         max_event_rate_per_day=f_rate * event_rate_per_day, inference_uJ=inference_uJ,
         max_inference_uJ=f_inf * inference_uJ,
+        hold_off_limit_per_day=86400.0 / refractory_s if refractory_s > 0 else float("inf"),
     )

@@ -120,8 +120,8 @@ class McuProfile(Strict):
             if run.clock_hz == self.clock_hz:
                 return run.power_uW, (f"measured {run.power_uW / 1000:.1f} mW at {run.clock_hz / 1e6:g} MHz, "
                                       f"{run.supply_V:g} V {run.regulator} ({run.source})")
-        return self.run_power_uW, (f"datasheet run current {self.run_current_uA:g} uA x {self.supply_V:g} V "
-                                   f"({self.regulator}), not an ML workload")
+        return self.run_power_uW, (f"run current {self.run_current_uA:g} uA x {self.supply_V:g} V "
+                                   f"({self.regulator}) of the profile, not a measured ML run")
 
     @property
     def sleep_power_uW(self) -> float:

@@ -83,7 +83,7 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
     assert sim.loads is not None
     room = headroom(sim.loads, target_days, battery.confidence, inference_uJ,
                     battery.event_rate_per_day if battery.event_rate_per_day is not None
-                    else device.events.rate_per_day)
+                    else device.events.rate_per_day, device.behaviour.refractory_s)
     inputs = device_inputs(device, inference_uJ, inference_ms, inference, battery.event_rate_per_day)
     gate = evaluate(sim, target_days, battery.confidence, device.name, model_name, horizon, headroom=room,
                     inputs=inputs, horizon_note=_horizon_note(model, opts))
