@@ -1,8 +1,14 @@
-"""`quant_ranges.json` (format `edge-quant-ranges/1`, docs/artifacts.md): the one schema, reader and writer.
+"""`quant_ranges.json` (formats `edge-quant-ranges/1` and `/2`, docs/artifacts.md): the one schema, reader and writer.
 
 The qat stage (torch) writes the file and the export's TensorFlow child reads it, so this module
 imports neither: pydantic and the standard library only. Naming NNCF's quantizers lives in
 `training/quant_ranges.py`, applying weight ranges to float weights in `export/quant_ranges.py`.
+
+Format 1 (`qat.scheme=nncf`) names the tensors of the torch model: `attn.q` before the D^-0.5
+scale, `norm*` after the LayerNorm's gain and shift. Format 2 (`qat.scheme=tflite`) names the
+tensors of the int8 TFLite graph (`integer_points`): `attn.q` with the scale folded in, `norm*`
+the normalised tensor `d * rsqrt(var + eps)` whose gain and shift the converter folds into the
+next FULLY_CONNECTED, plus the LayerNorm's internal tensors (`NORM_INTERNALS`).
 """
 
 from __future__ import annotations
@@ -22,18 +28,25 @@ from edge.errors import ConfigError
 if TYPE_CHECKING:
     from edge.vit_spec import VitSpec
 
-FORMAT = "edge-quant-ranges/1"
+FORMAT_V1 = "edge-quant-ranges/1"
+FORMAT = "edge-quant-ranges/2"
+FORMATS = (FORMAT_V1, FORMAT)
 
 #: The activation points of one transformer block, in graph order (docs/artifacts.md).
 BLOCK_POINTS = ("norm1", "attn.q", "attn.k", "attn.v", "attn.scores", "attn.softmax", "attn.context",
                 "attn.proj", "add1", "norm2", "mlp.fc1", "mlp.act", "mlp.fc2", "add2")
 _HEAD_POINTS = ("input", "patch_embed", "tokens")
 _TAIL_POINTS = ("norm", "head")
+#: The tensors of one LayerNorm as TFLite runs it, in graph order: mean(x), d = x - mean, d*d,
+#: mean(d*d), + eps, rsqrt; the norm's own point is d * rsqrt (format 2).
+NORM_INTERNALS = ("mean", "centred", "square", "var", "var_eps", "rstd")
+_NORMS = r"(blocks\.\d+\.norm[12]|norm)"
 
 #: Every activation point name the contract documents, for any number of blocks.
 POINT_RE = re.compile(
     rf"^({'|'.join(map(re.escape, _HEAD_POINTS + _TAIL_POINTS))}|"
-    rf"blocks\.\d+\.({'|'.join(map(re.escape, BLOCK_POINTS))}))$"
+    rf"blocks\.\d+\.({'|'.join(map(re.escape, BLOCK_POINTS))})|"
+    rf"{_NORMS}\.({'|'.join(NORM_INTERNALS)}))$"
 )
 
 
@@ -41,6 +54,27 @@ def activation_points(spec: VitSpec) -> list[str]:
     """Every activation quantisation point of `spec`, in graph order (docs/artifacts.md)."""
     blocks = [f"blocks.{i}.{point}" for i in range(len(spec.blocks)) for point in BLOCK_POINTS]
     return [*_HEAD_POINTS, *blocks, *_TAIL_POINTS]
+
+
+def integer_points(spec: VitSpec) -> list[str]:
+    """Every tensor the int8 TFLite model of `spec` quantises, in graph order (format 2 names).
+
+    `input` (fixed: pixel - 128) and `attn.softmax` (fixed by the kernel: 1/256, -128) included;
+    with the ReLU MLP, `mlp.fc1` is absent (ReLU is fused into the FULLY_CONNECTED: `mlp.act`).
+    """
+
+    def norm(name: str) -> list[str]:
+        return [*(f"{name}.{part}" for part in NORM_INTERNALS), name]
+
+    points = ["input", "patch_embed", "tokens"]
+    for i in range(len(spec.blocks)):
+        b = f"blocks.{i}"
+        points += norm(f"{b}.norm1")
+        points += [f"{b}.attn.{p}" for p in ("q", "k", "v", "scores", "softmax", "context", "proj")]
+        points += [f"{b}.add1", *norm(f"{b}.norm2")]
+        points += [f"{b}.mlp.fc1"] if spec.act != "relu" else []
+        points += [f"{b}.mlp.act", f"{b}.mlp.fc2", f"{b}.add2"]
+    return [*points, *norm("norm"), "head"]
 
 
 def _documented(name: str) -> str:
@@ -84,10 +118,10 @@ class WeightRange(BaseModel):
 
 
 class QuantRangesFile(BaseModel):
-    """The whole `quant_ranges.json` (format `edge-quant-ranges/1`)."""
+    """The whole `quant_ranges.json` (format `edge-quant-ranges/1` or `/2`, see the module doc)."""
 
     model_config = ConfigDict(extra="forbid")
-    format: Literal["edge-quant-ranges/1"] = FORMAT
+    format: Literal["edge-quant-ranges/1", "edge-quant-ranges/2"] = FORMAT
     activation_bits: Literal[8, 16] = 8
     weight_bits: Literal[8] = 8
     activations: dict[Annotated[str, AfterValidator(_documented)], ActivationRange] = Field(default_factory=dict)
@@ -121,9 +155,10 @@ def read_ranges(path: str | os.PathLike[str]) -> QuantRangesFile:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read quantisation ranges: {exc}", where=str(path)) from exc
-    if isinstance(data, dict) and data.get("format") != FORMAT:
+    if isinstance(data, dict) and data.get("format") not in FORMATS:
         raise ConfigError(f"invalid quantisation ranges, field 'format' is {data.get('format')!r}, expected "
-                          f"{FORMAT!r}", where=str(path), hint="the qat stage writes this file; rerun it")
+                          f"{' or '.join(map(repr, FORMATS))}", where=str(path),
+                          hint="the qat stage writes this file; rerun it")
     try:
         return QuantRangesFile.model_validate(data)
     except ValidationError as exc:

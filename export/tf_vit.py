@@ -10,16 +10,19 @@ LayerNorm as d * rsqrt(mean(d*d) + eps). Two exact rewrites make the int8 model 
   patch-embedding convolution's weights and bias.
 * The attention scale D^-0.5 is folded into the q projection (and into q's learned range).
 
-`ranges` (point name -> (min, max)) inserts `tf.quantization.fake_quant_with_min_max_vars` at the
-named points (docs/artifacts.md lists them); the TFLite converter keeps those ranges and
-calibrates every other tensor on the representative data set.
+`ranges` (point name -> (min, max), names of the int8 graph: `quant_ranges.json` format 2, see
+`graph_ranges` in export/quant_ranges.py for format 1) inserts
+`tf.quantization.fake_quant_with_min_max_vars` at the named points (`integer_points` in
+edge/quant_ranges.py lists them; `points` records those this graph has); the TFLite converter keeps
+those ranges and calibrates every other tensor on the representative data set. LayerNorm is
+`d = x - mean(x); d * rsqrt(mean(d*d) + eps)` with a point on every tensor, then `* gain + shift`,
+which the converter folds into the FULLY_CONNECTED layers that follow (no point there).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -32,10 +35,6 @@ from edge.vit_spec import VitSpec
 # The int8 SOFTMAX kernel fixes its output to scale 1/256, zero point -128; a FakeQuant with any other
 # range there would make the converter requantise through float. QAT ranges for it are not applied.
 KERNEL_FIXED_SUFFIX = "attn.softmax"
-# LayerNorm outputs: without a FakeQuant there, the converter folds the LayerNorm's scale and shift
-# into the Linear layers that follow (2 ops and 2 tensors fewer per norm). Measured on a pruned QAT
-# vit_lite_s: 4.8 KB smaller, and TFLM agreement with the QAT model 0.9875 instead of 0.985.
-FOLDED_NORM = re.compile(r"(^|\.)norm\d?$")
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -56,14 +55,17 @@ class TfVit:
         if quantize_input:
             self.ranges[INPUT_POINT] = INPUT_RANGE
         self.used_points: list[str] = []
+        self.points: list[str] = []  # every point of the graph, in order (after a call)
 
     # -- building blocks -------------------------------------------------------------------
-    def _fq(self, x: tf.Tensor, point: str, scale: float = 1.0) -> tf.Tensor:
+    def _fq(self, x: tf.Tensor, point: str) -> tf.Tensor:
         """Fake-quantise `x` with the learned range of `point`, if there is one."""
-        if point not in self.ranges or point.endswith(KERNEL_FIXED_SUFFIX) or FOLDED_NORM.search(point):
+        if point not in self.points:
+            self.points.append(point)
+        if point not in self.ranges or point.endswith(KERNEL_FIXED_SUFFIX):
             return x
         lo, hi = self.ranges[point]
-        lo, hi = min(lo * scale, 0.0), max(hi * scale, 0.0)  # a quantised range must contain 0
+        lo, hi = min(lo, 0.0), max(hi, 0.0)  # a quantised range must contain 0
         if hi - lo < 1e-8:
             hi = lo + 1e-8
         if point not in self.used_points:
@@ -80,9 +82,11 @@ class TfVit:
         return tf.reshape(out, [-1, shape[1], kernel.shape[-1]]) if len(shape) == 3 else out
 
     def _norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
-        d = x - tf.reduce_mean(x, axis=-1, keepdims=True)
-        var = tf.reduce_mean(d * d, axis=-1, keepdims=True)
-        return d * tf.math.rsqrt(var + self.spec.norm_eps) * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
+        """LayerNorm as TFLite runs it, a point on every tensor (gain and shift fold into the next FC)."""
+        d = self._fq(x - self._fq(tf.reduce_mean(x, axis=-1, keepdims=True), f"{name}.mean"), f"{name}.centred")
+        var = self._fq(tf.reduce_mean(self._fq(d * d, f"{name}.square"), axis=-1, keepdims=True), f"{name}.var")
+        rstd = self._fq(tf.math.rsqrt(self._fq(var + self.spec.norm_eps, f"{name}.var_eps")), f"{name}.rstd")
+        return self._fq(d * rstd, name) * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
 
     def _act(self, x: tf.Tensor) -> tf.Tensor:
         act = self.spec.act
@@ -105,7 +109,7 @@ class TfVit:
         def split(t: tf.Tensor) -> tf.Tensor:  # [B, N, H*D] -> [B, H, N, D]
             return tf.transpose(tf.reshape(t, [-1, tokens, heads, width]), [0, 2, 1, 3])
 
-        q = self._fq(self._dense(x, f"{b}.q"), f"{b}.q", scale=width**-0.5)  # scale folded into q
+        q = self._fq(self._dense(x, f"{b}.q"), f"{b}.q")  # D^-0.5 is folded into q's weights
         k = self._fq(self._dense(x, f"{b}.k"), f"{b}.k")
         v = self._fq(self._dense(x, f"{b}.v"), f"{b}.v")
         scores = self._fq(tf.matmul(split(q), split(k), transpose_b=True), f"{b}.scores")
@@ -127,14 +131,14 @@ class TfVit:
         x = self._fq(tf.concat([cls, x], axis=1) + self.w["pos_embed"], "tokens")
         for i in range(len(spec.blocks)):
             b = f"blocks.{i}"
-            x = self._fq(x + self._attention(self._fq(self._norm(x, f"{b}.norm1"), f"{b}.norm1"), i), f"{b}.add1")
-            h = self._fq(self._dense(self._fq(self._norm(x, f"{b}.norm2"), f"{b}.norm2"), f"{b}.mlp.fc1"),
-                         f"{b}.mlp.fc1")
+            x = self._fq(x + self._attention(self._norm(x, f"{b}.norm1"), i), f"{b}.add1")
+            h = self._dense(self._norm(x, f"{b}.norm2"), f"{b}.mlp.fc1")
+            if spec.act != "relu":  # a ReLU is fused into the FULLY_CONNECTED: fc1 has no tensor of its own
+                h = self._fq(h, f"{b}.mlp.fc1")
             h = self._fq(self._dense(self._fq(self._act(h), f"{b}.mlp.act"), f"{b}.mlp.fc2"), f"{b}.mlp.fc2")
             x = self._fq(x + h, f"{b}.add2")
         x = tf.reshape(x[:, 0:1, :], [-1, spec.embed_dim])  # class token by slice (no GATHER)
-        x = self._fq(self._norm(x, "norm"), "norm")
-        return self._fq(self._dense(x, "head"), "head")
+        return self._fq(self._dense(self._norm(x, "norm"), "head"), "head")
 
     def concrete(self, batch: int = 1) -> Any:
         """A traced tf.function with a static input shape [batch, H, W, C]."""

@@ -29,11 +29,11 @@ import numpy as np
 from edge.atomic import atomic_write_bytes, atomic_write_json
 from edge.export.child import child_main
 from edge.export.pixels import INPUT_POINT, centred_pixels
-from edge.export.quant_ranges import clip_weights
-from edge.export.tf_vit import FOLDED_NORM, KERNEL_FIXED_SUFFIX, TfVit, load_weights
+from edge.export.quant_ranges import clip_weights, graph_ranges
+from edge.export.tf_vit import KERNEL_FIXED_SUFFIX, TfVit, load_weights
 from edge.export.tflite_strip import strip_for_mcu
 from edge.paths import MODEL_INT8
-from edge.quant_ranges import activation_points, read_ranges
+from edge.quant_ranges import read_ranges
 from edge.vit_spec import VitSpec
 
 
@@ -48,8 +48,7 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     ranges = read_ranges(job["ranges"]) if job.get("ranges") else None
     int_weights = dict(weights)  # QAT weight ranges clip the integer model's weights only
     clipped = clip_weights(int_weights, ranges, where=str(job["ranges"])) if ranges and not int16 else []
-    learned = ranges.activation_pairs() if ranges and not int16 else {}
-    learned.pop("input", None)  # the input range is fixed by the centred-pixel input (tf_vit.py)
+    learned, folded = graph_ranges(ranges, spec) if ranges and not int16 else ({}, [])
     calib = centred_pixels(np.load(job["calib"]))
     if not int16:  # make the calibrated input range equal the fixed one, else a float requantise appears
         calib = np.concatenate([_range_probe(calib.shape[1:]), calib])
@@ -84,14 +83,15 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     atomic_write_bytes(out_dir / MODEL_INT8, int_model)
     info["timings_s"]["convert_int"] = round(time.perf_counter() - started, 3)
 
-    points = activation_points(spec)
+    points = [p for p in model.points if p != INPUT_POINT]
     info.update(
         quantization="int16x8" if int16 else "int8",
+        ranges_format=ranges.format if ranges else None,
         qat_points=[p for p in points if p in model.used_points],
-        calibrated_points=[p for p in points if p != "input" and p not in model.used_points
+        calibrated_points=[p for p in points if p not in model.used_points
                            and not (p.endswith(KERNEL_FIXED_SUFFIX) and not int16)],
         fixed_points=_fixed_points(points, INPUT_POINT in model.used_points, int16),
-        folded_points=[p for p in points if FOLDED_NORM.search(p) and p in learned],
+        folded_points=folded,
         unknown_points=sorted(set(learned) - set(points)),
         clipped_weights=clipped,
         calibration_images=len(calib) - (0 if int16 else 1),

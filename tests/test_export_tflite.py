@@ -22,6 +22,7 @@ from edge.export.child import run_module
 from edge.export.parity import run_litert
 from edge.export.tflite_inspect import read_tflite, require_full_integer
 from edge.export.tflm_check import TFLM_OPS, check_tflm, resolver_calls
+from edge.quant_ranges import integer_points
 from edge.vit_spec import BlockSpec, VitSpec
 
 # Pruned-looking: different head counts and MLP widths per block, hardswish activation.
@@ -86,7 +87,10 @@ def test_qat_ranges_are_used_not_recalibrated(exported: Path) -> None:
     assert info["qat_points"] == ["blocks.0.mlp.fc1", "head"]
     assert "blocks.0.attn.softmax" in info["fixed_points"]  # the int8 SOFTMAX kernel fixes its range
     assert "blocks.0.mlp.fc1" not in info["calibrated_points"] and "norm" in info["calibrated_points"]
-    assert len(info["calibrated_points"]) == 33 - 2 - 2 - 1  # 33 points less 2 QAT, 2 softmax, the input
+    # every tensor of the int8 graph (LayerNorm internals included) less 2 QAT, 2 softmax, the input
+    assert info["calibrated_points"] == [p for p in integer_points(SPEC) if p not in (
+        "input", "blocks.0.mlp.fc1", "head", "blocks.0.attn.softmax", "blocks.1.attn.softmax")]
+    assert info["ranges_format"] == "edge-quant-ranges/1"
     assert info["clipped_weights"] == ["head.weight"]
     model = read_tflite(exported / "model_int8.tflite")
     out = model.io("output")

@@ -16,6 +16,7 @@ from edge.quant_ranges import (
     QuantRangesFile,
     WeightRange,
     activation_points,
+    integer_points,
     read_ranges,
     write_ranges,
 )
@@ -38,7 +39,7 @@ def test_write_then_read_gives_the_same_ranges_and_the_documented_json(tmp_path:
     assert loaded.activation_pairs() == {"blocks.1.attn.q": (-0.1 / 3, 2.5), "head": (0.0, 1.0)}
     assert list(loaded.activations) == ["blocks.1.attn.q", "head"]  # file order is kept
     assert json.loads(path.read_text()) == {
-        "format": "edge-quant-ranges/1", "activation_bits": 16, "weight_bits": 8,
+        "format": "edge-quant-ranges/2", "activation_bits": 16, "weight_bits": 8,
         "activations": {"blocks.1.attn.q": {"min": -0.1 / 3, "max": 2.5}, "head": {"min": 0.0, "max": 1.0}},
         "weights": {"head.weight": {"axis": 0, "min": [-1 / 3, -2.0], "max": [1 / 3, 2.0]},
                     "norm.weight": {"axis": 0, "min": [0.5], "max": [1.5]}}}
@@ -56,7 +57,8 @@ def test_write_then_read_gives_the_same_ranges_and_the_documented_json(tmp_path:
     ({"weights": {"head.weight": {"axis": 0, "min": [-1.0], "max": [1.0, 1.0]}}}, r"1 mins but 2 maxs"),
     ({"weights": {"head.weight": {"min": [-1.0], "max": [1.0], "scale": 2}}}, r"field 'weights\.head\.weight\.scale'"),
     ({"activation_bits": 4}, r"field 'activation_bits': Input should be 8 or 16"),
-    ({"format": "edge-quant-ranges/2"}, r"field 'format' is 'edge-quant-ranges/2', expected 'edge-quant-ranges/1'"),
+    ({"format": "edge-quant-ranges/3"},
+     r"field 'format' is 'edge-quant-ranges/3', expected 'edge-quant-ranges/1' or 'edge-quant-ranges/2'"),
 ])
 def test_a_bad_field_is_named_with_the_file(tmp_path: Path, patch: dict, message: str) -> None:
     path = tmp_path / "quant_ranges.json"
@@ -99,8 +101,39 @@ def test_activation_points_are_the_documented_names_in_graph_order() -> None:
     assert not POINT_RE.match("blocks.0.attn.qk") and not POINT_RE.match("blocks.x.norm1")
 
 
+def test_integer_points_are_every_tensor_of_the_int8_graph_in_order() -> None:
+    norm = ["mean", "centred", "square", "var", "var_eps", "rstd"]
+    points = integer_points(SPEC)  # gelu_tanh: fc1 has its own tensor
+    assert points[:10] == ["input", "patch_embed", "tokens", *(f"blocks.0.norm1.{p}" for p in norm), "blocks.0.norm1"]
+    assert points[-8:] == [*(f"norm.{p}" for p in norm), "norm", "head"]
+    assert len(points) == 3 + 2 * (7 + 7 + 8 + 4) + 7 + 1 and len(set(points)) == len(points)
+    relu = integer_points(SPEC.model_copy(update={"act": "relu"}))
+    assert set(points) - set(relu) == {"blocks.0.mlp.fc1", "blocks.1.mlp.fc1"}  # fused into the FC with ReLU
+    assert all(POINT_RE.match(p) for p in points)
+    assert not POINT_RE.match("blocks.0.attn.q.mean") and not POINT_RE.match("norm.rsqrt")
+
+
+def test_a_format_1_file_still_reads() -> None:
+    ranges = QuantRangesFile.model_validate(VALID | {"activations": {"blocks.0.norm1": {"min": -1, "max": 1}}})
+    assert ranges.format == "edge-quant-ranges/1"
+
+
 def test_the_module_imports_neither_torch_nor_tensorflow() -> None:
     code = ("import sys, edge.quant_ranges, edge.export.quant_ranges; "
             "print(sorted(m for m in ('torch', 'tensorflow', 'nncf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_graph_ranges_turn_format_1_names_into_the_int8_graph_tensors() -> None:
+    from edge.export.quant_ranges import graph_ranges
+
+    v1 = QuantRangesFile.model_validate(VALID | {"activations": {
+        "input": {"min": -1, "max": 1}, "blocks.0.attn.q": {"min": -2, "max": 4},
+        "blocks.0.norm1": {"min": -3, "max": 3}, "norm": {"min": -3, "max": 3}, "head": {"min": -1, "max": 2}}})
+    pairs, folded = graph_ranges(v1, SPEC)  # head_dim 8: q's range times 8^-0.5, norm outputs unused
+    assert folded == ["blocks.0.norm1", "norm"] and set(pairs) == {"blocks.0.attn.q", "head"}
+    assert pairs["blocks.0.attn.q"] == pytest.approx((-2 * 8**-0.5, 4 * 8**-0.5))
+    v2 = QuantRangesFile(activations={"blocks.0.attn.q": ActivationRange(min=-2, max=4),
+                                      "blocks.0.norm1": ActivationRange(min=-3, max=3)})
+    assert graph_ranges(v2, SPEC) == ({"blocks.0.attn.q": (-2.0, 4.0), "blocks.0.norm1": (-3.0, 3.0)}, [])

@@ -1,4 +1,4 @@
-"""Quantisation-aware training of a ViT-lite with NNCF, and what the export stage needs from it.
+"""Quantisation-aware training of a ViT-lite with NNCF (`qat.scheme=nncf`), and what export needs from it.
 
 `quantize` inserts NNCF fake quantizers (per-channel symmetric int8 weights; int8 or int16
 activations, calibrated on the calibration split) without SmoothQuant, so the float weights stay
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.quant_ranges import ActivationRange, QuantRangesFile, WeightRange
+from edge.quant_ranges import FORMAT_V1, ActivationRange, QuantRangesFile, WeightRange
 from edge.training.models import VitLite, build_model
 from edge.training.quant_ranges import locate, merge_activation
 from edge.vit_spec import VitSpec
@@ -147,7 +147,7 @@ def learned_ranges(qmodel: nn.Module, spec: VitSpec, activation_bits: int = 8) -
 
     example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
     graph = build_nncf_graph(wrap_model(build_model(spec).eval()), example)
-    report = RangeReport(QuantRangesFile(activation_bits=activation_bits))
+    report = RangeReport(QuantRangesFile(format=FORMAT_V1, activation_bits=activation_bits))  # torch names
     activations: dict[str, tuple[int, ActivationRange]] = {}
     for hook_name, quantizer in quantizers(qmodel):
         hook_type, op_name, port = decode_hook_name(hook_name)
