@@ -148,9 +148,13 @@ class PruneConfig(Section):
 
 
 class QATConfig(Section):
-    """Quantisation-aware training (NNCF) of the pruned model (docs/compression.md, "QAT")."""
+    """Quantisation-aware training of the pruned model (docs/compression.md, "QAT")."""
 
     enabled: bool = True
+    scheme: Literal["auto", "tflite", "nncf"] = Field(
+        "auto", description="'tflite': QAT runs the int8 TFLite graph op by op (every tensor TFLite quantises, "
+        "int8, ReLU MLP); 'nncf': NNCF fake quantizers (int16 activations, any MLP activation); 'auto': tflite "
+        "when it applies, else nncf")
     epochs: int = Field(2, ge=0, description="QAT fine-tuning epochs (0 = post-training quantisation only); "
                         "2 keeps the default pipeline under 10 min (docs/compression.md)")
     batch_size: int = Field(64, ge=1)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from export_fixtures import make_run
+from export_fixtures import TINY, make_run
 
 from edge.config import RunConfig
 from edge.errors import ConfigError
@@ -59,6 +59,29 @@ def test_qat_stage_writes_the_contract_artifacts(tmp_path) -> None:
         assert ref["test_float"].shape == ref["test_qat"].shape == (24, spec.num_classes)
         assert ref["test_float"].dtype == ref["test_qat"].dtype == np.float32
         assert not np.array_equal(ref["test_float"], ref["test_qat"])
+
+
+def test_qat_stage_runs_the_integer_graph_for_a_relu_model(tmp_path) -> None:
+    torch.set_num_threads(1)
+    run_dir, _ = make_run(tmp_path, spec=TINY.model_copy(update={"act": "relu"}))
+    _configure(run_dir)
+    run_stage_here(run_dir, "qat")
+    record = Manifest(run_dir).stages["qat"]
+    metrics = record.metrics
+    assert metrics["scheme"] == "tflite" and metrics["weights_with_ranges"] == 0
+    assert metrics["points_with_ranges"] == 3 + 2 * 25 + 8 - 3  # every tensor of the int8 graph but the 3 fixed
+    assert metrics["onnx_qdq_vs_torch_top1"] >= 0.95 and metrics["quantizers"] > metrics["points_with_ranges"]
+    ranges = read_ranges(run_dir / "qat" / "quant_ranges.json")
+    assert ranges.format == "edge-quant-ranges/2" and "blocks.1.norm2.rstd" in ranges.activations
+    model, _ = load_model(run_dir / "qat" / "model.safetensors", run_dir / "qat" / "model_spec.json")
+    assert metrics["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_qat_stage_tflite_scheme_names_what_it_cannot_do(tmp_path) -> None:
+    run_dir, _ = make_run(tmp_path)  # TINY has the tanh-GELU MLP
+    _configure(run_dir, scheme="tflite")
+    with pytest.raises(ConfigError, match=r"qat.scheme=tflite .* does not support the MLP activation 'gelu_tanh'"):
+        run_stage_here(run_dir, "qat")
 
 
 def test_qat_stage_with_zero_epochs_is_post_training_quantisation(tmp_path) -> None:

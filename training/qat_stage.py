@@ -1,4 +1,8 @@
-"""The `qat` stage: NNCF quantisation + QAT fine-tuning of the pruned (or trained) model.
+"""The `qat` stage: quantisation + QAT fine-tuning of the pruned (or trained) model.
+
+`qat.scheme` picks the fake quantisation: `tflite` (`quant_vit.py`: the int8 TFLite graph op by op,
+int8 with the ReLU MLP) or `nncf` (`qat.py`: NNCF quantizers, also int16 and other MLP activations);
+`auto` takes tflite where it applies.
 
 Reads `prune.weights`/`prune.spec` (or `train.*` when pruning is off) and `data.dataset`; writes
 `qat/model.safetensors` + `qat/model_spec.json` (plain float weights after QAT), `qat/quant_ranges.json`,
@@ -7,6 +11,7 @@ Reads `prune.weights`/`prune.spec` (or `train.*` when pruning is off) and `data.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -21,6 +26,7 @@ from edge.training.loop import FitConfig, FitResult, evaluate, fit, set_threads,
 from edge.training.models import count_macs, count_params, load_model, save_model
 from edge.training.prune_plan import int8_bytes_estimate
 from edge.training.qat import (
+    RangeReport,
     export_qdq_onnx,
     float_model,
     learned_ranges,
@@ -28,7 +34,27 @@ from edge.training.qat import (
     quantize,
     quantizers,
 )
+from edge.training.quant_vit import QuantVit, calibrate, weight_layers
+from edge.training.quant_vit import export_qdq_onnx as export_quant_vit_onnx
 from edge.vit_spec import VitSpec
+
+
+def tflite_unsupported(qat: QATConfig, spec: VitSpec) -> str:
+    """Why the tflite scheme cannot simulate this model ('' when it can)."""
+    if qat.activation_bits != 8:
+        return "int16 activations (qat.activation_bits=16)"
+    return f"the MLP activation {spec.act!r} (it mirrors model.act=relu)" if spec.act != "relu" else ""
+
+
+def resolve_scheme(qat: QATConfig, spec: VitSpec) -> str:
+    """'tflite' or 'nncf' for this model; an explicit 'tflite' that cannot apply is a ConfigError."""
+    why_not = tflite_unsupported(qat, spec)
+    if qat.scheme == "tflite" and why_not:
+        raise ConfigError(f"qat.scheme=tflite simulates the int8 TFLite graph and does not support {why_not}",
+                          where="qat.scheme", hint="use qat.scheme=nncf (or auto, which picks it by itself)")
+    if qat.scheme == "auto":
+        return "nncf" if why_not else "tflite"
+    return qat.scheme
 
 
 def qat_fit_config(qat: QATConfig) -> FitConfig:
@@ -65,7 +91,13 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     if len(calib_x) == 0:
         raise ConfigError("the data set has no calibration images", where="data.n_calib",
                           hint="rebuild the data set with data.n_calib >= 1")
-    qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, run.metrics, f"qat {spec.name}")
+    scheme = resolve_scheme(qat, spec)
+    if qat.scheme == "auto" and scheme == "nncf":
+        run.notes.append(f"qat.scheme=auto chose NNCF: the integer-graph QAT does not support "
+                         f"{tflite_unsupported(qat, spec)}")
+    run.metrics["scheme"] = scheme
+    qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, run.metrics, f"qat {spec.name}",
+                                           scheme=scheme, spec=spec)
     if result is not None:
         _write_history(run, result)
     _record(run, qmodel, spec, qat, val_xy, test_xy)
@@ -79,12 +111,23 @@ def quantize_and_finetune(
     qat: QATConfig,
     metrics: dict[str, Any],
     desc: str = "qat",
+    scheme: str = "nncf",
+    spec: VitSpec | None = None,
 ) -> tuple[torch.nn.Module, FitResult | None]:
-    """NNCF calibration then QAT fine-tuning (best epoch kept); fills val_top1_input/_ptq in `metrics`."""
+    """Calibration then QAT fine-tuning (best epoch kept); fills val_top1_input/_ptq in `metrics`.
+
+    `scheme` 'tflite' (needs `spec`) wraps a copy of the model in a `QuantVit`; 'nncf' uses NNCF.
+    """
     teacher.eval()
     metrics["val_top1_input"] = round(evaluate(teacher, *val_xy)[0], 4)
     torch.manual_seed(qat.seed)
-    qmodel = quantize(teacher, calib_x, qat.activation_bits, qat.model_type, qat.bias_correction)
+    if scheme == "tflite":
+        if spec is None:
+            raise ValueError("the tflite scheme needs the model's spec")
+        qmodel: torch.nn.Module = QuantVit(copy.deepcopy(teacher), spec)
+        calibrate(qmodel, calib_x)
+    else:
+        qmodel = quantize(teacher, calib_x, qat.activation_bits, qat.model_type, qat.bias_correction)
     metrics["val_top1_ptq"] = round(evaluate(qmodel, *val_xy)[0], 4)
     if qat.epochs == 0:
         return qmodel, None
@@ -96,11 +139,12 @@ def quantize_and_finetune(
 
 def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfig,
             val_xy: tuple[torch.Tensor, torch.Tensor], test_xy: tuple[torch.Tensor, torch.Tensor]) -> None:
-    plain = float_model(qmodel, spec)
+    integer = isinstance(qmodel, QuantVit)
+    plain = _plain_copy(qmodel.model, spec) if integer else float_model(qmodel, spec)
     save_model(plain, spec, run.output("weights", run.dir / "model.safetensors"),
                run.output("spec", run.dir / "model_spec.json"))
 
-    report = learned_ranges(qmodel, spec, qat.activation_bits)
+    report = _integer_report(qmodel) if integer else learned_ranges(qmodel, spec, qat.activation_bits)
     report.ranges.check_shapes({k: tuple(v.shape) for k, v in plain.state_dict().items()})
     write_ranges(run.output("quant_ranges", run.dir / "quant_ranges.json"), report.ranges)
     atomic_write_json(run.output("quantizer_map", run.dir / "quantizer_map.json"),
@@ -114,7 +158,9 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
     with atomic_path(run.output("reference", run.dir / "reference_logits.npz")) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, test_float=test_float.numpy().astype(np.float32), test_qat=test_qat.numpy().astype(np.float32))
 
-    onnx_path = export_qdq_onnx(qmodel, spec, run.output("onnx_qdq", run.dir / "model_int8.onnx"), qat.onnx_opset)
+    onnx_out = run.output("onnx_qdq", run.dir / "model_int8.onnx")
+    onnx_path = (export_quant_vit_onnx(qmodel, onnx_out, qat.onnx_opset) if integer
+                 else export_qdq_onnx(qmodel, spec, onnx_out, qat.onnx_opset))
     ort_logits = onnx_logits(onnx_path, test_xy[0].numpy())
     agreement = round(float((ort_logits.argmax(1) == test_qat.numpy().argmax(1)).mean()), 4)
 
@@ -130,7 +176,7 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
         "int8_bytes_estimate": int8_bytes_estimate(spec),
         "onnx_qdq_vs_torch_top1": agreement,
         "onnx_qdq_max_logit_error": round(float(np.abs(ort_logits - test_qat.numpy()).max()), 6),
-        "quantizers": sum(1 for _ in quantizers(qmodel)),
+        "quantizers": (len(qmodel.points) + weight_layers(qmodel)) if integer else sum(1 for _ in quantizers(qmodel)),
         "points_with_ranges": len(report.ranges.activations),
         "weights_with_ranges": len(report.ranges.weights),
         "activation_bits": qat.activation_bits,
@@ -139,6 +185,21 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
     if trained and {"params", "val_top1"} <= set(trained.metrics):  # issue 3's acceptance figures
         run.metrics["params_ratio_vs_trained"] = round(count_params(plain) / trained.metrics["params"], 4)
         run.metrics["val_top1_drop_vs_trained"] = round(trained.metrics["val_top1"] - val_top1, 4)
+
+
+def _plain_copy(model: torch.nn.Module, spec: VitSpec) -> torch.nn.Module:
+    """A plain VitLite with `model`'s weights (strict load, as the export will load them)."""
+    from edge.training.models import build_model
+
+    plain = build_model(spec)
+    plain.load_state_dict(model.state_dict(), strict=True)
+    return plain.eval()
+
+
+def _integer_report(qmodel: QuantVit) -> RangeReport:
+    """Format-2 ranges of every learned point, each placed at its own quantiser."""
+    placement = {f"quant.{point}": point for point in qmodel.learned_points()}
+    return RangeReport(qmodel.ranges_file(), placement=placement)
 
 
 def _write_history(run: StageRun, result: FitResult) -> None:

@@ -1,0 +1,130 @@
+"""Fake quantisers that round the way TFLite's int8 kernels do (straight-through gradients).
+
+* `ActQuant`: one asymmetric int8 activation tensor. Its range (`lo`, `hi`) is observed (min/max,
+  like the TFLite converter's calibration), then learned: the forward pass uses TensorFlow's
+  FakeQuant nudging (scale = (hi - lo) / 255, integer zero point), so the range written to
+  `quant_ranges.json` becomes exactly the same scale and zero point in the int8 model. A fixed
+  quantiser (the int8 SOFTMAX output: scale 1/256, zero point -128) has no parameters.
+* `weight_fake_quant`: symmetric per-output-channel int8 with scale max|w| / 127, as the converter
+  quantises CONV_2D / FULLY_CONNECTED weights; `bias_fake_quant`: the int32 grid of scale
+  in_scale * w_scale; `const_fake_quant`: a constant operand (pos_embed) over its own min/max.
+
+Rounding is half away from zero, as TFLite's requantisation. With `EXPORT.onnx` set, the same
+quantisers are written with torch's fake-quantise ops, which torch.onnx exports as standard
+QuantizeLinear/DequantizeLinear pairs.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import nn
+
+QMIN, QMAX = -128, 127
+MIN_WIDTH = 1e-8  # the narrowest range (TfVit uses the same)
+
+
+class _ExportFlag(threading.local):
+    onnx: bool = False
+
+
+EXPORT = _ExportFlag()
+
+
+def round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest integer, ties away from zero, with a straight-through gradient."""
+    rounded = torch.sign(x) * torch.floor(x.abs() + 0.5)
+    return x + (rounded - x).detach()
+
+
+def scale_zero_point(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """TensorFlow FakeQuant nudging of [lo, hi] (widened to contain 0): (scale, int8 zero point)."""
+    lo = lo.clamp(max=0.0)
+    hi = torch.maximum(hi.clamp(min=0.0), lo + MIN_WIDTH)
+    scale = (hi - lo) / (QMAX - QMIN)
+    zero = round_half_away(QMIN - lo / scale).clamp(QMIN, QMAX)
+    return scale, zero
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int = QMIN,
+               qmax: int = QMAX) -> torch.Tensor:
+    """Per-tensor affine fake quantisation (gradients to x inside the range, and to scale/zero)."""
+    if EXPORT.onnx:
+        return torch.fake_quantize_per_tensor_affine(x, float(scale.detach()), int(zero.detach()), qmin, qmax)
+    q = (round_half_away(x / scale) + zero).clamp(qmin, qmax)
+    return (q - zero) * scale
+
+
+def int_codes(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """The int8 codes of an (already fake-quantised) tensor."""
+    return (round_half_away(x / scale) + zero).clamp(QMIN, QMAX).detach().to(torch.int32)
+
+
+class ActQuant(nn.Module):
+    """An int8 activation quantiser: observes min/max, then fake-quantises with a learned range."""
+
+    def __init__(self, fixed: tuple[float, int] | None = None) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.lo = nn.Parameter(torch.tensor(0.0), requires_grad=fixed is None)
+        self.hi = nn.Parameter(torch.tensor(0.0), requires_grad=fixed is None)
+        self.observing = False
+        self.seen = False
+
+    def scale_zero_point(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, zero point) as the int8 model will have them."""
+        if self.fixed is not None:
+            return torch.tensor(self.fixed[0]), torch.tensor(float(self.fixed[1]))
+        return scale_zero_point(self.lo, self.hi)
+
+    def nudged_range(self) -> tuple[float, float]:
+        """The range that TensorFlow's FakeQuant turns back into exactly this scale and zero point."""
+        with torch.no_grad():
+            scale, zero = (float(t) for t in self.scale_zero_point())
+        return (QMIN - zero) * scale, (QMAX - zero) * scale
+
+    def observe(self, x: torch.Tensor) -> None:
+        """Widen the range to cover `x` (calibration)."""
+        with torch.no_grad():
+            lo, hi = x.min(), x.max()
+            if self.seen:
+                lo, hi = torch.minimum(lo, self.lo), torch.maximum(hi, self.hi)
+            self.lo.copy_(lo)
+            self.hi.copy_(hi)
+        self.seen = True
+
+    def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None, name: str = "",
+                observe: bool = True) -> torch.Tensor:
+        if self.observing:  # calibration is a float pass, as the converter's
+            if observe and self.fixed is None:
+                self.observe(x)
+            return x
+        scale, zero = self.scale_zero_point()
+        out = fake_quant(x, scale, zero)
+        if record is not None and name:
+            record[name] = int_codes(out, scale, zero)
+        return out
+
+
+def weight_fake_quant(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel (axis 0) int8 weights, scale max|w| / 127: (weights, scales)."""
+    scale = (w.detach().abs().amax(dim=tuple(range(1, w.ndim))) / 127.0).clamp(min=1e-12)
+    if EXPORT.onnx:
+        zero = torch.zeros_like(scale, dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, QMIN, QMAX), scale
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    q = round_half_away(w / scale.reshape(shape)).clamp(-127, 127)
+    return q * scale.reshape(shape), scale
+
+
+def bias_fake_quant(b: torch.Tensor, in_scale: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
+    """Bias on the int32 grid of scale in_scale * w_scale (per output channel)."""
+    step = (in_scale.detach() * w_scale).clamp(min=1e-20)
+    return round_half_away(b / step) * step
+
+
+def const_fake_quant(t: torch.Tensor) -> torch.Tensor:
+    """A constant operand quantised per tensor over its own [min, max] (how the converter stores it)."""
+    scale, zero = scale_zero_point(t.detach().min(), t.detach().max())
+    return fake_quant(t, scale, zero)

@@ -1,0 +1,141 @@
+"""QAT's simulated integers against the int8 TFLite model's, tensor by tensor (docs/compression.md, "QAT").
+
+`QuantVit(x, record=...)` gives the int8 codes of every activation point; LiteRT with
+`experimental_preserve_all_tensors` gives every tensor of the int8 model. A point is found in the
+flatbuffer by its quantisation (the scale and zero point QAT gave it, which the converter keeps)
+and its element count, taking the earliest producing op among equals (a RESHAPE after it carries
+the same values). Stripped models work too: no tensor names are needed.
+
+    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge.export.pixels import int8_pixels
+from edge.export.tflite_inspect import TfliteModel, read_tflite
+
+if TYPE_CHECKING:
+    from edge.training.quant_vit import QuantVit
+
+
+@dataclass(frozen=True)
+class PointQuant:
+    """What identifies a point's tensor in the flatbuffer."""
+
+    scale: float
+    zero_point: int
+    size: int  # elements per image
+
+
+@dataclass(frozen=True)
+class StepDiff:
+    """|QAT code - TFLite code| over every element of one tensor."""
+
+    max_steps: int
+    within_one: float  # share of elements at most 1 step apart
+    elements: int
+
+
+def locate_points(model: TfliteModel, points: dict[str, PointQuant]) -> dict[str, int]:
+    """Point -> tensor index of `model` (points whose tensor is not found are left out)."""
+    producer = {index: -1 for index in model.inputs} | {out: op.index for op in model.ops for out in op.outputs}
+    taken: set[int] = set()
+    found = {}
+    for name, want in points.items():
+        candidates = [t.index for t in model.tensors
+                      if t.index in producer and t.index not in taken and len(t.scale) == 1
+                      and abs(t.scale[0] - want.scale) <= 1e-5 * want.scale and t.zero_point[0] == want.zero_point
+                      and int(np.prod(t.shape)) == want.size]
+        if candidates:
+            found[name] = min(candidates, key=lambda index: producer[index])
+            taken.add(found[name])
+    return found
+
+
+def litert_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray,
+                   tensors: dict[str, int]) -> dict[str, np.ndarray]:
+    """Point -> int8 codes [N, size] of those tensors, one image at a time (LiteRT, default kernels)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model_path), experimental_preserve_all_tensors=True, num_threads=1)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    out: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
+    for image in images_u8:
+        interp.set_tensor(index, int8_pixels(image[None]))
+        interp.invoke()
+        for name, tensor in tensors.items():
+            out[name].append(interp.get_tensor(tensor).astype(np.int32).reshape(-1))
+    return {name: np.stack(values) for name, values in out.items()}
+
+
+def step_differences(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> dict[str, StepDiff]:
+    """Per point (in `theirs`' order): max |difference| in int8 steps and the share within 1 step."""
+    diffs = {}
+    for name, codes in theirs.items():
+        diff = np.abs(ours[name].reshape(codes.shape).astype(np.int64) - codes)
+        diffs[name] = StepDiff(int(diff.max()), float((diff <= 1).mean()), int(diff.size))
+    return diffs
+
+
+def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: np.ndarray) -> dict[str, StepDiff]:
+    """Compare a `QuantVit` (torch) with its exported int8 model on `images_u8` (uint8 NHWC)."""
+    import torch
+
+    from edge.training.loop import to_input
+
+    spec = qvit.spec
+    record: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        qvit.eval()(to_input(images_u8, spec.input_mean, spec.input_std), record=record)
+    ours = {name: codes.reshape(len(images_u8), -1).numpy() for name, codes in record.items()}
+    points = {}
+    for name in ours:
+        with torch.no_grad():
+            scale, zero = (float(t) for t in qvit.quantiser(name).scale_zero_point())
+        points[name] = PointQuant(scale, int(zero), ours[name].shape[1])
+    tensors = locate_points(read_tflite(model_path), points)
+    missing = sorted(set(points) - set(tensors))
+    if missing:
+        raise LookupError(f"no tensor of {model_path} has the quantisation of {missing}")
+    return step_differences(ours, litert_tensors(model_path, images_u8, tensors))
+
+
+def format_table(diffs: dict[str, StepDiff]) -> str:
+    """A Markdown table of the per-tensor differences."""
+    rows = ["| point | max steps | within 1 step | elements |", "|---|---:|---:|---:|"]
+    rows += [f"| {name} | {d.max_steps} | {d.within_one:.4%} | {d.elements} |" for name, d in diffs.items()]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compare a run's QAT model (qat/ of RUN_DIR with its quant_ranges.json) with an int8 .tflite."""
+    from edge.quant_ranges import read_ranges
+    from edge.training.data import load_dataset
+    from edge.training.models import load_model
+    from edge.training.quant_vit import QuantVit
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("tflite", type=Path)
+    parser.add_argument("--images", type=int, default=16)
+    args = parser.parse_args(argv)
+    model, spec = load_model(args.run_dir / "qat" / "model.safetensors", args.run_dir / "qat" / "model_spec.json")
+    qvit = QuantVit(model.eval(), spec)
+    qvit.load_ranges(read_ranges(args.run_dir / "qat" / "quant_ranges.json"))
+    images = load_dataset(args.run_dir / "data" / "dataset.npz").split("test").x[: args.images]
+    print(format_table(compare_run(qvit, args.tflite, images)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

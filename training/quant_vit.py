@@ -1,0 +1,222 @@
+"""QAT that is the integer graph: a torch mirror of the int8 TFLite model of a ViT-lite.
+
+`QuantVit` wraps a plain `VitLite` (whose float weights are what QAT trains and what the qat stage
+saves) and runs the forward pass op by op as `export/tf_vit.py` builds it and the TFLite converter
+quantises it (checked against the converted model tensor by tensor, tests/test_qat_integer.py):
+
+* input: centred pixels `(pixel - 128) / 127.5`, int8 scale 1/127.5 zero point 0 (fixed); the
+  model's input normalisation folded into the patch convolution;
+* every CONV_2D / FULLY_CONNECTED: per-output-channel symmetric int8 weights (max|w| / 127), int32
+  bias on the grid in_scale * w_scale; the LayerNorm's gain and shift folded into the layers after
+  it and D^-0.5 folded into q, as the converter folds them;
+* the class token quantised with the patch embedding's scale (CONCATENATION shares it), pos_embed
+  as an int8 constant over its own range;
+* LayerNorm as mean, x - mean, d*d, mean, + eps, rsqrt, d * rsqrt, each tensor quantised;
+* attention scores, the SOFTMAX output at its fixed scale 1/256 zero point -128, context, proj,
+  both residual adds, fc1 with its ReLU fused, fc2, the final norm and the logits.
+
+Every activation point of `integer_points(spec)` has an `ActQuant`; `calibrate` sets their ranges
+from a float pass (min/max, as the converter would), after which they are learned with the weights.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge.quant_ranges import FORMAT, ActivationRange, QuantRangesFile, integer_points
+from edge.training.fake_quant import EXPORT, ActQuant, bias_fake_quant, const_fake_quant, weight_fake_quant
+from edge.training.models import VitLite
+from edge.vit_spec import VitSpec
+
+INPUT_SCALE = 1.0 / 127.5  # the int8 input is pixel - 128 (export/pixels.py)
+SOFTMAX_QUANT = (1.0 / 256.0, -128)  # the int8 SOFTMAX kernel's output scale and zero point
+FIXED = {"input": (INPUT_SCALE, 0)}
+
+Quant = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+def _key(point: str) -> str:
+    return point.replace(".", "/")  # module names cannot contain dots
+
+
+class QuantVit(nn.Module):
+    """Fake-quantised int8 forward pass of `model` (a VitLite with ReLU MLP), as TFLite runs it."""
+
+    def __init__(self, model: VitLite, spec: VitSpec) -> None:
+        super().__init__()
+        if spec.act != "relu":
+            raise ValueError(f"the integer-graph QAT (qat.scheme=tflite) mirrors the ReLU MLP only, the model "
+                             f"has act={spec.act!r}")
+        self.model = model
+        self.spec = spec
+        self.points = integer_points(spec)
+        self.quant = nn.ModuleDict({_key(p): ActQuant(fixed=self._fixed(p)) for p in self.points})
+
+    @staticmethod
+    def _fixed(point: str) -> tuple[float, int] | None:
+        return SOFTMAX_QUANT if point.endswith("attn.softmax") else FIXED.get(point)
+
+    # -- modes and ranges -------------------------------------------------------------------
+    def quantiser(self, point: str) -> ActQuant:
+        """The quantiser of one activation point."""
+        return self.quant[_key(point)]
+
+    @property
+    def observing(self) -> bool:
+        """True while calibrating: a float forward pass that records min/max at every point."""
+        return self.quantiser("patch_embed").observing
+
+    def set_observing(self, on: bool) -> None:
+        """Switch calibration on (float pass, ranges observed) or off (fake quantisation)."""
+        for module in self.quant.values():
+            module.observing = on
+
+    def learned_points(self) -> list[str]:
+        """The points whose range is learned (not fixed by construction or by the kernel)."""
+        return [p for p in self.points if self.quantiser(p).fixed is None]
+
+    def ranges_file(self) -> QuantRangesFile:
+        """quant_ranges.json (format 2): the nudged range of every learned point.
+
+        Weights carry no ranges: they are quantised per channel by max|w| in QAT exactly as the
+        converter quantises them, so there is nothing to clip.
+        """
+        activations = {}
+        for point in self.learned_points():
+            lo, hi = self.quantiser(point).nudged_range()
+            activations[point] = ActivationRange(min=lo, max=hi)
+        return QuantRangesFile(format=FORMAT, activation_bits=8, activations=activations)
+
+    def load_ranges(self, ranges: QuantRangesFile) -> None:
+        """Set the learned ranges from a format-2 `quant_ranges.json` (e.g. to inspect a finished run)."""
+        if ranges.format != FORMAT:
+            raise ValueError(f"ranges of format {ranges.format!r} name other tensors; {FORMAT!r} is needed")
+        with torch.no_grad():
+            for name, item in ranges.activations.items():
+                self.quantiser(name).lo.fill_(item.min)
+                self.quantiser(name).hi.fill_(item.max)
+
+    # -- building blocks ---------------------------------------------------------------------
+    def _linear(self, x: torch.Tensor, in_point: str, layer: nn.Linear, norm: nn.LayerNorm | None = None,
+                scale: float = 1.0) -> torch.Tensor:
+        """FULLY_CONNECTED with the preceding LayerNorm's gain/shift (and `scale`) folded in."""
+        weight, bias = layer.weight, layer.bias
+        if norm is not None:
+            bias = bias + weight @ norm.bias
+            weight = weight * norm.weight[None, :]
+        weight, bias = weight * scale, bias * scale
+        if self.observing:
+            return F.linear(x, weight, bias)
+        weight_q, w_scale = weight_fake_quant(weight)
+        in_scale = self.quantiser(in_point).scale_zero_point()[0]
+        return F.linear(x, weight_q, bias_fake_quant(bias, in_scale, w_scale))
+
+    def _patch_embed(self, x_in: torch.Tensor) -> torch.Tensor:
+        spec, conv = self.spec, self.model.patch_embed.proj
+        gain = 0.5 / spec.input_std  # model input = gain * x_in + offset (export/tf_vit.py)
+        offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
+        weight = conv.weight * gain
+        bias = conv.bias + offset * conv.weight.sum(dim=(1, 2, 3))
+        if not self.observing:
+            weight, w_scale = weight_fake_quant(weight)
+            bias = bias_fake_quant(bias, torch.tensor(INPUT_SCALE), w_scale)
+        out = F.conv2d(x_in, weight, bias, stride=spec.patch_size)
+        return out.flatten(2).transpose(1, 2)  # [B, N, E], the order of TF's NHWC reshape
+
+    def _norm(self, x: torch.Tensor, name: str, q: Quant) -> torch.Tensor:
+        """LayerNorm without its gain and shift (folded into the next layers), every tensor quantised."""
+        mean = q(f"{name}.mean", x.mean(dim=-1, keepdim=True))
+        centred = q(f"{name}.centred", x - mean)
+        var = q(f"{name}.var", q(f"{name}.square", centred * centred).mean(dim=-1, keepdim=True))
+        var_eps = q(f"{name}.var_eps", var + self.spec.norm_eps)
+        rstd = q(f"{name}.rstd", torch.rsqrt(var_eps.clamp(min=1e-30)))  # int8 RSQRT of 0 saturates
+        return q(name, centred * rstd)
+
+    def _block(self, x: torch.Tensor, i: int, q: Quant) -> torch.Tensor:
+        b, block = f"blocks.{i}", self.model.blocks[i]
+        attn = block.attn
+        batch, tokens, _ = x.shape
+        heads, width = attn.num_heads, attn.head_dim
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # [B, N, H*D] -> [B, H, N, D]
+            return t.reshape(batch, tokens, heads, width).transpose(1, 2)
+
+        n1 = self._norm(x, f"{b}.norm1", q)
+        qh = q(f"{b}.attn.q", self._linear(n1, f"{b}.norm1", attn.q, block.norm1, scale=width**-0.5))
+        kh = q(f"{b}.attn.k", self._linear(n1, f"{b}.norm1", attn.k, block.norm1))
+        vh = q(f"{b}.attn.v", self._linear(n1, f"{b}.norm1", attn.v, block.norm1))
+        scores = q(f"{b}.attn.scores", torch.matmul(split(qh), split(kh).transpose(-2, -1)))
+        probs = q(f"{b}.attn.softmax", scores.softmax(dim=-1))
+        context = q(f"{b}.attn.context", torch.matmul(probs, split(vh)))
+        context = context.transpose(1, 2).reshape(batch, tokens, heads * width)
+        x = q(f"{b}.add1", x + q(f"{b}.attn.proj", self._linear(context, f"{b}.attn.context", attn.proj)))
+        n2 = self._norm(x, f"{b}.norm2", q)
+        hidden = q(f"{b}.mlp.act", F.relu(self._linear(n2, f"{b}.norm2", block.mlp.fc1, block.norm2)))
+        return q(f"{b}.add2", x + q(f"{b}.mlp.fc2", self._linear(hidden, f"{b}.mlp.act", block.mlp.fc2)))
+
+    # -- the whole model ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Model input `(pixel/255 - mean)/std` NCHW -> logits; `record` collects every point's int8 codes."""
+        spec, model = self.spec, self.model
+
+        def q(point: str, t: torch.Tensor) -> torch.Tensor:
+            return self.quantiser(point)(t, record, point)
+
+        x_in = q("input", ((x * spec.input_std + spec.input_mean) * 255.0 - 128.0) * INPUT_SCALE)
+        patches = q("patch_embed", self._patch_embed(x_in))
+        cls = self.quantiser("patch_embed")(model.cls_token.expand(x.shape[0], -1, -1), observe=False)
+        pos = model.pos_embed if self.observing else const_fake_quant(model.pos_embed)
+        x = q("tokens", torch.cat([cls, patches], dim=1) + pos)
+        for i in range(len(model.blocks)):
+            x = self._block(x, i, q)
+        normed = self._norm(x[:, 0], "norm", q)  # class token by slice
+        return q("head", self._linear(normed, "norm", model.head, model.norm))
+
+
+@torch.no_grad()
+def calibrate(qvit: QuantVit, calib_x: torch.Tensor, batch_size: int = 25) -> None:
+    """Set every learned range to the min/max of a float pass over `calib_x` (the converter's rule)."""
+    was_training = qvit.training
+    qvit.eval()
+    qvit.set_observing(True)
+    try:
+        for start in range(0, len(calib_x), batch_size):
+            qvit(calib_x[start : start + batch_size])
+    finally:
+        qvit.set_observing(False)
+        qvit.train(was_training)
+
+
+def weight_layers(qvit: QuantVit) -> int:
+    """CONV_2D / FULLY_CONNECTED layers (each has per-channel int8 weights and an int32 bias)."""
+    return sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in qvit.model.modules())
+
+
+def export_qdq_onnx(qvit: QuantVit, path: str | os.PathLike[str], opset: int = 17) -> Path:
+    """Write the fake-quant model as standard QuantizeLinear/DequantizeLinear ONNX (atomically)."""
+    import warnings
+
+    import onnx
+
+    from edge.atomic import atomic_path
+
+    spec = qvit.spec
+    example = torch.zeros(1, spec.in_chans, spec.img_size, spec.img_size)
+    qvit.eval()
+    EXPORT.onnx = True
+    try:
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # scales and zero points become constants
+            torch.onnx.export(qvit, (example,), str(tmp), dynamo=False, opset_version=max(opset, 13),
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+            onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+    finally:
+        EXPORT.onnx = False
+    return Path(path)
