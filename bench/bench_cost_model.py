@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge.power import fit
 from edge.power.cost import FITTED_CORES, KERNEL_SETS, estimate_file
-from edge.power.kernel_files import load_kernel_file
+from edge.power.kernel_files import base_op, load_kernel_file
 from edge.power.profiles import list_profiles, load_mcu
 from edge.power.tflite_graph import CLASS_OF
 
@@ -85,7 +85,7 @@ def print_instruction_level(model: Path) -> None:
                     ours[r.op_class] = ours.get(r.op_class, 0.0) + r.cycles
                 theirs: dict[str, float] = {}
                 for key, cycles in m.get("cycles_by_op", {}).items():
-                    cls = CLASS_OF.get(key.split("_")[0] if key not in CLASS_OF else key, "other")
+                    cls = CLASS_OF.get(base_op(key), "other")
                     theirs[cls] = theirs.get(cls, 0.0) + float(cycles)
                 total = float(m.get("total_cycles") or sum(theirs.values()))
                 print(f"{kf.name} on {mcu.name} ({model.name}): cost model {cost.cycles:,.0f} vs instruction-level "

@@ -11,7 +11,7 @@ import pytest
 from edge.cli import main
 from edge.power import fit
 from edge.power.device import build_device
-from edge.power.kernel_files import load_kernel_file, op_features
+from edge.power.kernel_files import base_op, load_kernel_file, op_features
 from edge.power.profiles import load_device, profiles_dir
 from edge.power.simulate import SimOptions, simulate
 from edge.power.tflite_graph import GraphOp
@@ -62,6 +62,8 @@ def test_instruction_level_kernel_file_is_used_per_op(tmp_path: Path, monkeypatc
     assert kf.cycles(fc) == pytest.approx(1200 + 1.9 * 17 * 96 * 32 + 60 * 17)
     assert kf.covers(mul) and kf.cycles(mul) == pytest.approx(300 + 20 * 17 * 96)
     assert load_kernel_file("tflm-cmsis-nn", "cortex-m33") is None
+    assert [base_op(k) for k in ("MUL_broadcast", "FULLY_CONNECTED_short", "ADD_N", "FULLY_CONNECTED")] == [
+        "MUL", "FULLY_CONNECTED", "ADD_N", "FULLY_CONNECTED"]
 
 
 def test_band_is_sampled_in_the_monte_carlo() -> None:
@@ -87,3 +89,34 @@ def test_measured_bench_json_replaces_the_estimate(tmp_path: Path, capsys: pytes
     bench.write_text(json.dumps({"latency_ms": 140.0}))
     assert main(["battery", "check", "--measured", str(bench), "--out", str(tmp_path / "o")]) == 2
     assert "the bench had no energy monitor" in capsys.readouterr().err
+
+
+def test_bench_compares_per_op_class_with_instruction_level_figures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import importlib.util
+
+    from power_fixtures import reference_models
+
+    model = reference_models()["tiny_int8"]
+    root = tmp_path / "profiles"
+    shutil.copytree(profiles_dir(), root)
+    (root / "kernels").mkdir(exist_ok=True)
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    (root / "kernels" / "tflm-cmsis-nn-cortex-m4.yaml").write_text(
+        "kernel_set: tflm-cmsis-nn\ncore: cortex-m4\nmethod: {emulator: test}\n"
+        "ops:\n  CONV_2D: {dtype: int8, coefficients: {const: 1000, macs: 3.0}}\n"
+        f"models:\n  - model_sha256: {sha}\n    description: tiny\n"
+        "    cycles_by_op: {CONV_2D: 300000, DEPTHWISE_CONV_2D: 90000, FULLY_CONNECTED_short: 2000}\n"
+        "    total_cycles: 400000\n")
+    monkeypatch.setenv("EDGE_POWER_PROFILES", str(root))
+    spec = importlib.util.spec_from_file_location("bench_cost_model", Path(__file__).parents[1] / "bench" /
+                                                  "bench_cost_model.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.print_instruction_level(model)
+    out = capsys.readouterr().out
+    assert "tflm-cmsis-nn-cortex-m4.yaml on nrf52840 (tiny_int8.tflite): cost model " in out
+    conv = next(line for line in out.splitlines() if line.strip().startswith("conv "))
+    assert "measured        300,000" in conv and "x0.74" in conv  # 1000 + 3 x 73,728 = 222,184 cycles
+    assert any(line.strip().startswith("fully_connected") for line in out.splitlines())

@@ -28,9 +28,20 @@ import yaml
 from edge.errors import ConfigError
 from edge.power.inputs import Range, check
 from edge.power.profiles import profiles_dir
-from edge.power.tflite_graph import GraphOp
+from edge.power.tflite_graph import CLASS_OF, GraphOp
 
 FEATURES = ("const", "macs", "out_elements", "in_elements", "rows", "channels")
+
+
+def base_op(key: str) -> str:
+    """The TFLite op of a key with an optional variant suffix: 'MUL_broadcast' -> 'MUL', 'ADD_N' -> 'ADD_N'."""
+    if key in CLASS_OF:
+        return key
+    parts = key.split("_")
+    for cut in range(len(parts) - 1, 0, -1):
+        if "_".join(parts[:cut]) in CLASS_OF:
+            return "_".join(parts[:cut])
+    return key
 
 
 def op_features(op: GraphOp) -> dict[str, float]:
@@ -56,7 +67,7 @@ class KernelFile:
     def _key(self, op: GraphOp) -> str | None:
         if op.op in self.coefficients:
             return op.op
-        return next((k for k in self.coefficients if k.split("_")[0] == op.op and k.startswith(op.op + "_")), None)
+        return next((k for k in self.coefficients if base_op(k) == op.op), None)
 
     def covers(self, op: GraphOp) -> bool:
         """Whether this file has figures for `op`."""
