@@ -80,23 +80,31 @@ def print_instruction_level(model: Path) -> None:
                           f"({(sha or 'missing')[:12]}): no comparison")
                     continue
                 cost = estimate_file(model, mcu, choice)  # uses the file's per-op figures where it has them
-                ours: dict[str, float] = {}
-                for r in cost.layers:
-                    ours[r.op_class] = ours.get(r.op_class, 0.0) + r.cycles
+                mlperf = estimate_file(model, mcu, choice, kernel_files=False)  # the MLPerf fit alone
+                ours = _by_class(cost)
+                fit_only = _by_class(mlperf)
                 theirs: dict[str, float] = {}
                 for key, cycles in m.get("cycles_by_op", {}).items():
                     cls = CLASS_OF.get(base_op(key), "other")
                     theirs[cls] = theirs.get(cls, 0.0) + float(cycles)
                 total = float(m.get("total_cycles") or sum(theirs.values()))
-                print(f"{kf.name} on {mcu.name} ({model.name}): cost model {cost.cycles:,.0f} vs instruction-level "
-                      f"{total:,.0f} cycles (x{cost.cycles / total:.2f})")
+                print(f"{kf.name} on {mcu.name} ({model.name}): cost model {cost.cycles:,.0f} "
+                      f"(MLPerf fit alone {mlperf.cycles:,.0f}) vs instruction-level {total:,.0f} cycles "
+                      f"(x{cost.cycles / total:.2f}, fit alone x{mlperf.cycles / total:.2f})")
                 for cls in sorted(set(ours) | set(theirs), key=lambda k: -theirs.get(k, 0.0)):
                     t = theirs.get(cls, 0.0)
-                    ratio = f"x{ours.get(cls, 0.0) / t:.2f}" if t else "-"
+                    ratio = f"x{ours.get(cls, 0.0) / t:.2f}  fit alone x{fit_only.get(cls, 0.0) / t:.2f}" if t else "-"
                     print(f"  {cls:16s} model {ours.get(cls, 0.0):14,.0f}  measured {t:14,.0f} "
                           f"({100 * t / total:5.1f} %)  {ratio}")
                 return
     print("instruction-level figures (power_profiles/kernels/): none committed for the default model yet")
+
+
+def _by_class(cost) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in cost.layers:
+        out[r.op_class] = out.get(r.op_class, 0.0) + r.cycles
+    return out
 
 
 def main() -> int:

@@ -135,11 +135,11 @@ class _Plan:
         return op.elements * per + c.c_op, c.kernel_set, "estimate"
 
 
-def _plan(graph: Graph, mcu: McuProfile, kernels: KernelChoice) -> _Plan:
+def _plan(graph: Graph, mcu: McuProfile, kernels: KernelChoice, kernel_files: bool) -> _Plan:
     name = KERNEL_SETS[kernels]
     coef = fitted.coefficients(name) if mcu.core in FITTED_CORES else None
     first = next((op.index for op in graph.ops if op.op_class in MAC_CLASSES), -1)
-    return _Plan(mcu, kernels, coef, load_kernel_file(name, mcu.core), first)
+    return _Plan(mcu, kernels, coef, load_kernel_file(name, mcu.core) if kernel_files else None, first)
 
 
 def _band(shares: dict[str, float], own_points: bool) -> tuple[float, float]:
@@ -154,9 +154,11 @@ def _band(shares: dict[str, float], own_points: bool) -> tuple[float, float]:
     return (lo, hi) if shares else ESTIMATE_BAND
 
 
-def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized") -> InferenceCost:
-    """Cost of one inference of `graph` on `mcu`, with its band and what backs it."""
-    plan = _plan(graph, mcu, kernels)
+def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized",
+             kernel_files: bool = True) -> InferenceCost:
+    """Cost of one inference of `graph` on `mcu`, with its band and what backs it (`kernel_files=False`:
+    ignore instruction-level figures, e.g. to compare the MLPerf fit with them)."""
+    plan = _plan(graph, mcu, kernels, kernel_files)
     power, power_source = mcu.inference_power()
     if not mcu.measured_run:
         power_source += f" [{_run_current_status(mcu.name)}]"
@@ -232,9 +234,10 @@ def _basis_line(plan: _Plan, shares: dict[str, float], own: tuple[str, ...]) -> 
     return f"{parts}; kernel set {c.kernel_set} ({where})"
 
 
-def estimate_file(path: str | Path, mcu: McuProfile, kernels: KernelChoice = "optimized") -> InferenceCost:
+def estimate_file(path: str | Path, mcu: McuProfile, kernels: KernelChoice = "optimized",
+                  kernel_files: bool = True) -> InferenceCost:
     """Parse a .tflite file and estimate its cost on `mcu`."""
-    return estimate(parse_tflite(path), mcu, kernels)
+    return estimate(parse_tflite(path), mcu, kernels, kernel_files)
 
 
 def layer_table_markdown(cost: InferenceCost, top: int | None = None) -> str:
