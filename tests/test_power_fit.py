@@ -120,3 +120,18 @@ def test_bench_compares_per_op_class_with_instruction_level_figures(
     conv = next(line for line in out.splitlines() if line.strip().startswith("conv "))
     assert "measured        300,000" in conv and "x0.74" in conv  # 1000 + 3 x 73,728 = 222,184 cycles
     assert any(line.strip().startswith("fully_connected") for line in out.splitlines())
+
+
+def test_profile_prints_estimate_band_and_whether_measured(capsys: pytest.CaptureFixture[str]) -> None:
+    from power_fixtures import reference_models
+
+    model = str(reference_models()["tiny_int8"])
+    assert main(["profile", "--model", model, "--mcu", "nrf52840"]) == 0
+    out = capsys.readouterr().out
+    assert "per inference (estimate, band x0." in out
+    assert "kernel set tflm-cmsis-nn (no published point of nrf52840: fitted on EK-RA6M4 (4 points)" in out
+    assert "- measured points of this MCU with this kernel set: none" in out
+    assert main(["profile", "--model", model, "--mcu", "stm32l4r5", "--kernels", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "- measured points of this MCU with this kernel set: mlcommons/tiny_results_v0.5@" in out
+    assert "- power: measured 33.4 mW at 120 MHz, 3 V external SMPS" in out
