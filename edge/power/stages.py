@@ -94,7 +94,8 @@ def evaluate_battery(battery: BatteryConfig, inference_uJ: float, inference_ms: 
     files["junit"], files["summary"] = out_dir / "junit.xml", out_dir / "summary.md"
     write_reports(gate, files["junit"], files["summary"], {"state of charge": "soc.png", "breakdown": "breakdown.png"})
     files["lifetime"] = out_dir / "lifetime.json"
-    atomic_write_json(files["lifetime"], lifetime_json(gate, sim, model, battery, inference_uJ, inference_ms))
+    data = lifetime_json(gate, sim, model, battery, inference_uJ, inference_ms, inference)
+    atomic_write_json(files["lifetime"], data)
     return BatteryOutcome(sim, gate, files)
 
 
@@ -110,7 +111,7 @@ def _horizon_note(model: DeviceModel, opts: SimOptions) -> str:
 
 
 def lifetime_json(gate: GateResult, sim: SimResult, model: DeviceModel, battery: BatteryConfig, inference_uJ: float,
-                  inference_ms: float) -> dict[str, Any]:
+                  inference_ms: float, inference: InferenceSource | None = None) -> dict[str, Any]:
     """The lifetime artifact: gate verdict, distribution summary, per-state energies, settings."""
     return {
         "gate": gate.to_json(),
@@ -129,7 +130,10 @@ def lifetime_json(gate: GateResult, sim: SimResult, model: DeviceModel, battery:
             "peaks": [{"state": p.state, "battery_current_mA": p.battery_current_mA, "duration_ms": p.duration_ms}
                       for p in model.peaks],
         },
-        "inference": {"energy_uJ": inference_uJ, "latency_ms": inference_ms},
+        "inference": {"energy_uJ": inference_uJ, "latency_ms": inference_ms,
+                      "status": inference.status if inference else "given",
+                      "source": inference.source if inference else "",
+                      "band": list(inference.band) if inference and inference.band else None},
         "config": battery.model_dump(mode="json"),
     }
 
