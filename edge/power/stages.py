@@ -18,6 +18,7 @@ from edge.manifest import StageRun
 from edge.power.cost import InferenceCost, estimate_file, layer_table_csv, layer_table_markdown
 from edge.power.device import DeviceModel, build_device
 from edge.power.durations import parse_duration_days
+from edge.power.fit import data_file as fitted_data_file
 from edge.power.gate import GateResult, evaluate, write_reports
 from edge.power.headroom import headroom
 from edge.power.inputs import Range, check
@@ -147,6 +148,9 @@ def _record_profiles(run: StageRun, battery: BatteryConfig) -> None:
         parts["radios"] = device.radio
     for kind, name in parts.items():
         run.external_input(f"power_profiles.{kind}.{name}", profile_path(kind, name))
+    run.external_input("power_profiles.measurements.mlperf_tiny", fitted_data_file())
+    for path in sorted((fitted_data_file().parents[1] / "kernels").glob("*.yaml")):
+        run.external_input(f"power_profiles.kernels.{path.stem}", path)
 
 
 def _target_mcu(run: StageRun) -> str | None:
