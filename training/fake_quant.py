@@ -16,6 +16,7 @@ QuantizeLinear/DequantizeLinear pairs.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -128,3 +129,41 @@ def const_fake_quant(t: torch.Tensor) -> torch.Tensor:
     """A constant operand quantised per tensor over its own [min, max] (how the converter stores it)."""
     scale, zero = scale_zero_point(t.detach().min(), t.detach().max())
     return fake_quant(t, scale, zero)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: `real` = multiplier * 2^(shift - 31), multiplier a Q31 int32."""
+    if real == 0.0:
+        return 0, 0
+    fraction, shift = math.frexp(real)
+    multiplier = round(fraction * (1 << 31))
+    if multiplier == 1 << 31:
+        multiplier, shift = multiplier // 2, shift + 1
+    return multiplier, shift
+
+
+def multiply_by_quantized_multiplier(x: torch.Tensor, real: float) -> torch.Tensor:
+    """TFLite's MultiplyByQuantizedMultiplier on int64 `x`: a rounding doubling high multiply by the
+    Q31 multiplier, then a rounding right shift (two roundings, as the reference kernels do)."""
+    multiplier, shift = quantize_multiplier(real)
+    product = (x << max(shift, 0)) * multiplier
+    nudge = torch.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    high = torch.div(product + nudge, 1 << 31, rounding_mode="trunc")
+    right = max(-shift, 0)
+    if right == 0:
+        return high
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (high < 0).long()
+    return (high >> right) + ((high & mask) > threshold).long()
+
+
+def product_codes(a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float], b_quant: tuple[float, float],
+                  out_quant: tuple[float, float], matmul: bool) -> torch.Tensor:
+    """int8 codes of MUL (a * b) or BATCH_MATMUL (a @ b) of two fake-quantised tensors, requantised
+    to `out_quant` exactly as TFLite's reference kernels (and TFLite Micro) do. Quants: (scale, zero)."""
+    (sa, _), (sb, _), (so, zo) = a_quant, b_quant, out_quant
+    ia = torch.round(a.detach().double() / sa)  # code - zero point, exact integers
+    ib = torch.round(b.detach().double() / sb)
+    acc = torch.round(torch.matmul(ia, ib) if matmul else ia * ib).long()  # exact in float64 at these sizes
+    out = multiply_by_quantized_multiplier(acc, sa * sb / so) + int(zo)
+    return out.clamp(QMIN, QMAX)

@@ -1,12 +1,14 @@
 """QAT's simulated integers against the int8 TFLite model's, tensor by tensor (docs/compression.md, "QAT").
 
 `QuantVit(x, record=...)` gives the int8 codes of every activation point; LiteRT with
-`experimental_preserve_all_tensors` gives every tensor of the int8 model. A point is found in the
+`experimental_preserve_all_tensors` gives every tensor of the int8 model, by default with its
+default kernels (`kernels="reference"`: the reference kernels, TFLite Micro's arithmetic, which
+round MUL twice and MEAN differently, so one-step differences appear and propagate). A point is found in the
 flatbuffer by its quantisation (the scale and zero point QAT gave it, which the converter keeps)
 and its element count, taking the earliest producing op among equals (a RESHAPE after it carries
 the same values). Stripped models work too: no tensor names are needed.
 
-    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16]
+    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16] [--kernels reference]
 """
 
 from __future__ import annotations
@@ -61,12 +63,15 @@ def locate_points(model: TfliteModel, points: dict[str, PointQuant]) -> dict[str
     return found
 
 
-def litert_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray,
-                   tensors: dict[str, int]) -> dict[str, np.ndarray]:
-    """Point -> int8 codes [N, size] of those tensors, one image at a time (LiteRT, default kernels)."""
-    from ai_edge_litert.interpreter import Interpreter
+def litert_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, tensors: dict[str, int],
+                   kernels: str = "default") -> dict[str, np.ndarray]:
+    """Point -> int8 codes [N, size] of those tensors, one image at a time (LiteRT, `kernels` reference
+    or default)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_path=str(model_path), experimental_preserve_all_tensors=True, num_threads=1)
+    resolver = OpResolverType.BUILTIN_REF if kernels == "reference" else OpResolverType.AUTO
+    interp = Interpreter(model_path=str(model_path), experimental_preserve_all_tensors=True, num_threads=1,
+                         experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
     index = interp.get_input_details()[0]["index"]
     out: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
@@ -87,7 +92,8 @@ def step_differences(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray])
     return diffs
 
 
-def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: np.ndarray) -> dict[str, StepDiff]:
+def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: np.ndarray,
+                kernels: str = "default") -> dict[str, StepDiff]:
     """Compare a `QuantVit` (torch) with its exported int8 model on `images_u8` (uint8 NHWC)."""
     import torch
 
@@ -107,7 +113,7 @@ def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: n
     missing = sorted(set(points) - set(tensors))
     if missing:
         raise LookupError(f"no tensor of {model_path} has the quantisation of {missing}")
-    return step_differences(ours, litert_tensors(model_path, images_u8, tensors))
+    return step_differences(ours, litert_tensors(model_path, images_u8, tensors, kernels))
 
 
 def format_table(diffs: dict[str, StepDiff]) -> str:
@@ -128,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("tflite", type=Path)
     parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--kernels", choices=("reference", "default"), default="default")
     args = parser.parse_args(argv)
     model, spec = load_model(args.run_dir / "qat" / "model.safetensors", args.run_dir / "qat" / "model_spec.json")
     qvit = QuantVit(model.eval(), spec)
     qvit.load_ranges(read_ranges(args.run_dir / "qat" / "quant_ranges.json"))
     images = load_dataset(args.run_dir / "data" / "dataset.npz").split("test").x[: args.images]
-    print(format_table(compare_run(qvit, args.tflite, images)))
+    print(format_table(compare_run(qvit, args.tflite, images, args.kernels)))
     return 0
 
 

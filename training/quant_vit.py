@@ -22,7 +22,6 @@ from a float pass (min/max, as the converter would), after which they are learne
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,15 +29,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge.quant_ranges import FORMAT, ActivationRange, QuantRangesFile, integer_points
-from edge.training.fake_quant import EXPORT, ActQuant, bias_fake_quant, const_fake_quant, weight_fake_quant
+from edge.training.fake_quant import (
+    EXPORT,
+    ActQuant,
+    bias_fake_quant,
+    const_fake_quant,
+    product_codes,
+    weight_fake_quant,
+)
 from edge.training.models import VitLite
 from edge.vit_spec import VitSpec
 
 INPUT_SCALE = 1.0 / 127.5  # the int8 input is pixel - 128 (export/pixels.py)
 SOFTMAX_QUANT = (1.0 / 256.0, -128)  # the int8 SOFTMAX kernel's output scale and zero point
 FIXED = {"input": (INPUT_SCALE, 0)}
-
-Quant = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 def _key(point: str) -> str:
@@ -57,6 +61,7 @@ class QuantVit(nn.Module):
         self.spec = spec
         self.points = integer_points(spec)
         self.quant = nn.ModuleDict({_key(p): ActQuant(fixed=self._fixed(p)) for p in self.points})
+        self._record: dict[str, torch.Tensor] | None = None  # set during forward(record=...)
 
     @staticmethod
     def _fixed(point: str) -> tuple[float, int] | None:
@@ -103,6 +108,25 @@ class QuantVit(nn.Module):
                 self.quantiser(name).hi.fill_(item.max)
 
     # -- building blocks ---------------------------------------------------------------------
+    def _q(self, point: str, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quantise `x` at `point` (recording its codes when asked)."""
+        return self.quantiser(point)(x, self._record, point)
+
+    def _matmul(self, point: str, a: torch.Tensor, b: torch.Tensor, a_point: str, b_point: str) -> torch.Tensor:
+        """BATCH_MATMUL of two quantised tensors, requantised as TFLite's kernels do (two roundings,
+        `product_codes`); gradients are those of the float product's fake quantisation."""
+        out = self.quantiser(point)
+        y = out(torch.matmul(a, b))
+        if self.observing or EXPORT.onnx:
+            return y
+        with torch.no_grad():
+            quants = [tuple(float(t) for t in self.quantiser(p).scale_zero_point()) for p in (a_point, b_point, point)]
+            codes = product_codes(a, b, quants[0], quants[1], quants[2], matmul=True)
+            exact = ((codes - quants[2][1]) * quants[2][0]).to(y.dtype)
+        if self._record is not None:
+            self._record[point] = codes.to(torch.int32)
+        return y + (exact - y).detach()
+
     def _linear(self, x: torch.Tensor, in_point: str, layer: nn.Linear, norm: nn.LayerNorm | None = None,
                 scale: float = 1.0) -> torch.Tensor:
         """FULLY_CONNECTED with the preceding LayerNorm's gain/shift (and `scale`) folded in."""
@@ -129,16 +153,17 @@ class QuantVit(nn.Module):
         out = F.conv2d(x_in, weight, bias, stride=spec.patch_size)
         return out.flatten(2).transpose(1, 2)  # [B, N, E], the order of TF's NHWC reshape
 
-    def _norm(self, x: torch.Tensor, name: str, q: Quant) -> torch.Tensor:
+    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """LayerNorm without its gain and shift (folded into the next layers), every tensor quantised."""
+        q = self._q
         mean = q(f"{name}.mean", x.mean(dim=-1, keepdim=True))
         centred = q(f"{name}.centred", x - mean)
-        var = q(f"{name}.var", q(f"{name}.square", centred * centred).mean(dim=-1, keepdim=True))
-        var_eps = q(f"{name}.var_eps", var + self.spec.norm_eps)
+        square = q(f"{name}.square", centred * centred)
+        var_eps = q(f"{name}.var_eps", q(f"{name}.var", square.mean(dim=-1, keepdim=True)) + self.spec.norm_eps)
         rstd = q(f"{name}.rstd", torch.rsqrt(var_eps.clamp(min=1e-30)))  # int8 RSQRT of 0 saturates
         return q(name, centred * rstd)
 
-    def _block(self, x: torch.Tensor, i: int, q: Quant) -> torch.Tensor:
+    def _block(self, x: torch.Tensor, i: int) -> torch.Tensor:
         b, block = f"blocks.{i}", self.model.blocks[i]
         attn = block.attn
         batch, tokens, _ = x.shape
@@ -147,35 +172,40 @@ class QuantVit(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:  # [B, N, H*D] -> [B, H, N, D]
             return t.reshape(batch, tokens, heads, width).transpose(1, 2)
 
-        n1 = self._norm(x, f"{b}.norm1", q)
+        q = self._q
+        n1 = self._norm(x, f"{b}.norm1")
         qh = q(f"{b}.attn.q", self._linear(n1, f"{b}.norm1", attn.q, block.norm1, scale=width**-0.5))
         kh = q(f"{b}.attn.k", self._linear(n1, f"{b}.norm1", attn.k, block.norm1))
         vh = q(f"{b}.attn.v", self._linear(n1, f"{b}.norm1", attn.v, block.norm1))
-        scores = q(f"{b}.attn.scores", torch.matmul(split(qh), split(kh).transpose(-2, -1)))
+        scores = self._matmul(f"{b}.attn.scores", split(qh), split(kh).transpose(-2, -1), f"{b}.attn.q",
+                              f"{b}.attn.k")
         probs = q(f"{b}.attn.softmax", scores.softmax(dim=-1))
-        context = q(f"{b}.attn.context", torch.matmul(probs, split(vh)))
+        context = self._matmul(f"{b}.attn.context", probs, split(vh), f"{b}.attn.softmax", f"{b}.attn.v")
         context = context.transpose(1, 2).reshape(batch, tokens, heads * width)
         x = q(f"{b}.add1", x + q(f"{b}.attn.proj", self._linear(context, f"{b}.attn.context", attn.proj)))
-        n2 = self._norm(x, f"{b}.norm2", q)
+        n2 = self._norm(x, f"{b}.norm2")
         hidden = q(f"{b}.mlp.act", F.relu(self._linear(n2, f"{b}.norm2", block.mlp.fc1, block.norm2)))
         return q(f"{b}.add2", x + q(f"{b}.mlp.fc2", self._linear(hidden, f"{b}.mlp.act", block.mlp.fc2)))
 
     # -- the whole model ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Model input `(pixel/255 - mean)/std` NCHW -> logits; `record` collects every point's int8 codes."""
-        spec, model = self.spec, self.model
+        self._record = record
+        try:
+            return self._forward(x)
+        finally:
+            self._record = None
 
-        def q(point: str, t: torch.Tensor) -> torch.Tensor:
-            return self.quantiser(point)(t, record, point)
-
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec, model, q = self.spec, self.model, self._q
         x_in = q("input", ((x * spec.input_std + spec.input_mean) * 255.0 - 128.0) * INPUT_SCALE)
         patches = q("patch_embed", self._patch_embed(x_in))
         cls = self.quantiser("patch_embed")(model.cls_token.expand(x.shape[0], -1, -1), observe=False)
         pos = model.pos_embed if self.observing else const_fake_quant(model.pos_embed)
         x = q("tokens", torch.cat([cls, patches], dim=1) + pos)
         for i in range(len(model.blocks)):
-            x = self._block(x, i, q)
-        normed = self._norm(x[:, 0], "norm", q)  # class token by slice
+            x = self._block(x, i)
+        normed = self._norm(x[:, 0], "norm")  # class token by slice
         return q("head", self._linear(normed, "norm", model.head, model.norm))
 
 
