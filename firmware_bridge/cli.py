@@ -253,6 +253,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     from edge.firmware_bridge.emulator import MODEL_FILE
     from edge.firmware_bridge.pty_device import Faults, PtyDevice, TcpDevice
 
+    model = checked_model(args.model) if args.model is not None else None  # before any pty is made
     try:
         faults = Faults(
             drop=args.drop, flip=args.flip, stall_every=args.stall_every, stall_s=args.stall_s,
@@ -274,8 +275,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
                                   dut_baud=args.dut_line_rate or DEFAULT_DUT_BAUD, pace_dut=bool(args.dut_line_rate))
     device = kind(board, baud=args.line_rate, faults=faults, store=args.store, target=args.target,
                   framing=_framing(args), **extra)
-    if args.model is not None:
-        device.device.flash.write(MODEL_FILE, 0, checked_model(args.model))
+    if model is not None:
+        device.device.flash.write(MODEL_FILE, 0, model)
     monitor = None
     if args.power_monitor:
         if board is None:
