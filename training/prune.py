@@ -44,8 +44,9 @@ def dims_of(cfg: PruneConfig) -> Dims:
     return Dims(heads=cfg.heads, mlp=cfg.mlp, embed=cfg.embed, min_embed=cfg.min_embed_dim)
 
 
-#: With prune.max_drop, a step may fine-tune up to this many times its epochs to get back within the
-#: drop (it stops as soon as it is), before it counts as too costly.
+#: With prune.max_drop, a step before the last may fine-tune up to this many times its epochs to get back
+#: within the drop (it stops as soon as it is), before it counts as too costly; the last step has its
+#: final epochs instead.
 RECOVERY_FACTOR = 3
 
 
@@ -126,7 +127,7 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
         current = spec_of(student, spec)
         pruned_top1 = evaluate(student, *val)[0]
         last = step == cfg.steps
-        epochs = each_epochs * (RECOVERY_FACTOR if kept is not None else 1) + (final_epochs if last else 0)
+        epochs = each_epochs + final_epochs if last else each_epochs * (RECOVERY_FACTOR if kept is not None else 1)
         target = reference_top1 - cfg.max_drop if kept is not None and not last else None
         top1 = pruned_top1
         if epochs:
