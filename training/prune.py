@@ -208,7 +208,8 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     save_model(result.model, result.spec, weights, spec_path)
     _verify_rebuild(result.model, weights, spec_path, val[0][:16])
     atomic_write_json(run.output("steps", run.dir / "steps.json"), result.steps)
-    plot_size_vs_accuracy(result.steps, run.output("plot", run.dir / "size_vs_accuracy.png"))
+    plot_size_vs_accuracy(result.steps, run.output("plot", run.dir / "size_vs_accuracy.png"),
+                          max_drop=cfg.max_drop if cfg.enabled else None)
     run.metrics.update(stage_metrics(result.steps, evaluate(result.model, *val)[0]))
     run.metrics["dropped_blocks"] = result.dropped_blocks
     run.metrics["reached_size_budget"] = result.reached_budget
