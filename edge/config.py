@@ -106,6 +106,8 @@ class TrainConfig(Section):
     early_stop_patience: int = Field(6, ge=1, description="epochs without val improvement before stopping")
     target_val_top1: float | None = Field(None, gt=0, le=1, description="stop once val_top1 reaches this")
     augment: bool = True
+    hflip: bool = Field(True, description="augmentation mirrors images left-right (train, prune and QAT); "
+                        "false for digits, text or anything whose mirror image is another class")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     distill: DistillConfig = DistillConfig()

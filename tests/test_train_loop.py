@@ -73,3 +73,21 @@ def test_resume_without_checkpoint_says_so(tmp_path):
     train, val = bright_side_data(32, 0), bright_side_data(32, 1)
     with pytest.raises(ConfigError, match="nothing to resume: no checkpoint"):
         fit(fresh_model(), train, val, CFG, checkpoint=tmp_path / "none.pt", resume=True)
+
+
+def test_hflip_off_never_mirrors():
+    """train.hflip=false (digits, text): a left-bright image stays left-bright; with flips some turn."""
+    import torch
+
+    from edge.training.loop import augment_batch
+
+    x = torch.full((16, 1, 16, 16), -1.0)
+    x[..., :8] = 1.0  # bright left half
+
+    def left_brighter(batch: torch.Tensor) -> torch.Tensor:
+        return batch[..., :8].mean(dim=(1, 2, 3)) > batch[..., 8:].mean(dim=(1, 2, 3))
+
+    plain = augment_batch(x, torch.Generator().manual_seed(3), hflip=False)
+    assert torch.equal(plain, augment_batch(x, torch.Generator().manual_seed(3), hflip=False))
+    assert left_brighter(plain).all()
+    assert not left_brighter(augment_batch(x, torch.Generator().manual_seed(3), hflip=True)).all()

@@ -38,6 +38,7 @@ class FitConfig:
     patience: int = 6
     target_val_top1: float | None = None
     augment: bool = True
+    hflip: bool = True
     seed: int = 0
     distill_alpha: float = 0.5
     distill_temperature: float = 4.0
@@ -61,10 +62,11 @@ def to_input(x: np.ndarray | torch.Tensor, mean: float = 0.5, std: float = 0.5) 
     return (t / 255.0 - mean) / std
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Camera-like augmentation on a normalised NCHW batch: flip, shift, gain/offset, noise."""
+def augment_batch(x: torch.Tensor, gen: torch.Generator, hflip: bool = True) -> torch.Tensor:
+    """Camera-like augmentation on a normalised NCHW batch: left-right flip (if `hflip`), shift,
+    gain/offset, noise. The random draws are the same either way."""
     n = x.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = (torch.rand(n, generator=gen) < 0.5) & hflip
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     pad = max(1, x.shape[-1] // 16)
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
@@ -202,7 +204,7 @@ def _train_epoch(
         idx = order[start : start + cfg.batch_size]
         xb, yb = x[idx], y[idx]
         if cfg.augment:
-            xb = augment_batch(xb, gen)  # every rank draws the same numbers, then keeps its share
+            xb = augment_batch(xb, gen, cfg.hflip)  # every rank draws the same numbers, then keeps its share
         if world > 1:
             xb, yb, idx = xb[rank::world], yb[rank::world], idx[rank::world]
         logits = model(xb)

@@ -50,11 +50,12 @@ def dims_of(cfg: PruneConfig) -> Dims:
 RECOVERY_FACTOR = 3
 
 
-def finetune_config(cfg: PruneConfig, epochs: int, target_val_top1: float | None = None) -> FitConfig:
+def finetune_config(cfg: PruneConfig, epochs: int, target_val_top1: float | None = None,
+                    hflip: bool = True) -> FitConfig:
     """Loop settings of one fine-tuning round (no warm-up: the weights are already trained); it ends
-    early once val top-1 reaches `target_val_top1`."""
+    early once val top-1 reaches `target_val_top1`; `hflip` is the training's mirror augmentation."""
     return FitConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=0, patience=epochs + 1,
-                     target_val_top1=target_val_top1, seed=cfg.seed, distill_alpha=cfg.distill_alpha,
+                     target_val_top1=target_val_top1, hflip=hflip, seed=cfg.seed, distill_alpha=cfg.distill_alpha,
                      distill_temperature=cfg.distill_temperature)
 
 
@@ -99,7 +100,7 @@ def finetune_epochs(cfg: PruneConfig, train_epochs: int) -> tuple[int, int]:
 
 
 def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors, cfg: PruneConfig,
-                    train_epochs: int = 15) -> PruneResult:
+                    train_epochs: int = 15, hflip: bool = True) -> PruneResult:
     """Prune a trained model in `cfg.steps` steps with distillation fine-tuning; `model` is left as is.
 
     With `cfg.max_drop`, a step whose fine-tuned val top-1 falls more than that below the trained
@@ -131,7 +132,7 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
         target = reference_top1 - cfg.max_drop if kept is not None and not last else None
         top1 = pruned_top1
         if epochs:
-            fitted = fit(student, train, val, finetune_config(cfg, epochs, target), teacher=teacher,
+            fitted = fit(student, train, val, finetune_config(cfg, epochs, target, hflip), teacher=teacher,
                          desc=f"prune step {step}/{cfg.steps} fine-tune")
             student.load_state_dict(fitted.best_state)
             top1 = fitted.best_val_top1
@@ -199,7 +200,8 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     if cfg.enabled:
         from edge.training.train import epochs_for
 
-        result = iterative_prune(model, spec, train, val, cfg, epochs_for(config.train, len(data.train)))
+        result = iterative_prune(model, spec, train, val, cfg, epochs_for(config.train, len(data.train)),
+                                 config.train.hflip)
     else:
         result = PruneResult(model, spec, [_record(0, spec, None, evaluate(model, *val)[0], 0, 0.0)])
         run.notes.append("prune.enabled is false: the trained model is passed through unchanged")

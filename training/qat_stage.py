@@ -57,12 +57,12 @@ def resolve_scheme(qat: QATConfig, spec: VitSpec) -> str:
     return qat.scheme
 
 
-def qat_fit_config(qat: QATConfig) -> FitConfig:
-    """The loop settings of a QATConfig."""
+def qat_fit_config(qat: QATConfig, hflip: bool = True) -> FitConfig:
+    """The loop settings of a QATConfig (`hflip`: the training's mirror augmentation)."""
     return FitConfig(
         epochs=max(1, qat.epochs), batch_size=qat.batch_size, lr=qat.lr, weight_decay=qat.weight_decay,
         warmup_epochs=qat.warmup_epochs, label_smoothing=qat.label_smoothing, patience=qat.early_stop_patience,
-        augment=qat.augment, seed=qat.seed, distill_alpha=qat.distill_alpha,
+        augment=qat.augment, hflip=hflip, seed=qat.seed, distill_alpha=qat.distill_alpha,
         distill_temperature=qat.distill_temperature,
     )
 
@@ -97,7 +97,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
                          f"{tflite_unsupported(qat, spec)}")
     run.metrics["scheme"] = scheme
     qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, run.metrics, f"qat {spec.name}",
-                                           scheme=scheme, spec=spec)
+                                           scheme=scheme, spec=spec, hflip=config.train.hflip)
     if result is not None:
         _write_history(run, result)
     _record(run, qmodel, spec, qat, val_xy, test_xy)
@@ -113,6 +113,7 @@ def quantize_and_finetune(
     desc: str = "qat",
     scheme: str = "nncf",
     spec: VitSpec | None = None,
+    hflip: bool = True,
 ) -> tuple[torch.nn.Module, FitResult | None]:
     """Calibration then QAT fine-tuning (best epoch kept); fills val_top1_input/_ptq in `metrics`.
 
@@ -131,8 +132,8 @@ def quantize_and_finetune(
     metrics["val_top1_ptq"] = round(evaluate(qmodel, *val_xy)[0], 4)
     if qat.epochs == 0:
         return qmodel, None
-    result = fit(qmodel, train_xy, val_xy, qat_fit_config(qat), teacher=teacher if qat.distill_alpha > 0 else None,
-                 desc=desc)
+    result = fit(qmodel, train_xy, val_xy, qat_fit_config(qat, hflip),
+                 teacher=teacher if qat.distill_alpha > 0 else None, desc=desc)
     qmodel.load_state_dict(result.best_state)
     return qmodel, result
 

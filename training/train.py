@@ -40,7 +40,8 @@ def fit_config(train: TrainConfig, n_train: int, **changes: Any) -> FitConfig:
         epochs=epochs_for(train, n_train), batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
         warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
         patience=train.early_stop_patience, target_val_top1=train.target_val_top1, augment=train.augment,
-        seed=train.seed, distill_alpha=train.distill.alpha, distill_temperature=train.distill.temperature,
+        hflip=train.hflip, seed=train.seed, distill_alpha=train.distill.alpha,
+        distill_temperature=train.distill.temperature,
     )
     return FitConfig(**{**base.__dict__, **changes})
 
