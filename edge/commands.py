@@ -1,4 +1,4 @@
-"""Pipeline subcommands: run, data, train, prune, qat, export, stage, config, status."""
+"""Pipeline subcommands: run, data, train, prune, qat, export, stage, config, status, report."""
 
 from __future__ import annotations
 
@@ -120,11 +120,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    run_dir = args.runs_dir / args.run
+    if not Manifest(run_dir).stages:
+        raise ConfigError(f"run '{args.run}' has no finished stages yet", where=str(run_dir / "manifest.json"),
+                          hint=f"run the pipeline first: `edge run --run {args.run}`")
+    run_stage_here(run_dir, "report")
+    record = Manifest(run_dir).stages["report"]
+    m = record.metrics
+    print(f"report: {m.get('checks_pass', 0)} checks pass, {m.get('checks_warn', 0)} warn, "
+          f"{m.get('checks_na', 0)} n/a ({record.wall_s:.1f} s)")
+    for ref in record.outputs.values():
+        print(f"  {run_dir / ref.path}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the pipeline subcommands."""
     run = subparsers.add_parser(
         "run", help="run the pipeline up to a stage (default: all)",
-        description="Run data -> train -> prune -> qat -> export -> profile -> battery, skipping "
+        description="Run data -> train -> prune -> qat -> export -> profile -> battery -> report, skipping "
         "stages whose config and inputs are unchanged. Each stage runs in its own process.",
     )
     _add_run_options(run)
@@ -159,6 +174,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_run_options(config)
     config.add_argument("--show", action="store_true", help="print the config (default action)")
     config.set_defaults(func=_cmd_config)
+
+    report = subparsers.add_parser(
+        "report", help="write runs/NAME/report/report.html (+ .md, .json): the run on one page",
+        description="Build the run's report from its manifest and artifacts (quality checks measured on the int8 "
+        "model) without rerunning any other stage; see docs/report.md.")
+    report.add_argument("--run", default="default", metavar="NAME", type=run_name)
+    report.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs live (default: runs/)")
+    report.set_defaults(func=_cmd_report)
 
     status = subparsers.add_parser("status", help="list the stages of a run with their metrics")
     status.add_argument("--run", default="default", type=run_name)

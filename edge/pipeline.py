@@ -1,4 +1,4 @@
-"""The default flow and its runner: data -> train -> prune -> qat -> export -> profile -> battery.
+"""The default flow and its runner: data -> train -> prune -> qat -> export -> profile -> battery -> report.
 
 Each stage runs in its own Python process (torch and TensorFlow must not share one: their native libraries clash)
 and meets the others only through artifacts recorded in the manifest. A stage whose config
@@ -54,6 +54,7 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec("profile", "edge.power.stages:run_profile", ("target", "battery"), ("ai-edge-litert",)),
     StageSpec("battery", "edge.power.stages:run_battery", ("battery",), ("numpy", "matplotlib")),
+    StageSpec("report", "edge.report.build:run_stage", (), ("ai-edge-litert", "numpy", "matplotlib")),
 )
 STAGE_NAMES = tuple(spec.name for spec in STAGES)
 
