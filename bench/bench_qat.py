@@ -1,9 +1,10 @@
-"""QAT choices compared on a run's pruned model: NNCF scheme, PTQ vs QAT, and what a QAT step costs.
+"""QAT choices compared on a run's pruned model: scheme, PTQ vs QAT, and what a QAT step costs.
 
-For each `qat.model_type` ("default": every tensor NNCF can quantise; "transformer": inputs of
-matmuls/linears only) prints the number of quantizers and named points, val_top1 of the float
-input model, right after calibration (PTQ) and after `--epochs` of QAT, and the wall time of one
-QAT training step as a ratio to one float step measured in the same process.
+For the integer-graph scheme (`qat.scheme=tflite`, ReLU models) and each NNCF `qat.model_type`
+("default": every tensor NNCF can quantise; "transformer": inputs of matmuls/linears only) prints
+the number of quantizers and named points, val_top1 of the float input model, right after
+calibration (PTQ) and after `--epochs` of QAT, and the wall time of one QAT training step as a
+ratio to one float step measured in the same process.
 
     .venv/bin/python bench/bench_qat.py [--run default] [--epochs 1] [--train-images 1000] [--threads 1]
 
@@ -27,6 +28,7 @@ from edge.training.loop import set_threads, to_input
 from edge.training.models import load_model
 from edge.training.qat import learned_ranges, quantizers
 from edge.training.qat_stage import quantize_and_finetune
+from edge.training.quant_vit import QuantVit, weight_layers
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> float:
@@ -42,7 +44,7 @@ def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repea
 
 
 def main() -> int:
-    """Run both NNCF schemes on the run's model and print the table."""
+    """Run every scheme that applies on the run's model and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default=DEFAULT_RUN)
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
@@ -66,18 +68,24 @@ def main() -> int:
     float_step = step_seconds(teacher, *batch)
     print(f"model: {stage} stage of run '{args.run}', {sum(p.numel() for p in teacher.parameters()):,} params; "
           f"QAT on {len(train_xy[0])} images for {args.epochs} epoch(s); float step {float_step * 1e3:.0f} ms")
-    print(f"{'model_type':12s} {'quantizers':>10s} {'points':>6s} {'float':>6s} {'PTQ':>6s} {'QAT':>6s} "
+    print(f"{'scheme':12s} {'quantizers':>10s} {'points':>6s} {'float':>6s} {'PTQ':>6s} {'QAT':>6s} "
           f"{'step x float':>12s} {'wall s':>7s}")
-    for model_type in ("default", "transformer"):
+    variants = [("tflite", "default")] if spec.act == "relu" else []
+    for scheme, model_type in [*variants, ("nncf", "default"), ("nncf", "transformer")]:
         start = time.perf_counter()
         metrics: dict[str, float] = {}
-        qat = QATConfig(epochs=args.epochs, model_type=model_type, warmup_epochs=0)
-        qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, metrics, f"qat {model_type}")
+        qat = QATConfig(epochs=args.epochs, scheme=scheme, model_type=model_type, warmup_epochs=0)
+        qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, metrics, f"qat {scheme}",
+                                               scheme=scheme, spec=spec)
         wall = time.perf_counter() - start
         ratio = step_seconds(qmodel, *batch) / float_step
-        points = len(learned_ranges(qmodel, spec).ranges.activations)
+        if isinstance(qmodel, QuantVit):
+            name, count, points = "tflite", len(qmodel.points) + weight_layers(qmodel), len(qmodel.learned_points())
+        else:
+            name, count = f"nncf {model_type}", sum(1 for _ in quantizers(qmodel))
+            points = len(learned_ranges(qmodel, spec).ranges.activations)
         qat_top1 = result.best_val_top1 if result else float("nan")
-        print(f"{model_type:12s} {sum(1 for _ in quantizers(qmodel)):10d} {points:6d} {metrics['val_top1_input']:6.3f} "
+        print(f"{name:12s} {count:10d} {points:6d} {metrics['val_top1_input']:6.3f} "
               f"{metrics['val_top1_ptq']:6.3f} {qat_top1:6.3f} {ratio:12.1f} {wall:7.0f}")
     return 0
 

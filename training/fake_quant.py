@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -143,18 +144,27 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def multiply_by_quantized_multiplier(x: torch.Tensor, real: float) -> torch.Tensor:
-    """TFLite's MultiplyByQuantizedMultiplier on int64 `x`: a rounding doubling high multiply by the
-    Q31 multiplier, then a rounding right shift (two roundings, as the reference kernels do)."""
-    multiplier, shift = quantize_multiplier(real)
-    product = (x << max(shift, 0)) * multiplier
+    """TFLite's MultiplyByQuantizedMultiplier on int64 `x` by the real multiplier `real`."""
+    return _multiply(x, *quantize_multiplier(real))
+
+
+def _multiply(x: torch.Tensor, multiplier: int | torch.Tensor, shift: int | torch.Tensor) -> torch.Tensor:
+    """x * multiplier * 2^(shift - 31): a rounding doubling high multiply by the Q31 multiplier, then a
+    rounding right shift (two roundings, as TFLite's reference kernels do). Multipliers and shifts may
+    be per channel (tensors broadcasting against `x`)."""
+    multiplier, shift = torch.as_tensor(multiplier), torch.as_tensor(shift)
+    product = (x << shift.clamp(min=0)) * multiplier
     nudge = torch.where(product >= 0, 1 << 30, 1 - (1 << 30))
     high = torch.div(product + nudge, 1 << 31, rounding_mode="trunc")
-    right = max(-shift, 0)
-    if right == 0:
-        return high
-    mask = (1 << right) - 1
+    right = (-shift).clamp(min=0)
+    mask = (torch.ones_like(right) << right) - 1
     threshold = (mask >> 1) + (high < 0).long()
     return (high >> right) + ((high & mask) > threshold).long()
+
+
+def _steps(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """code - zero point of a fake-quantised tensor, as exact integers (int64)."""
+    return torch.round(x.detach().double() / scale).long()
 
 
 def product_codes(a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float], b_quant: tuple[float, float],
@@ -162,8 +172,46 @@ def product_codes(a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float]
     """int8 codes of MUL (a * b) or BATCH_MATMUL (a @ b) of two fake-quantised tensors, requantised
     to `out_quant` exactly as TFLite's reference kernels (and TFLite Micro) do. Quants: (scale, zero)."""
     (sa, _), (sb, _), (so, zo) = a_quant, b_quant, out_quant
-    ia = torch.round(a.detach().double() / sa)  # code - zero point, exact integers
-    ib = torch.round(b.detach().double() / sb)
+    ia, ib = _steps(a, sa).double(), _steps(b, sb).double()
     acc = torch.round(torch.matmul(ia, ib) if matmul else ia * ib).long()  # exact in float64 at these sizes
-    out = multiply_by_quantized_multiplier(acc, sa * sb / so) + int(zo)
+    return (multiply_by_quantized_multiplier(acc, sa * sb / so) + int(zo)).clamp(QMIN, QMAX)
+
+
+def mean_codes(x: torch.Tensor, in_quant: tuple[float, float], out_quant: tuple[float, float]) -> torch.Tensor:
+    """int8 codes of MEAN over the last axis (keepdim) of a fake-quantised tensor, as TFLite's reference
+    kernel (QuantizedMeanOrSum) computes it: the multiplier of in_scale/out_scale divided by the element
+    count in integers, then MultiplyByQuantizedMultiplier of the zero-point-free sum."""
+    (s_in, _), (s_out, z_out) = in_quant, out_quant
+    count = x.shape[-1]
+    multiplier, shift = quantize_multiplier(s_in / s_out)
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    total = _steps(x, s_in).sum(dim=-1, keepdim=True)
+    out = _multiply(total, (multiplier << extra) // count, shift - extra) + int(z_out)
     return out.clamp(QMIN, QMAX)
+
+
+def linear_codes(acc: torch.Tensor, in_scale: float, w_scales: torch.Tensor, out_quant: tuple[float, float],
+                 relu: bool = False, single_rounding: bool = False) -> torch.Tensor:
+    """int8 codes of a CONV_2D / FULLY_CONNECTED from its int32 accumulator `acc` (channels last):
+    per-channel Q31 multipliers of in_scale * w_scale / out_scale, applied with two roundings (the
+    reference CONV_2D) or one (the reference FULLY_CONNECTED); a fused ReLU clamps at the zero point."""
+    s_out, z_out = out_quant
+    pairs = [quantize_multiplier(in_scale * float(w) / s_out) for w in w_scales]
+    multipliers = torch.tensor([m for m, _ in pairs], dtype=torch.long)
+    shifts = torch.tensor([e for _, e in pairs], dtype=torch.long)
+    if single_rounding:
+        total = 31 - shifts
+        out = (acc * multipliers + (torch.ones_like(total) << (total - 1))) >> total
+    else:
+        out = _multiply(acc, multipliers, shifts)
+    return (out + int(z_out)).clamp(int(z_out) if relu else QMIN, QMAX)
+
+
+def integer_accumulator(x: torch.Tensor, in_scale: float, weight: torch.Tensor, w_scales: torch.Tensor,
+                        bias: torch.Tensor, op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The int32 accumulator of a layer: `op`(input codes - zero point, weight codes) + bias codes, all
+    fake-quantised tensors turned back into exact integers (computed in float64, exact at these sizes)."""
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    w_codes = torch.round(weight.detach().double() / w_scales.double().reshape(shape))
+    b_codes = torch.round(bias.detach().double() / (in_scale * w_scales.double()))
+    return torch.round(op(_steps(x, in_scale).double(), w_codes)).long() + b_codes.long()

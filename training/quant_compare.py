@@ -2,13 +2,13 @@
 
 `QuantVit(x, record=...)` gives the int8 codes of every activation point; LiteRT with
 `experimental_preserve_all_tensors` gives every tensor of the int8 model, by default with its
-default kernels (`kernels="reference"`: the reference kernels, TFLite Micro's arithmetic, which
-round MUL twice and MEAN differently, so one-step differences appear and propagate). A point is found in the
+reference kernels: the integer arithmetic of TFLite Micro, which `QuantVit` reproduces
+(`kernels="default"`: LiteRT's optimised kernels, which round MUL and MEAN once). A point is found in the
 flatbuffer by its quantisation (the scale and zero point QAT gave it, which the converter keeps)
 and its element count, taking the earliest producing op among equals (a RESHAPE after it carries
 the same values). Stripped models work too: no tensor names are needed.
 
-    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16] [--kernels reference]
+    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16] [--kernels default]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class StepDiff:
     max_steps: int
     within_one: float  # share of elements at most 1 step apart
     elements: int
+    exact: float = 1.0  # share of elements with the same code
 
 
 def locate_points(model: TfliteModel, points: dict[str, PointQuant]) -> dict[str, int]:
@@ -64,7 +65,7 @@ def locate_points(model: TfliteModel, points: dict[str, PointQuant]) -> dict[str
 
 
 def litert_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, tensors: dict[str, int],
-                   kernels: str = "default") -> dict[str, np.ndarray]:
+                   kernels: str = "reference") -> dict[str, np.ndarray]:
     """Point -> int8 codes [N, size] of those tensors, one image at a time (LiteRT, `kernels` reference
     or default)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -88,12 +89,12 @@ def step_differences(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray])
     diffs = {}
     for name, codes in theirs.items():
         diff = np.abs(ours[name].reshape(codes.shape).astype(np.int64) - codes)
-        diffs[name] = StepDiff(int(diff.max()), float((diff <= 1).mean()), int(diff.size))
+        diffs[name] = StepDiff(int(diff.max()), float((diff <= 1).mean()), int(diff.size), float((diff == 0).mean()))
     return diffs
 
 
 def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: np.ndarray,
-                kernels: str = "default") -> dict[str, StepDiff]:
+                kernels: str = "reference") -> dict[str, StepDiff]:
     """Compare a `QuantVit` (torch) with its exported int8 model on `images_u8` (uint8 NHWC)."""
     import torch
 
@@ -118,8 +119,9 @@ def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: n
 
 def format_table(diffs: dict[str, StepDiff]) -> str:
     """A Markdown table of the per-tensor differences."""
-    rows = ["| point | max steps | within 1 step | elements |", "|---|---:|---:|---:|"]
-    rows += [f"| {name} | {d.max_steps} | {d.within_one:.4%} | {d.elements} |" for name, d in diffs.items()]
+    rows = ["| point | max steps | equal | within 1 step | elements |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {name} | {d.max_steps} | {d.exact:.4%} | {d.within_one:.4%} | {d.elements} |"
+             for name, d in diffs.items()]
     return "\n".join(rows)
 
 
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("tflite", type=Path)
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--kernels", choices=("reference", "default"), default="default")
+    parser.add_argument("--kernels", choices=("reference", "default"), default="reference")
     args = parser.parse_args(argv)
     model, spec = load_model(args.run_dir / "qat" / "model.safetensors", args.run_dir / "qat" / "model_spec.json")
     qvit = QuantVit(model.eval(), spec)

@@ -22,6 +22,7 @@ from a float pass (min/max, as the converter would), after which they are learne
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,6 +35,9 @@ from edge.training.fake_quant import (
     ActQuant,
     bias_fake_quant,
     const_fake_quant,
+    integer_accumulator,
+    linear_codes,
+    mean_codes,
     product_codes,
     weight_fake_quant,
 )
@@ -112,56 +116,89 @@ class QuantVit(nn.Module):
         """Fake-quantise `x` at `point` (recording its codes when asked)."""
         return self.quantiser(point)(x, self._record, point)
 
-    def _matmul(self, point: str, a: torch.Tensor, b: torch.Tensor, a_point: str, b_point: str) -> torch.Tensor:
-        """BATCH_MATMUL of two quantised tensors, requantised as TFLite's kernels do (two roundings,
-        `product_codes`); gradients are those of the float product's fake quantisation."""
-        out = self.quantiser(point)
-        y = out(torch.matmul(a, b))
+    def _quants(self, *points: str) -> list[tuple[float, float]]:
+        return [tuple(float(t) for t in self.quantiser(p).scale_zero_point()) for p in points]
+
+    def _exact(self, point: str, x: torch.Tensor, codes: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Fake-quantise `x` at `point`, with the forward value replaced by `codes()` (the int8 result of
+        TFLite's reference kernel, which rounds differently from float); gradients stay those of `x`."""
+        y = self.quantiser(point)(x)
         if self.observing or EXPORT.onnx:
             return y
         with torch.no_grad():
-            quants = [tuple(float(t) for t in self.quantiser(p).scale_zero_point()) for p in (a_point, b_point, point)]
-            codes = product_codes(a, b, quants[0], quants[1], quants[2], matmul=True)
-            exact = ((codes - quants[2][1]) * quants[2][0]).to(y.dtype)
+            exact = codes()
+            scale, zero = self._quants(point)[0]
         if self._record is not None:
-            self._record[point] = codes.to(torch.int32)
-        return y + (exact - y).detach()
+            self._record[point] = exact.to(torch.int32)
+        return y + (((exact - zero) * scale).to(y.dtype) - y).detach()
 
-    def _linear(self, x: torch.Tensor, in_point: str, layer: nn.Linear, norm: nn.LayerNorm | None = None,
-                scale: float = 1.0) -> torch.Tensor:
-        """FULLY_CONNECTED with the preceding LayerNorm's gain/shift (and `scale`) folded in."""
+    def _mul(self, point: str, a: torch.Tensor, b: torch.Tensor, a_point: str, b_point: str,
+             matmul: bool = False) -> torch.Tensor:
+        """MUL or BATCH_MATMUL of two quantised tensors (TFLite requantises them with two roundings)."""
+        return self._exact(point, torch.matmul(a, b) if matmul else a * b,
+                           lambda: product_codes(a, b, *self._quants(a_point, b_point, point), matmul=matmul))
+
+    def _mean(self, point: str, x: torch.Tensor, in_point: str) -> torch.Tensor:
+        """MEAN over the last axis (the reference kernel's integer arithmetic)."""
+        return self._exact(point, x.mean(dim=-1, keepdim=True), lambda: mean_codes(x, *self._quants(in_point, point)))
+
+    def _linear(self, x: torch.Tensor, in_point: str, out_point: str, layer: nn.Linear,
+                norm: nn.LayerNorm | None = None, scale: float = 1.0, relu: bool = False) -> torch.Tensor:
+        """FULLY_CONNECTED (+ fused ReLU) with the preceding LayerNorm's gain/shift (and `scale`) folded
+        in, its output quantised at `out_point`."""
         weight, bias = layer.weight, layer.bias
         if norm is not None:
             bias = bias + weight @ norm.bias
             weight = weight * norm.weight[None, :]
         weight, bias = weight * scale, bias * scale
         if self.observing:
-            return F.linear(x, weight, bias)
+            y = F.linear(x, weight, bias)
+            return self._q(out_point, F.relu(y) if relu else y)
         weight_q, w_scale = weight_fake_quant(weight)
         in_scale = self.quantiser(in_point).scale_zero_point()[0]
-        return F.linear(x, weight_q, bias_fake_quant(bias, in_scale, w_scale))
+        bias_q = bias_fake_quant(bias, in_scale, w_scale)
+        y = F.linear(x, weight_q, bias_q)
+
+        def codes() -> torch.Tensor:
+            acc = integer_accumulator(x, float(in_scale), weight_q, w_scale, bias_q, lambda a, w: a @ w.T)
+            return linear_codes(acc, float(in_scale), w_scale, self._quants(out_point)[0], relu, single_rounding=True)
+
+        return self._exact(out_point, F.relu(y) if relu else y, codes)
 
     def _patch_embed(self, x_in: torch.Tensor) -> torch.Tensor:
+        """CONV_2D of the centred input with the model's normalisation folded in, quantised (patch_embed)."""
         spec, conv = self.spec, self.model.patch_embed.proj
         gain = 0.5 / spec.input_std  # model input = gain * x_in + offset (export/tf_vit.py)
         offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
         weight = conv.weight * gain
         bias = conv.bias + offset * conv.weight.sum(dim=(1, 2, 3))
-        if not self.observing:
-            weight, w_scale = weight_fake_quant(weight)
-            bias = bias_fake_quant(bias, torch.tensor(INPUT_SCALE), w_scale)
-        out = F.conv2d(x_in, weight, bias, stride=spec.patch_size)
-        return out.flatten(2).transpose(1, 2)  # [B, N, E], the order of TF's NHWC reshape
 
-    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        def tokens(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(2).transpose(1, 2)  # [B, E, g, g] -> [B, N, E], the order of TF's NHWC reshape
+
+        if self.observing:
+            return self._q("patch_embed", tokens(F.conv2d(x_in, weight, bias, stride=spec.patch_size)))
+        weight, w_scale = weight_fake_quant(weight)
+        bias = bias_fake_quant(bias, torch.tensor(INPUT_SCALE), w_scale)
+        y = tokens(F.conv2d(x_in, weight, bias, stride=spec.patch_size))
+
+        def codes() -> torch.Tensor:
+            def conv_op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+                return tokens(F.conv2d(a, w, stride=spec.patch_size))
+
+            acc = integer_accumulator(x_in, INPUT_SCALE, weight, w_scale, bias, conv_op)
+            return linear_codes(acc, INPUT_SCALE, w_scale, self._quants("patch_embed")[0])
+
+        return self._exact("patch_embed", y, codes)
+
+    def _norm(self, x: torch.Tensor, name: str, in_point: str) -> torch.Tensor:
         """LayerNorm without its gain and shift (folded into the next layers), every tensor quantised."""
         q = self._q
-        mean = q(f"{name}.mean", x.mean(dim=-1, keepdim=True))
-        centred = q(f"{name}.centred", x - mean)
-        square = q(f"{name}.square", centred * centred)
-        var_eps = q(f"{name}.var_eps", q(f"{name}.var", square.mean(dim=-1, keepdim=True)) + self.spec.norm_eps)
+        centred = q(f"{name}.centred", x - self._mean(f"{name}.mean", x, in_point))
+        square = self._mul(f"{name}.square", centred, centred, f"{name}.centred", f"{name}.centred")
+        var_eps = q(f"{name}.var_eps", self._mean(f"{name}.var", square, f"{name}.square") + self.spec.norm_eps)
         rstd = q(f"{name}.rstd", torch.rsqrt(var_eps.clamp(min=1e-30)))  # int8 RSQRT of 0 saturates
-        return q(name, centred * rstd)
+        return self._mul(name, centred, rstd, f"{name}.centred", f"{name}.rstd")
 
     def _block(self, x: torch.Tensor, i: int) -> torch.Tensor:
         b, block = f"blocks.{i}", self.model.blocks[i]
@@ -173,19 +210,19 @@ class QuantVit(nn.Module):
             return t.reshape(batch, tokens, heads, width).transpose(1, 2)
 
         q = self._q
-        n1 = self._norm(x, f"{b}.norm1")
-        qh = q(f"{b}.attn.q", self._linear(n1, f"{b}.norm1", attn.q, block.norm1, scale=width**-0.5))
-        kh = q(f"{b}.attn.k", self._linear(n1, f"{b}.norm1", attn.k, block.norm1))
-        vh = q(f"{b}.attn.v", self._linear(n1, f"{b}.norm1", attn.v, block.norm1))
-        scores = self._matmul(f"{b}.attn.scores", split(qh), split(kh).transpose(-2, -1), f"{b}.attn.q",
-                              f"{b}.attn.k")
+        n1 = self._norm(x, f"{b}.norm1", f"blocks.{i - 1}.add2" if i else "tokens")
+        qh = self._linear(n1, f"{b}.norm1", f"{b}.attn.q", attn.q, block.norm1, scale=width**-0.5)
+        kh = self._linear(n1, f"{b}.norm1", f"{b}.attn.k", attn.k, block.norm1)
+        vh = self._linear(n1, f"{b}.norm1", f"{b}.attn.v", attn.v, block.norm1)
+        scores = self._mul(f"{b}.attn.scores", split(qh), split(kh).transpose(-2, -1), f"{b}.attn.q",
+                           f"{b}.attn.k", matmul=True)
         probs = q(f"{b}.attn.softmax", scores.softmax(dim=-1))
-        context = self._matmul(f"{b}.attn.context", probs, split(vh), f"{b}.attn.softmax", f"{b}.attn.v")
+        context = self._mul(f"{b}.attn.context", probs, split(vh), f"{b}.attn.softmax", f"{b}.attn.v", matmul=True)
         context = context.transpose(1, 2).reshape(batch, tokens, heads * width)
-        x = q(f"{b}.add1", x + q(f"{b}.attn.proj", self._linear(context, f"{b}.attn.context", attn.proj)))
-        n2 = self._norm(x, f"{b}.norm2")
-        hidden = q(f"{b}.mlp.act", F.relu(self._linear(n2, f"{b}.norm2", block.mlp.fc1, block.norm2)))
-        return q(f"{b}.add2", x + q(f"{b}.mlp.fc2", self._linear(hidden, f"{b}.mlp.act", block.mlp.fc2)))
+        x = q(f"{b}.add1", x + self._linear(context, f"{b}.attn.context", f"{b}.attn.proj", attn.proj))
+        n2 = self._norm(x, f"{b}.norm2", f"{b}.add1")
+        hidden = self._linear(n2, f"{b}.norm2", f"{b}.mlp.act", block.mlp.fc1, block.norm2, relu=True)
+        return q(f"{b}.add2", x + self._linear(hidden, f"{b}.mlp.act", f"{b}.mlp.fc2", block.mlp.fc2))
 
     # -- the whole model ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -199,14 +236,14 @@ class QuantVit(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         spec, model, q = self.spec, self.model, self._q
         x_in = q("input", ((x * spec.input_std + spec.input_mean) * 255.0 - 128.0) * INPUT_SCALE)
-        patches = q("patch_embed", self._patch_embed(x_in))
+        patches = self._patch_embed(x_in)
         cls = self.quantiser("patch_embed")(model.cls_token.expand(x.shape[0], -1, -1), observe=False)
         pos = model.pos_embed if self.observing else const_fake_quant(model.pos_embed)
         x = q("tokens", torch.cat([cls, patches], dim=1) + pos)
         for i in range(len(model.blocks)):
             x = self._block(x, i)
-        normed = self._norm(x[:, 0], "norm")  # class token by slice
-        return q("head", self._linear(normed, "norm", model.head, model.norm))
+        normed = self._norm(x[:, 0], "norm", f"blocks.{len(model.blocks) - 1}.add2")  # class token by slice
+        return self._linear(normed, "norm", "head", model.head, model.norm)
 
 
 @torch.no_grad()
