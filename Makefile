@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.installed
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup test test-slow lint data train prune qat export verify battery-gate flash bench devices bench-all clean
+.PHONY: help setup test test-slow lint typecheck data train prune qat export verify battery-gate flash bench devices bench-all clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -37,6 +37,9 @@ test-slow: $(STAMP)  ## run the slow end-to-end tests too
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)  ## mypy on the package ([tool.mypy] in pyproject.toml)
+	$(BIN)/python .ci/typecheck.py
 
 data: $(STAMP)  ## build the default data set
 	$(EDGE) data --run $(RUN)

@@ -39,7 +39,8 @@ def main() -> int:
     recipe = dataclasses.replace(DEFAULT_RECIPE, **changes)
     cfg = DataConfig(n_train=args.n_train)
     start = time.perf_counter()
-    data = {split: generate(split, n, cfg.image_size or DEFAULT_IMAGE_SIZE, cfg.channels, cfg.seed, recipe, progress=False)
+    size = cfg.image_size or DEFAULT_IMAGE_SIZE
+    data = {split: generate(split, n, size, cfg.channels, cfg.seed, recipe, progress=False)
             for split, n in (("train", cfg.n_train), ("val", cfg.n_val))}
     took = time.perf_counter() - start
     print(f"generated {cfg.n_train} + {cfg.n_val} frames in {took:.1f} s; recipe changes: {changes}")

@@ -18,7 +18,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,8 +28,8 @@ from edge.errors import ConfigError
 if TYPE_CHECKING:
     from edge.vit_spec import VitSpec
 
-FORMAT_V1 = "edge-quant-ranges/1"
-FORMAT = "edge-quant-ranges/2"
+FORMAT_V1: Final = "edge-quant-ranges/1"
+FORMAT: Final = "edge-quant-ranges/2"
 FORMATS = (FORMAT_V1, FORMAT)
 
 #: The activation points of one transformer block, in graph order (docs/artifacts.md).

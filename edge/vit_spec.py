@@ -126,7 +126,7 @@ def family_spec(
     return VitSpec(
         name=name,
         img_size=img_size,
-        in_chans=in_chans,  # type: ignore[arg-type]
+        in_chans=in_chans,
         patch_size=int(cfg["patch_size"]),
         embed_dim=embed,
         num_classes=num_classes,

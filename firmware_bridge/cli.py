@@ -15,6 +15,7 @@ from edge.errors import ConfigError, DeviceError
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from edge.firmware_bridge.image import Mark
     from edge.firmware_bridge.smp_serial import Framing
 
 DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
@@ -176,7 +177,7 @@ def _flash_image(args: argparse.Namespace) -> int:
                           hint="pass the signed MCUboot image of your firmware, e.g. build/zephyr/zephyr.signed.bin")
     data = args.image.read_bytes()
     wire = _framing(args)
-    mark = "confirm" if args.confirm else "test" if args.test else None
+    mark: Mark | None = "confirm" if args.confirm else "test" if args.test else None
     with _wire_log(args) as log, SerialLink(args.port, args.baud, timeout_s=args.timeout, log=log) as link, \
             _progress_bar(len(data), args.image.name, args.quiet) as bar:
         stats = upload_image(link, data, source=str(args.image), framing=wire,
@@ -220,7 +221,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                         dut_baud=args.dut_baud)
         report = run_bench(dut, inputs, runs=args.runs, warmups=args.warmup, model=model, progress=bar.update,
                            energy_probe=probe)
-    if probe is not None:
+    if report.energy is not None:  # measured by the --power-monitor probe
         report.energy = with_costmodel(report.energy, model, args.mcu)
     if args.trace is not None:
         report.energy = trace_energy(args.trace, model, args.mcu, voltage_V=args.voltage,
@@ -250,8 +251,10 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    from edge.firmware_bridge.emulator import MODEL_FILE
-    from edge.firmware_bridge.pty_device import Faults, PtyDevice, TcpDevice
+    from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice
+    from edge.firmware_bridge.io_manager import DEFAULT_DUT_BAUD, EmulatedIoManager
+    from edge.firmware_bridge.lpm01a_emulator import DutActivity, EmulatedLpm01a
+    from edge.firmware_bridge.pty_device import Board, Faults, PtyDevice, TcpDevice
 
     model = checked_model(args.model) if args.model is not None else None  # before any pty is made
     try:
@@ -261,30 +264,25 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc), where="edge emulator") from exc
-    kind = TcpDevice if args.tcp is not None else PtyDevice
-    extra = {"port": args.tcp} if args.tcp is not None else {}
-    board = None
+    dut = EmulatedDevice(store=args.store, target=args.target, framing=_framing(args))
+    if model is not None:
+        dut.flash.write(MODEL_FILE, 0, model)
+    board: Board = dut
     if args.io_manager:
         if args.framing == "raw":
             raise ConfigError("--io-manager needs text on the DUT's UART; --framing raw has none",
                               where="edge emulator", hint="drop --framing raw")
-        from edge.firmware_bridge.emulator import EmulatedDevice
-        from edge.firmware_bridge.io_manager import DEFAULT_DUT_BAUD, EmulatedIoManager
-
-        board = EmulatedIoManager(EmulatedDevice(store=args.store, target=args.target, framing=_framing(args)),
-                                  dut_baud=args.dut_line_rate or DEFAULT_DUT_BAUD, pace_dut=bool(args.dut_line_rate))
-    device = kind(board, baud=args.line_rate, faults=faults, store=args.store, target=args.target,
-                  framing=_framing(args), **extra)
-    if model is not None:
-        device.device.flash.write(MODEL_FILE, 0, model)
+        board = EmulatedIoManager(dut, dut_baud=args.dut_line_rate or DEFAULT_DUT_BAUD,
+                                  pace_dut=bool(args.dut_line_rate))
+    elif args.power_monitor:
+        raise ConfigError("--power-monitor powers the DUT behind an IO manager", where="edge emulator",
+                          hint="add --io-manager")
+    device = (TcpDevice(board, port=args.tcp, baud=args.line_rate, faults=faults) if args.tcp is not None
+              else PtyDevice(board, baud=args.line_rate, faults=faults))
     monitor = None
     if args.power_monitor:
-        if board is None:
-            raise ConfigError("--power-monitor powers the DUT behind an IO manager", where="edge emulator",
-                              hint="add --io-manager")
-        from edge.firmware_bridge.lpm01a_emulator import DutActivity, EmulatedLpm01a
-
-        monitor = kind(EmulatedLpm01a(DutActivity.attach(board.dut.mlperf)), **({"port": 0} if extra else {}))
+        lpm = EmulatedLpm01a(DutActivity.attach(dut.mlperf))
+        monitor = TcpDevice(lpm, port=0) if args.tcp is not None else PtyDevice(lpm)
     device.start()
     print(device.path, flush=True)
     if monitor is not None:

@@ -159,7 +159,7 @@ class EmulatedIoManager:
 
     def _take_reply(self) -> list[bytes]:
         """Queued DUT lines up to and including the first `m-ready` (fewer if the DUT has not finished)."""
-        lines = []
+        lines: list[bytes] = []
         while True:
             end = self._dut_rx.find(b"\r\n")
             if end < 0:

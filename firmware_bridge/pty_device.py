@@ -26,10 +26,27 @@ import time
 import tty
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from edge.firmware_bridge.emulator import DEFAULT_MCU, EmulatedDevice
 from edge.firmware_bridge.smp_serial import Framing
 from edge.firmware_bridge.transport import wire_seconds
+
+
+class Board(Protocol):
+    """What a PtyDevice serves: the emulated board, an IO manager in front of it, or an energy monitor."""
+
+    def boot(self) -> bytes:
+        """The bytes it sends on power-up."""
+        ...
+
+    def feed(self, data: bytes) -> bytes:
+        """Take bytes from the host; return the reply."""
+        ...
+
+    def reset_link_state(self) -> None:
+        """Forget half-received input (the cable was unplugged)."""
+        ...
 
 
 @dataclass
@@ -108,7 +125,7 @@ class PtyDevice:
 
     def __init__(
         self,
-        device: EmulatedDevice | None = None,
+        device: Board | None = None,
         *,
         baud: int | None = None,
         faults: Faults | None = None,
@@ -116,7 +133,7 @@ class PtyDevice:
         target: str = DEFAULT_MCU,
         framing: Framing | None = None,
     ) -> None:
-        self.device = device or EmulatedDevice(store=store, target=target, framing=framing)
+        self.device: Board = device or EmulatedDevice(store=store, target=target, framing=framing)
         self.faults = faults or Faults()
         self.rx_clock = WireClock(baud)
         self.tx_clock = WireClock(baud)
@@ -167,7 +184,7 @@ class PtyDevice:
         except OSError:
             return None
 
-    def _write(self, data: bytes) -> int:
+    def _write(self, data: bytes | memoryview) -> int:
         """Write towards the host; return the bytes taken."""
         return os.write(self.master, data)
 
@@ -251,7 +268,7 @@ class TcpDevice(PtyDevice):
     is kept) and the next connection is accepted.
     """
 
-    def __init__(self, device: EmulatedDevice | None = None, *, port: int = 0, **kwargs: object) -> None:
+    def __init__(self, device: Board | None = None, *, port: int = 0, **kwargs: object) -> None:
         self._port = port
         self._conn: socket.socket | None = None
         super().__init__(device, **kwargs)  # type: ignore[arg-type]
@@ -285,7 +302,7 @@ class TcpDevice(PtyDevice):
             self._conn = None
         return data
 
-    def _write(self, data: bytes) -> int:
+    def _write(self, data: bytes | memoryview) -> int:
         conn = self._conn
         if conn is None:
             return len(data)  # nobody listening: the bytes are lost, as on an unplugged UART

@@ -151,12 +151,19 @@ def fit(kernel_set: str, pts: list[Point], feats: dict[str, Features]) -> Coeffi
     scale = dict.fromkeys(boards, 1.0)
     for _ in range(20):
         theta = _solve(kernel_set, pts, feats, scale)
-        coef = Coefficients(kernel_set, *map(float, theta), c_el, len(pts), tuple(boards), dict.fromkeys(boards, 1.0))
+        coef = _coefficients(kernel_set, theta, c_el, len(pts), tuple(boards), dict.fromkeys(boards, 1.0))
         logs = {b: float(np.mean([np.log(p.cycles / coef.cycles(feats[p.benchmark])) for p in pts if p.board == b]))
                 for b in boards}
         mean = float(np.mean(list(logs.values())))
         scale = {b: float(np.exp(v - mean)) for b, v in logs.items()}
-    return Coefficients(kernel_set, *map(float, theta), c_el, len(pts), tuple(boards), scale)
+    return _coefficients(kernel_set, theta, c_el, len(pts), tuple(boards), scale)
+
+
+def _coefficients(kernel_set: str, theta: np.ndarray, c_el: float, points: int, boards: tuple[str, ...],
+                  scale: dict[str, float]) -> Coefficients:
+    """`Coefficients` from the solved (c_mac, c_fc, c_in, c_op)."""
+    c_mac, c_fc, c_in, c_op = (float(v) for v in theta)
+    return Coefficients(kernel_set, c_mac, c_fc, c_in, c_op, c_el, points, boards, scale)
 
 
 @dataclass(frozen=True)

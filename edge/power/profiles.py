@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from edge.errors import ConfigError
 from edge.power.schema import (
@@ -74,7 +75,7 @@ def profile_path(kind: str, name: str, root: Path | None = None) -> Path:
     return path
 
 
-def _field_message(err: dict[str, Any], model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[str, str | None]:
+def _field_message(err: ErrorDetails, model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[str, str | None]:
     """Human message for one pydantic error and an optional hint (unit mistakes get their own)."""
     field = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 NAMES = ("tiny_int8", "tiny_float", "attn_int8", "mobilenet_v1_025_int8", "vit_pruned_int8", "vit_float")
@@ -140,7 +141,7 @@ def main(argv: list[str]) -> int:  # pragma: no cover - runs in a child process
                 x = x + tf.matmul(h, b["f2"])
             return tf.matmul(tf.reshape(self.norm(x)[:, 0:1], (1, self.dim)), self.head)
 
-    recipes = {
+    recipes: dict[str, tuple[Callable[[], tf.Module], tuple[int, ...], bool]] = {
         "tiny_int8": (Tiny, (1, 32, 32, 1), True),
         "tiny_float": (Tiny, (1, 32, 32, 1), False),
         "attn_int8": (Attn, (1, 10, 16), True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,17 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*loc, key), lines)
+            here = (*loc, key)
+            lines[here] = key_node.start_mark.line + 1
+            _walk(value_node, here, lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            lines[(*loc, index)] = item.start_mark.line + 1
-            _walk(item, (*loc, index), lines)
+            here = (*loc, index)
+            lines[here] = item.start_mark.line + 1
+            _walk(item, here, lines)
 
 
-def load_marked(path: str | Path) -> MarkedYaml:
+def load_marked(path: str | os.PathLike[str]) -> MarkedYaml:
     """Read a YAML file; errors name the file and line."""
     path = Path(path)
     try:
