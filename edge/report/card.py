@@ -98,6 +98,11 @@ def model_card(view: RunView, res: Int8Results | None) -> Section:
     if samples:
         sec.images.append(Image("sample images per class", samples.path.read_bytes(), samples.source,
                                 samples.ref.sha256))
+    for stage, key, title in (("train", "curves", "training curves"), ("prune", "plot", "pruning: size vs accuracy"),
+                              ("qat", "curves", "QAT curves")):
+        plot = view.artifact(stage, key)
+        if plot:
+            sec.images.append(Image(title, plot.path.read_bytes(), plot.source, plot.ref.sha256))
     rows, names, values = [], [], []
     for stage, key, label in _STAGE_ACCURACY:
         value = view.metric(stage, key)

@@ -54,7 +54,7 @@ def fit(view: RunView) -> Section:
                                 [[op, fmt(n)] for op, n in sorted(counts.items())], f"source: {src} tflm.op_counts"))
     if tflm.get("resolver"):
         sec.tables.append(Table("MicroMutableOpResolver", ["call"], [[f"{c}()"] for c in tflm["resolver"]],
-                                f"MicroMutableOpResolver<{len(tflm['resolver'])}>; source: {src} tflm.resolver"))
+                                f"{len(tflm['resolver'])} ops; source: {src} tflm.resolver"))
     return sec
 
 
@@ -160,8 +160,10 @@ def battery(view: RunView) -> Section:
     sec.intro = gate.get("message", "")
     percentiles = {p: gate[f"lifetime_{p.lower()}_days"] for p in ("P5", "P50", "P95")
                    if gate.get(f"lifetime_{p.lower()}_days") is not None}
+    horizon = gate.get("horizon_days") or float("inf")
     for p, days in percentiles.items():
-        sec.figures.append(Figure(f"lifetime {p}", round(days / 365.25, 2), "years", "estimated",
+        bound = " (at least: outlived the simulated horizon)" if days >= horizon else ""
+        sec.figures.append(Figure(f"lifetime {p}{bound}", round(days / 365.25, 2), "years", "estimated",
                                   f"{art.source} gate.lifetime_{p.lower()}_days", art.ref.sha256))
     for label, key, unit in (("target", "target_days", "days"), ("simulated horizon", "horizon_days", "days"),
                              ("average current (P5 run)", "avg_current_uA", "uA"),
@@ -223,7 +225,7 @@ def carbon(view: RunView, energies: dict[str, float]) -> Section:
         for key, value in view.metrics(stage).items():
             if key.endswith(("_kWh", "_co2_kg")) and value is not None:
                 unit = "kWh" if key.endswith("_kWh") else "kg CO2eq"
-                sec.figures.append(Figure(f"{stage}: {key.rsplit('_', 1)[0].replace('_', ' ')}", value, unit,
+                sec.figures.append(Figure(f"{stage}: {'energy' if unit == 'kWh' else 'CO2'}", value, unit,
                                           "measured" if unit == "kWh" else "estimated",
                                           f"manifest stages.{stage}.metrics.{key} (CodeCarbon, offline)"))
     country = view.metric("train", "carbon_country")

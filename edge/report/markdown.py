@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from edge.report.content import Section, Table, fmt
 
 _MARK = {"pass": "PASS", "warn": "WARN", "n/a": "n/a"}
 
 
+def _text(text: object) -> str:
+    """Plain text that GitHub will not read as an HTML tag ('<stage>' -> '&lt;stage>')."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
+
+
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -20,7 +27,7 @@ def section_md(sec: Section, tables: bool = True) -> str:
     """One section as Markdown (`tables=False` leaves out the long detail tables)."""
     out = [f"## {sec.title}", ""]
     if sec.intro:
-        out += [sec.intro, ""]
+        out += [_text(sec.intro), ""]
     if sec.problems:
         out += [f"- **missing or not current**: {_cell(p)}" for p in sec.problems] + [""]
     if sec.checks:
@@ -38,7 +45,8 @@ def section_md(sec: Section, tables: bool = True) -> str:
 
 
 def _table_block(t: Table) -> list[str]:
-    return [f"**{t.title}**", "", *_table(t.header, t.rows), *(["", f"_{t.note}_"] if t.note else []), ""]
+    note = ["", f"_{_text(t.note)}_"] if t.note else []
+    return [f"**{_text(t.title)}**", "", *_table(t.header, t.rows), *note, ""]
 
 
 def render(title: str, subtitle: str, sections: list[Section]) -> str:

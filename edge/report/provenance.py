@@ -35,7 +35,7 @@ def _citations(view: RunView) -> list[list[str]]:
 def provenance(view: RunView) -> Section:
     """Artifacts (sha256 from the manifest; which ones this report read), inputs from outside, tools, citations."""
     sec = Section("provenance", "Provenance",
-                  "Every figure above names its source: a manifest metric (stages.<stage>.metrics.<key>) or an "
+                  "Every figure above names its source: a manifest metric (stages.STAGE.metrics.KEY) or an "
                   "artifact (stage.key) listed here with the sha256 its stage recorded. The report reads an artifact "
                   "only when its file still has that hash.")
     rows = []
