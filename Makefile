@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.installed
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup test test-slow lint typecheck data train prune qat export verify battery-gate flash bench devices bench-all clean
+.PHONY: help setup test test-slow lint typecheck data train prune qat export verify battery-gate report chromium flash bench devices bench-all clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -29,10 +29,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## create .venv and install everything (once)
 
-test: $(STAMP)  ## run the test suite (fast tests, ~10 min on 2 cores)
+test: $(STAMP) chromium  ## run the test suite (fast tests, ~10 min on 2 cores)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)  ## run the slow end-to-end tests too
+test-slow: $(STAMP) chromium  ## run the slow end-to-end tests too
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)  ## ruff
@@ -58,6 +58,18 @@ export: $(STAMP)  ## the whole default pipeline for TARGET (default cortex-m) ->
 
 verify: $(STAMP)  ## check build/$(TARGET)/model_int8.tflite (full-integer, TFLM ops, arena)
 	$(EDGE) verify --full-integer build/$(TARGET)/model_int8.tflite
+
+report: $(STAMP)  ## runs/$(RUN)/report/report.html (+ .md, .json) from the run as it stands
+	$(EDGE) report --run $(RUN)
+
+# The report's browser test opens report.html in Debian's chromium. Installed once, quietly; as root (CI) or
+# with sudo. Without either the test is skipped locally (CI sets EDGE_REQUIRE_BROWSER=1: missing = failure).
+chromium:  ## install Debian's chromium for the report's browser test (once; root or sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	  else echo "make chromium: not root and no sudo: the report's browser test will be skipped" >&2; exit 0; fi; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 battery-gate: $(STAMP)  ## the CI battery gate on the default run
 	$(EDGE) battery check --run $(RUN)
