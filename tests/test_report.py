@@ -156,6 +156,11 @@ def test_measurements_on_known_inputs() -> None:
     blurred = measure.gaussian_blur(img, 1.0)
     assert blurred.sum() == pytest.approx(255, abs=8) and blurred[0, 4, 4] < 255 and blurred[0, 4, 5] > 0
     rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 8, 1)).astype(np.uint8)
+    for p in measure.PERTURBATIONS:
+        if p.name != "blur":  # blur's identity (sigma 0) is the clean point of its curve, not a kernel
+            assert np.array_equal(p.apply(images, p.identity, rng), images), p.name
+        assert p.judged in p.strengths and p.identity not in p.strengths
     bright = next(p for p in measure.PERTURBATIONS if p.name == "brightness")
     assert bright.apply(np.full((1, 2, 2, 1), 250, np.uint8), 0.4, rng).max() == 255  # clipped, not wrapped
 

@@ -228,8 +228,8 @@ def _robustness(sec: Section, res: Int8Results) -> None:
     rows = []
     for p in measure.PERTURBATIONS:
         pts = dict(res.curves[p.name])
-        clean, judged = pts[0.0], pts[p.judged]
-        rows.append([p.name, p.unit, *[f"{s:g}: {pts[s]:.3f}" for s in sorted(pts) if s != 0.0]])
+        clean, judged = pts[p.identity], pts[p.judged]
+        rows.append([p.name, p.unit, *[f"{s:g}: {pts[s]:.3f}" for s in sorted(pts) if s != p.identity]])
         sec.checks.append(Check(f"robustness: {p.name}", round(judged, 4),
                                 f"top-1 at {p.name} {p.judged:g} within {MAX_ROBUST_DROP:.2f} of clean {clean:.4f}",
                                 mark(clean - judged <= MAX_ROBUST_DROP)))
@@ -237,7 +237,8 @@ def _robustness(sec: Section, res: Int8Results) -> None:
     sec.tables.append(Table(f"Robustness: top-1 vs strength ({res.sweep_images} seeded test images)",
                             ["perturbation", "unit", *[f"level {i + 1}" for i in range(width - 2)]],
                             [r + [""] * (width - len(r)) for r in rows],
-                            "measured with the int8 model (LiteRT); strength 0 is the clean subset"))
+                            "measured with the int8 model (LiteRT); clean images are "
+                            + ", ".join(f"{p.name} {p.identity:g}" for p in measure.PERTURBATIONS)))
     sec.images.append(Image("robustness of the int8 model", plots.robustness_plot(
         res.curves, f"int8 top-1 vs perturbation ({res.sweep_images} test images)"),
         f"measured: {res.model.source}", res.model.ref.sha256))

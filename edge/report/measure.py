@@ -28,20 +28,26 @@ class Perturbation:
     strengths: tuple[float, ...]
     judged: float  # the moderate strength the pass/warn mark is taken at
     apply: Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+    identity: float = 0.0  # the strength that leaves the image as it is (the clean point of the curve)
+
+
+def _pixels(f: np.ndarray) -> np.ndarray:
+    """Float pixels back to uint8: rounded and clipped (never wrapped)."""
+    return np.clip(np.rint(f), 0, 255).astype(np.uint8)
 
 
 def _brightness(x: np.ndarray, s: float, _: np.random.Generator) -> np.ndarray:
-    return np.clip(x.astype(np.float32) + s * 255.0, 0, 255).astype(np.uint8)
+    return _pixels(x.astype(np.float32) + s * 255.0)
 
 
 def _contrast(x: np.ndarray, s: float, _: np.random.Generator) -> np.ndarray:
     f = x.astype(np.float32)
     mean = f.mean(axis=(1, 2, 3), keepdims=True)
-    return np.clip(mean + (f - mean) * s, 0, 255).astype(np.uint8)
+    return _pixels(mean + (f - mean) * s)
 
 
 def _noise(x: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
-    return np.clip(x.astype(np.float32) + rng.normal(0.0, s * 255.0, x.shape), 0, 255).astype(np.uint8)
+    return _pixels(x.astype(np.float32) + rng.normal(0.0, s * 255.0, x.shape))
 
 
 def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -54,7 +60,7 @@ def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     h, w = x.shape[1:3]
     f = sum(k[i] * f[:, i:i + h, :, :] for i in range(k.size))
     f = sum(k[i] * f[:, :, i:i + w, :] for i in range(k.size))
-    return np.clip(np.rint(f), 0, 255).astype(np.uint8)
+    return _pixels(f)
 
 
 def _blur(x: np.ndarray, s: float, _: np.random.Generator) -> np.ndarray:
@@ -63,7 +69,7 @@ def _blur(x: np.ndarray, s: float, _: np.random.Generator) -> np.ndarray:
 
 PERTURBATIONS: tuple[Perturbation, ...] = (
     Perturbation("brightness", "offset, fraction of full scale", (-0.4, -0.2, 0.2, 0.4), -0.2, _brightness),
-    Perturbation("contrast", "factor around the image mean", (0.75, 0.5, 0.25), 0.5, _contrast),
+    Perturbation("contrast", "factor around the image mean", (0.75, 0.5, 0.25), 0.5, _contrast, identity=1.0),
     Perturbation("noise", "Gaussian sigma, fraction of full scale", (0.05, 0.1, 0.2), 0.1, _noise),
     Perturbation("blur", "Gaussian sigma, pixels", (0.5, 1.0, 2.0), 1.0, _blur),
 )
@@ -157,12 +163,12 @@ def sweep_subset(n: int, size: int = SWEEP_IMAGES, seed: int = 0) -> np.ndarray:
 
 def robustness(runner: Int8Runner, images: np.ndarray, labels: np.ndarray,
                seed: int = 0) -> dict[str, list[tuple[float, float]]]:
-    """Top-1 per perturbation and strength on `images` (strength 0 = clean, shared by all)."""
+    """Top-1 per perturbation and strength on `images`; each curve starts from the clean top-1 at its identity."""
     clean = float((runner.logits(images).argmax(axis=1) == labels).mean())
     curves: dict[str, list[tuple[float, float]]] = {}
     for p in PERTURBATIONS:
         rng = np.random.default_rng(seed)
-        points = [(0.0, clean)]
+        points = [(p.identity, clean)]
         for s in p.strengths:
             acc = float((runner.logits(p.apply(images, s, rng)).argmax(axis=1) == labels).mean())
             points.append((s, acc))
