@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.commands",
     "edge.export.cli",
     "edge.firmware_bridge.cli",
+    "edge.firmware_bridge.emulation.cli",
     "edge.power.cli",
 )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_RUN = "default"
 DEFAULT_TARGET = "cortex-m"  # a family in power_profiles/targets.yaml (nRF52840)
+DEFAULT_MCU = "nrf52840"  # the MCU profile of DEFAULT_TARGET: bench's cost model, the emulated board
 DEFAULT_DEVICE = "camera-trap-nrf52840"  # power_profiles/devices/<name>.yaml, the battery stage's device
 
 RUNS_DIR = Path("runs")  # relative to the working folder, like `make`'s

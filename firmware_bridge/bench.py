@@ -82,7 +82,7 @@ class BenchReport:
 
 def model_input_spec(model: bytes) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of the model's first input, read by the TFLM interpreter."""
-    from edge.firmware_bridge.emulator import ModelRunner
+    from edge.firmware_bridge.model_runner import ModelRunner
 
     runner = ModelRunner(model)
     return tuple(int(d) for d in runner.input["shape"]), np.dtype(runner.input["dtype"])
@@ -167,7 +167,7 @@ def cast_checked(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
 
 def local_results(model: bytes, inputs: list[bytes]) -> list[str]:
     """The `m-results-[...]` line the firmware would print for each input, computed locally."""
-    from edge.firmware_bridge.emulator import ModelRunner, format_results
+    from edge.firmware_bridge.model_runner import ModelRunner, format_results
 
     runner = ModelRunner(model)
     return [format_results(runner.run(data)[0]) for data in inputs]
@@ -254,7 +254,7 @@ def trace_energy(
 
 def with_costmodel(measured: dict, model: bytes | None, mcu: str) -> dict:
     """`measured` (TraceEnergy JSON) plus the cost model's energy for `model` on `mcu` and the ratio."""
-    from edge.firmware_bridge.emulator import costmodel_estimate
+    from edge.firmware_bridge.model_runner import costmodel_estimate
 
     modelled = costmodel_estimate(model, mcu) if model is not None else None
     measured["costmodel_mcu"] = mcu

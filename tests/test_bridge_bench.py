@@ -12,9 +12,10 @@ from bridge_helpers import build_model
 from bridge_helpers import run_edge as _edge
 
 from edge.firmware_bridge.bench import local_results, random_inputs, run_bench
-from edge.firmware_bridge.emulator import MODEL_FILE, ModelRunner, costmodel_estimate
+from edge.firmware_bridge.emulation.flash import MODEL_FILE
+from edge.firmware_bridge.emulation.pty_device import PtyDevice
 from edge.firmware_bridge.mlperf import MlperfDut
-from edge.firmware_bridge.pty_device import PtyDevice
+from edge.firmware_bridge.model_runner import ModelRunner, costmodel_estimate
 from edge.firmware_bridge.transport import SerialLink
 
 

@@ -9,8 +9,8 @@ import pytest
 from export_fixtures import single_op_tflite
 
 from edge.cli import main
-from edge.firmware_bridge.emulator import MODEL_FILE
-from edge.firmware_bridge.pty_device import PtyDevice
+from edge.firmware_bridge.emulation.flash import MODEL_FILE
+from edge.firmware_bridge.emulation.pty_device import PtyDevice
 
 GOOD = single_op_tflite("RELU")
 

@@ -17,10 +17,11 @@ from imgtool.image import Image, VerifyResult
 
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
-from edge.firmware_bridge.emulator import EmulatedDevice, Flash, slot_name
+from edge.firmware_bridge.emulation.board import EmulatedDevice
+from edge.firmware_bridge.emulation.flash import Flash, slot_name
+from edge.firmware_bridge.emulation.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.image import ImageUploadStats, read_image_state, upload_image
 from edge.firmware_bridge.mcuboot import ImageFormatError, parse_image
-from edge.firmware_bridge.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.smp_client import DeviceRefused, SmpClient, UploadError
 from edge.firmware_bridge.transport import SerialLink
 from edge.firmware_bridge.upload import UploadOptions

@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 from edge.errors import DeviceError
 from edge.firmware_bridge import mlperf
 from edge.firmware_bridge.bench import local_results, random_inputs, run_bench
-from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, costmodel_estimate
-from edge.firmware_bridge.io_manager import NAME, EmulatedIoManager
-from edge.firmware_bridge.pty_device import PtyDevice
+from edge.firmware_bridge.emulation.board import EmulatedDevice
+from edge.firmware_bridge.emulation.flash import MODEL_FILE
+from edge.firmware_bridge.emulation.io_manager import NAME, EmulatedIoManager
+from edge.firmware_bridge.emulation.pty_device import PtyDevice
+from edge.firmware_bridge.model_runner import costmodel_estimate
 from edge.firmware_bridge.transport import SerialLink
 
 

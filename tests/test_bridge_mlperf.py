@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from edge.errors import DeviceError
 from edge.firmware_bridge import mlperf
-from edge.firmware_bridge.emulator import EmulatedDevice
+from edge.firmware_bridge.emulation.board import EmulatedDevice
 from edge.firmware_bridge.transport import SerialLink
 
 # The shape of a real exchange as logged by the mlcommons runner in energy mode (IO manager prefix).

@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from edge.errors import ConfigError, DeviceError
 from edge.firmware_bridge import mlperf
 from edge.firmware_bridge.bench import random_inputs, run_bench, with_costmodel
-from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, costmodel_estimate
-from edge.firmware_bridge.io_manager import EmulatedIoManager
-from edge.firmware_bridge.lpm01a_emulator import DutActivity, EmulatedLpm01a, encode_sample, parse_value
+from edge.firmware_bridge.emulation.board import EmulatedDevice
+from edge.firmware_bridge.emulation.flash import MODEL_FILE
+from edge.firmware_bridge.emulation.io_manager import EmulatedIoManager
+from edge.firmware_bridge.emulation.lpm01a import DutActivity, EmulatedLpm01a, encode_sample, parse_value
+from edge.firmware_bridge.emulation.pty_device import PtyDevice
+from edge.firmware_bridge.model_runner import costmodel_estimate
 from edge.firmware_bridge.power_monitor import Lpm01a, StreamParser, find_reply, window_energy
-from edge.firmware_bridge.pty_device import PtyDevice
 from edge.firmware_bridge.transport import SerialLink
 
 RUNS = 100  # 100 x 0.93 ms (cost model, nrf52840): a 93-sample window at 1 kHz

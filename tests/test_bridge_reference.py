@@ -12,9 +12,12 @@ from export_fixtures import single_op_tflite
 
 from edge.cli import main
 from edge.errors import DeviceError
-from edge.firmware_bridge.emulator import HELP, MAX_DB_INPUT_SIZE, MODEL_FILE, EmulatedDevice, dequantize_float32
+from edge.firmware_bridge.emulation.board import EmulatedDevice
+from edge.firmware_bridge.emulation.flash import MODEL_FILE
+from edge.firmware_bridge.emulation.mlperf_firmware import HELP, MAX_DB_INPUT_SIZE
+from edge.firmware_bridge.emulation.pty_device import PtyDevice
 from edge.firmware_bridge.mlperf import MlperfDut, ProtocolError, parse_load_expect
-from edge.firmware_bridge.pty_device import PtyDevice
+from edge.firmware_bridge.model_runner import dequantize_float32
 
 # an output scale where float64 and float32 arithmetic print different %0.3f: q=53, zero point -9
 SCALE, ZERO = 0.010217742063105106, -9

@@ -10,9 +10,10 @@ from bridge_helpers import build_model, interrupt_after
 
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
-from edge.firmware_bridge.emulator import MODEL_FILE, EmulatedDevice, Flash
+from edge.firmware_bridge.emulation.board import EmulatedDevice
+from edge.firmware_bridge.emulation.flash import MODEL_FILE, Flash
+from edge.firmware_bridge.emulation.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.file_upload import upload_file
-from edge.firmware_bridge.pty_device import Faults, PtyDevice
 from edge.firmware_bridge.smp_client import UploadError
 from edge.firmware_bridge.transport import SerialLink
 from edge.firmware_bridge.upload import UploadOptions
@@ -194,8 +195,8 @@ def test_stale_hash_answers_never_confirm_a_corrupt_model(tiny_model):
 
 def test_flash_and_bench_over_a_socket_url(tiny_model):
     from edge.firmware_bridge.bench import random_inputs, run_bench
+    from edge.firmware_bridge.emulation.pty_device import TcpDevice
     from edge.firmware_bridge.mlperf import MlperfDut
-    from edge.firmware_bridge.pty_device import TcpDevice
 
     with TcpDevice() as board:
         assert board.path.startswith("socket://127.0.0.1:")

@@ -47,11 +47,14 @@ def test_config_and_cli_defaults_are_edge_paths():
     run = parser.parse_args(["run"])
     assert (run.run, run.runs_dir) == (paths.DEFAULT_RUN, paths.RUNS_DIR)
     assert parser.parse_args(["flash", "--port", "loop://"]).model == paths.exported_model()
+    assert parser.parse_args(["bench", "--port", "loop://"]).mcu == paths.DEFAULT_MCU
+    assert parser.parse_args(["emulator"]).target == paths.DEFAULT_MCU
 
 
 def test_defaults_name_real_profiles():
-    from edge.export.targets import known_targets
+    from edge.export.targets import known_targets, resolve_target
     from edge.power.profiles import list_profiles
 
     assert paths.DEFAULT_TARGET in known_targets()
+    assert resolve_target(paths.DEFAULT_TARGET).mcu == paths.DEFAULT_MCU
     assert paths.DEFAULT_DEVICE in list_profiles("devices")

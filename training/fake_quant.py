@@ -215,3 +215,29 @@ def integer_accumulator(x: torch.Tensor, in_scale: float, weight: torch.Tensor, 
     w_codes = torch.round(weight.detach().double() / w_scales.double().reshape(shape))
     b_codes = torch.round(bias.detach().double() / (in_scale * w_scales.double()))
     return torch.round(op(_steps(x, in_scale).double(), w_codes)).long() + b_codes.long()
+
+
+def add_codes(a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float], b_quant: tuple[float, float],
+              out_quant: tuple[float, float], subtract: bool = False) -> torch.Tensor:
+    """int8 codes of ADD (or SUB) of two fake-quantised tensors as TFLite's reference kernel computes them:
+    both inputs shifted left by 20 bits and rescaled to twice the larger input scale, summed, then
+    rescaled to the output (each rescale a MultiplyByQuantizedMultiplier)."""
+    (sa, _), (sb, _), (so, zo) = a_quant, b_quant, out_quant
+    twice = 2.0 * max(sa, sb)
+    scaled_a = _multiply(_steps(a, sa) << 20, *quantize_multiplier(sa / twice))
+    scaled_b = _multiply(_steps(b, sb) << 20, *quantize_multiplier(sb / twice))
+    total = scaled_a - scaled_b if subtract else scaled_a + scaled_b
+    return (_multiply(total, *quantize_multiplier(twice / ((1 << 20) * so))) + int(zo)).clamp(QMIN, QMAX)
+
+
+def const_quant(t: torch.Tensor) -> tuple[float, float]:
+    """(scale, zero point) the converter gives a constant operand (per tensor, over its own min/max)."""
+    scale, zero = scale_zero_point(t.detach().min(), t.detach().max())
+    return float(scale), float(zero)
+
+
+def scalar_quant(value: float) -> tuple[float, float]:
+    """(scale, zero point) the converter gives a positive scalar constant such as LayerNorm's eps: the
+    range [-value/2, value] (read off converted models: eps 1e-6 -> scale 1.5e-6/255, zero point -43)."""
+    scale, zero = scale_zero_point(torch.tensor(-value / 2), torch.tensor(value))
+    return float(scale), float(zero)

@@ -33,12 +33,15 @@ from edge.quant_ranges import FORMAT, ActivationRange, QuantRangesFile, integer_
 from edge.training.fake_quant import (
     EXPORT,
     ActQuant,
+    add_codes,
     bias_fake_quant,
     const_fake_quant,
+    const_quant,
     integer_accumulator,
     linear_codes,
     mean_codes,
     product_codes,
+    scalar_quant,
     weight_fake_quant,
 )
 from edge.training.models import VitLite
@@ -120,10 +123,12 @@ class QuantVit(nn.Module):
         return [tuple(float(t) for t in self.quantiser(p).scale_zero_point()) for p in points]
 
     def _exact(self, point: str, x: torch.Tensor, codes: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """Fake-quantise `x` at `point`, with the forward value replaced by `codes()` (the int8 result of
-        TFLite's reference kernel, which rounds differently from float); gradients stay those of `x`."""
+        """Fake-quantise `x` at `point`; in eval mode the value is replaced by `codes()`, the int8 result of
+        TFLite's reference kernel (which rounds differently from float). Training steps keep the float
+        simulation (at most a step apart on a few elements, several times cheaper); evaluation, model
+        selection and the reference logits use the integer arithmetic."""
         y = self.quantiser(point)(x)
-        if self.observing or EXPORT.onnx:
+        if self.observing or EXPORT.onnx or self.training:
             return y
         with torch.no_grad():
             exact = codes()
@@ -137,6 +142,12 @@ class QuantVit(nn.Module):
         """MUL or BATCH_MATMUL of two quantised tensors (TFLite requantises them with two roundings)."""
         return self._exact(point, torch.matmul(a, b) if matmul else a * b,
                            lambda: product_codes(a, b, *self._quants(a_point, b_point, point), matmul=matmul))
+
+    def _add(self, point: str, a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float],
+             b_quant: tuple[float, float], subtract: bool = False) -> torch.Tensor:
+        """ADD or SUB of two quantised tensors (`a_quant`, `b_quant`: their scale and zero point)."""
+        return self._exact(point, a - b if subtract else a + b,
+                           lambda: add_codes(a, b, a_quant, b_quant, self._quants(point)[0], subtract))
 
     def _mean(self, point: str, x: torch.Tensor, in_point: str) -> torch.Tensor:
         """MEAN over the last axis (the reference kernel's integer arithmetic)."""
@@ -194,9 +205,13 @@ class QuantVit(nn.Module):
     def _norm(self, x: torch.Tensor, name: str, in_point: str) -> torch.Tensor:
         """LayerNorm without its gain and shift (folded into the next layers), every tensor quantised."""
         q = self._q
-        centred = q(f"{name}.centred", x - self._mean(f"{name}.mean", x, in_point))
+        mean = self._mean(f"{name}.mean", x, in_point)
+        centred = self._add(f"{name}.centred", x, mean, *self._quants(in_point, f"{name}.mean"), subtract=True)
         square = self._mul(f"{name}.square", centred, centred, f"{name}.centred", f"{name}.centred")
-        var_eps = q(f"{name}.var_eps", self._mean(f"{name}.var", square, f"{name}.square") + self.spec.norm_eps)
+        var = self._mean(f"{name}.var", square, f"{name}.square")
+        eps = self.spec.norm_eps
+        var_eps = self._add(f"{name}.var_eps", var, torch.full_like(var, eps), self._quants(f"{name}.var")[0],
+                            scalar_quant(eps))
         rstd = q(f"{name}.rstd", torch.rsqrt(var_eps.clamp(min=1e-30)))  # int8 RSQRT of 0 saturates
         return self._mul(name, centred, rstd, f"{name}.centred", f"{name}.rstd")
 
@@ -210,7 +225,8 @@ class QuantVit(nn.Module):
             return t.reshape(batch, tokens, heads, width).transpose(1, 2)
 
         q = self._q
-        n1 = self._norm(x, f"{b}.norm1", f"blocks.{i - 1}.add2" if i else "tokens")
+        in_point = f"blocks.{i - 1}.add2" if i else "tokens"
+        n1 = self._norm(x, f"{b}.norm1", in_point)
         qh = self._linear(n1, f"{b}.norm1", f"{b}.attn.q", attn.q, block.norm1, scale=width**-0.5)
         kh = self._linear(n1, f"{b}.norm1", f"{b}.attn.k", attn.k, block.norm1)
         vh = self._linear(n1, f"{b}.norm1", f"{b}.attn.v", attn.v, block.norm1)
@@ -219,10 +235,12 @@ class QuantVit(nn.Module):
         probs = q(f"{b}.attn.softmax", scores.softmax(dim=-1))
         context = self._mul(f"{b}.attn.context", probs, split(vh), f"{b}.attn.softmax", f"{b}.attn.v", matmul=True)
         context = context.transpose(1, 2).reshape(batch, tokens, heads * width)
-        x = q(f"{b}.add1", x + self._linear(context, f"{b}.attn.context", f"{b}.attn.proj", attn.proj))
+        proj = self._linear(context, f"{b}.attn.context", f"{b}.attn.proj", attn.proj)
+        x = self._add(f"{b}.add1", x, proj, *self._quants(in_point, f"{b}.attn.proj"))
         n2 = self._norm(x, f"{b}.norm2", f"{b}.add1")
         hidden = self._linear(n2, f"{b}.norm2", f"{b}.mlp.act", block.mlp.fc1, block.norm2, relu=True)
-        return q(f"{b}.add2", x + self._linear(hidden, f"{b}.mlp.act", f"{b}.mlp.fc2", block.mlp.fc2))
+        fc2 = self._linear(hidden, f"{b}.mlp.act", f"{b}.mlp.fc2", block.mlp.fc2)
+        return self._add(f"{b}.add2", x, fc2, *self._quants(f"{b}.add1", f"{b}.mlp.fc2"))
 
     # -- the whole model ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -239,7 +257,8 @@ class QuantVit(nn.Module):
         patches = self._patch_embed(x_in)
         cls = self.quantiser("patch_embed")(model.cls_token.expand(x.shape[0], -1, -1), observe=False)
         pos = model.pos_embed if self.observing else const_fake_quant(model.pos_embed)
-        x = q("tokens", torch.cat([cls, patches], dim=1) + pos)
+        x = self._add("tokens", torch.cat([cls, patches], dim=1), pos, self._quants("patch_embed")[0],
+                      const_quant(model.pos_embed))
         for i in range(len(model.blocks)):
             x = self._block(x, i)
         normed = self._norm(x[:, 0], "norm", f"blocks.{len(model.blocks) - 1}.add2")  # class token by slice

@@ -16,7 +16,7 @@ which forwards commands to the DUT over a second UART. Behaviour follows mlcommo
   command list (quoted in mlcommons/tiny `benchmark/runner/io_manager.py`): with the timer on,
   each falling edge of the DUT's timestamp GPIO prints an (unprefixed) `m-lap-us-<us>`.
 
-The DUT is an `EmulatedDevice` (`emulator.py`). With `energy_mode=True` (the default) it acts
+The DUT is an `EmulatedDevice` (`board.py`). With `energy_mode=True` (the default) it acts
 as energy-mode firmware (`EE_CFG_ENERGY_MODE 1`): `th_timestamp` pulls the GPIO low instead of
 printing, so its `m-lap-us-` lines become edges (`edges_us`) and never reach the serial line.
 Serve it on a pty with `PtyDevice(EmulatedIoManager(...))` (`edge emulator --io-manager`).
@@ -28,7 +28,8 @@ import re
 import time
 from collections.abc import Callable
 
-from edge.firmware_bridge.emulator import EmulatedDevice, Flash
+from edge.firmware_bridge.emulation.board import EmulatedDevice
+from edge.firmware_bridge.emulation.flash import Flash
 from edge.firmware_bridge.transport import wire_seconds
 
 NAME = "tinyML Enhanced Interface Board"  # InterfaceMenu::Name

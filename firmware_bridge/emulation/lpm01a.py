@@ -31,7 +31,7 @@ import re
 import threading
 from collections.abc import Callable
 
-from edge.firmware_bridge.emulator import MlperfFirmware
+from edge.firmware_bridge.emulation.mlperf_firmware import MlperfFirmware
 from edge.firmware_bridge.power_monitor import FREQUENCIES_HZ, PROMPT
 
 BOARD_ID = "000000001-000000002-0000003"  # a made-up unique ID (the real one is per board)

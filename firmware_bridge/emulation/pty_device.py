@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from edge.firmware_bridge.emulator import DEFAULT_MCU, EmulatedDevice
+from edge.firmware_bridge.emulation.board import EmulatedDevice
 from edge.firmware_bridge.smp_serial import Framing
 from edge.firmware_bridge.transport import wire_seconds
+from edge.paths import DEFAULT_MCU
 
 
 class Board(Protocol):
