@@ -5,9 +5,11 @@ results file in mlcommons/tiny_results_v0.5 .. v1.3). Prints per kernel set the 
 coefficients, every point's estimate/measured ratio (fitted on all points, and held out:
 leave-one-benchmark-out, leave-one-board-out), the summary errors and the band, and checks the
 thresholds of issue 11: median |LOBO latency error| <= 15 %, worst <= 35 %, median |LOBO energy
-error| <= 20 %, band coverage of held-out points >= 80 %. When instruction-level figures are
-committed (power_profiles/kernels/), it also prints the cost model per op class against them for
-the model they measured. Pure data, a fraction of a second. Run:
+error| <= 20 %, band coverage of held-out points >= 80 %. With instruction-level figures
+(power_profiles/kernels/) it also prints them against every published run of the same kernel set
+(measured / instruction-level: the silicon factor above the zero-wait-state lower bound), and the
+cost model per op class against their whole-model figures for the model they measured. Pure data,
+about a second. Run:
     .venv/bin/python bench/bench_cost_model.py [--model build/cortex-m/model_int8.tflite]
 """
 
@@ -20,9 +22,11 @@ from pathlib import Path
 
 from edge.power import fit
 from edge.power.cost import FITTED_CORES, KERNEL_SETS, estimate_file
+from edge.power.crosscheck import silicon_checks
 from edge.power.kernel_files import base_op, load_kernel_file
-from edge.power.profiles import list_profiles, load_mcu
-from edge.power.tflite_graph import CLASS_OF
+from edge.power.op_keys import op_key, read_op_inputs
+from edge.power.profiles import list_profiles, load_mcu, profiles_dir
+from edge.power.tflite_graph import CLASS_OF, parse_tflite
 
 THRESHOLDS = {"lobo_latency_median": 0.15, "lobo_latency_worst": 0.35, "lobo_energy_median": 0.20}
 MIN_COVERAGE = 0.80
@@ -63,41 +67,85 @@ def check(v: fit.Validation) -> list[str]:
     return failed
 
 
+def print_silicon_checks() -> None:
+    """Instruction-level figures against the published runs of the same kernel set (the silicon factor)."""
+    shown = False
+    for kernel_set in sorted({p.kernel_set for p in fit.points()}):
+        for core in FITTED_CORES:
+            checks = silicon_checks(kernel_set, core)
+            for c in checks:
+                p = c.point
+                print(f"{kernel_set}-{core} vs {p.board} ({p.core}, {p.clock_hz / 1e6:g} MHz) {p.benchmark:4s}: "
+                      f"measured {p.cycles:14,.0f} / instruction-level {c.predicted_cycles:14,.0f} cycles = "
+                      f"x{c.factor:.2f} ({100 * c.covered_share:.0f} % of the cycles from the file)")
+            shown = shown or bool(checks)
+    if not shown:
+        print("instruction-level figures: none for a kernel set with published runs")
+
+
+def _op_key_counts(model: Path) -> dict[str, int]:
+    """How many ops of each kernel-file key the model has."""
+    graph = parse_tflite(model)
+    inputs = read_op_inputs(model)
+    counts: dict[str, int] = {}
+    for op in graph.ops:
+        key = op_key(op, inputs.get(op.index))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def print_instruction_level(model: Path) -> None:
-    """Per op class: the cost model vs the committed instruction-level figures of `model` (if any)."""
-    sha = hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None
-    for mcu_name in list_profiles("mcus"):
-        mcu = load_mcu(mcu_name)
-        if mcu.core not in FITTED_CORES:
+    """Per op class: the cost model vs each kernel file's whole-model figures for `model` (same sha256, or at
+    least 90 % of the ops with the same kernel-file key)."""
+    if not model.is_file():
+        print(f"instruction-level comparison: no model at {model}")
+        return
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    keys = _op_key_counts(model)
+    shown = False
+    for path in sorted((profiles_dir() / "kernels").glob("*.yaml")):
+        kf = load_kernel_file(*_set_and_core(path))
+        mcu = next((load_mcu(n) for n in list_profiles("mcus") if load_mcu(n).core == kf.core), None) if kf else None
+        choice = next((c for c, k in KERNEL_SETS.items() if kf and k == kf.kernel_set), None)
+        if kf is None or mcu is None or choice is None:
             continue
-        for choice, kernel_set in KERNEL_SETS.items():
-            kf = load_kernel_file(kernel_set, mcu.core)
-            if kf is None:
+        for m in kf.models:
+            same = m.get("model_sha256") == sha
+            theirs_keys = m.get("ops_by_op") or {}
+            common = sum(min(n, theirs_keys.get(k, 0)) for k, n in keys.items())
+            total = max(sum(keys.values()), sum(theirs_keys.values()), 1)
+            if not same and common / total < 0.9:
                 continue
-            for m in kf.models:
-                if m.get("model_sha256") != sha:
-                    print(f"{kf.name}: measured model {str(m.get('model_sha256'))[:12]} is not {model} "
-                          f"({(sha or 'missing')[:12]}): no comparison")
-                    continue
-                cost = estimate_file(model, mcu, choice)  # uses the file's per-op figures where it has them
-                mlperf = estimate_file(model, mcu, choice, kernel_files=False)  # the MLPerf fit alone
-                ours = _by_class(cost)
-                fit_only = _by_class(mlperf)
-                theirs: dict[str, float] = {}
-                for key, cycles in m.get("cycles_by_op", {}).items():
-                    cls = CLASS_OF.get(base_op(key), "other")
-                    theirs[cls] = theirs.get(cls, 0.0) + float(cycles)
-                total = float(m.get("total_cycles") or sum(theirs.values()))
-                print(f"{kf.name} on {mcu.name} ({model.name}): cost model {cost.cycles:,.0f} "
-                      f"(MLPerf fit alone {mlperf.cycles:,.0f}) vs instruction-level {total:,.0f} cycles "
-                      f"(x{cost.cycles / total:.2f}, fit alone x{mlperf.cycles / total:.2f})")
-                for cls in sorted(set(ours) | set(theirs), key=lambda k: -theirs.get(k, 0.0)):
-                    t = theirs.get(cls, 0.0)
-                    ratio = f"x{ours.get(cls, 0.0) / t:.2f}  fit alone x{fit_only.get(cls, 0.0) / t:.2f}" if t else "-"
-                    print(f"  {cls:16s} model {ours.get(cls, 0.0):14,.0f}  measured {t:14,.0f} "
-                          f"({100 * t / total:5.1f} %)  {ratio}")
-                return
-    print("instruction-level figures (power_profiles/kernels/): none committed for the default model yet")
+            shown = True
+            cost = estimate_file(model, mcu, choice)  # uses the file's per-op figures where it has them
+            mlperf = estimate_file(model, mcu, choice, kernel_files=False)  # MLPerf fit / profile estimates
+            ours, fit_only = _by_class(cost), _by_class(mlperf)
+            theirs: dict[str, float] = {}
+            for key, cycles in m.get("cycles_by_op", {}).items():
+                cls = CLASS_OF.get(base_op(key), "other")
+                theirs[cls] = theirs.get(cls, 0.0) + float(cycles)
+            inside = sum(theirs.values())
+            match = "same file" if same else f"{common} of {total} ops with the same key"
+            print(f"{kf.name} on {mcu.name}, {model.name} ({match} as "
+                  f"'{str(m.get('description', ''))[:60]}'): cost model {cost.cycles:,.0f} (without the file "
+                  f"{mlperf.cycles:,.0f}) vs instruction-level {inside:,.0f} cycles in op kernels "
+                  f"(x{cost.cycles / inside:.2f}, without the file x{mlperf.cycles / inside:.2f})")
+            for cls in sorted(set(ours) | set(theirs), key=lambda k: -theirs.get(k, 0.0)):
+                t = theirs.get(cls, 0.0)
+                without = fit_only.get(cls, 0.0) / t if t else 0.0
+                ratio = f"x{ours.get(cls, 0.0) / t:.2f}  without the file x{without:.2f}" if t else "-"
+                print(f"  {cls:16s} model {ours.get(cls, 0.0):14,.0f}  measured {t:14,.0f} "
+                      f"({100 * t / inside:5.1f} %)  {ratio}")
+    if not shown:
+        print(f"instruction-level figures (power_profiles/kernels/): none for {model} (sha256 {sha[:12]}) or a model "
+              "with 90 % of its op keys")
+
+
+def _set_and_core(path: Path) -> tuple[str, str]:
+    """('tflm-cmsis-nn', 'cortex-m4') from tflm-cmsis-nn-cortex-m4.yaml."""
+    stem = path.stem
+    cut = stem.index("-cortex-") if "-cortex-" in stem else stem.rindex("-")
+    return stem[:cut], stem[cut + 1:]
 
 
 def _by_class(cost) -> dict[str, float]:
@@ -126,6 +174,8 @@ def main() -> int:
     print(f"band (measured / estimate, central 90 % of LOBO): x{v.band[0]:.2f} .. x{v.band[1]:.2f}; "
           f"cross-board x{v.board_band[0]:.2f} .. x{v.board_band[1]:.2f}; "
           f"coverage of held-out points (nested) {v.band_coverage:.0%}")
+    print()
+    print_silicon_checks()
     print()
     print_instruction_level(args.model)
     failed = check(v)

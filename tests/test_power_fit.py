@@ -11,7 +11,8 @@ import pytest
 from edge.cli import main
 from edge.power import fit
 from edge.power.device import build_device
-from edge.power.kernel_files import base_op, load_kernel_file, op_features
+from edge.power.kernel_files import base_op, load_kernel_file
+from edge.power.op_keys import OpInputs, op_features, op_key
 from edge.power.profiles import load_device, profiles_dir
 from edge.power.simulate import SimOptions, simulate
 from edge.power.tflite_graph import GraphOp
@@ -19,7 +20,7 @@ from edge.power.tflite_graph import GraphOp
 
 def test_every_point_names_its_results_file() -> None:
     pts = fit.points()
-    assert len(pts) == 44 and {p.kernel_set for p in pts} >= {"tflm-cmsis-nn", "tflm-reference", "x-cube-ai-10.2"}
+    assert len(pts) == 44 and {p.kernel_set for p in pts} >= {"tflm-cmsis-nn", "tflm-2.3-cmsis-nn", "x-cube-ai-10.2"}
     for p in pts:
         assert p.latency_source.startswith("mlcommons/tiny_results_v") and p.latency_source.endswith("results.txt")
     assert fit.benchmark_features()["vww"].macs == 7_489_664
@@ -60,8 +61,12 @@ def test_instruction_level_kernel_file_is_used_per_op(tmp_path: Path, monkeypatc
     mul = GraphOp(1, "MUL", "elementwise", "int8", (17, 96), 0, 17 * 96, 0)
     assert op_features(fc)["rows"] == 17
     assert kf.cycles(fc) == pytest.approx(1200 + 1.9 * 17 * 96 * 32 + 60 * 17)
-    assert kf.covers(mul) and kf.cycles(mul) == pytest.approx(300 + 20 * 17 * 96)
-    assert load_kernel_file("tflm-cmsis-nn", "cortex-m33") is None
+    row_broadcast = OpInputs(((17, 96), (96,)))
+    assert op_key(mul, row_broadcast) == "MUL_broadcast" and op_key(mul, OpInputs(((17, 96), (17, 96)))) == "MUL"
+    assert op_key(mul, OpInputs(((1, 17, 96), (17, 96)))) == "MUL_broadcast_samesize"
+    assert kf.covers(mul, row_broadcast) and kf.cycles(mul, row_broadcast) == pytest.approx(300 + 20 * 17 * 96)
+    assert not kf.covers(mul, OpInputs(((17, 96), (17, 96)))) and not kf.covers(mul)  # plain MUL: not in the file
+    assert load_kernel_file("tflm-cmsis-nn", "cortex-m0+") is None
     assert [base_op(k) for k in ("MUL_broadcast", "FULLY_CONNECTED_short", "ADD_N", "FULLY_CONNECTED")] == [
         "MUL", "FULLY_CONNECTED", "ADD_N", "FULLY_CONNECTED"]
 
@@ -116,7 +121,7 @@ def test_bench_compares_per_op_class_with_instruction_level_figures(
     spec.loader.exec_module(bench)
     bench.print_instruction_level(model)
     out = capsys.readouterr().out
-    assert "tflm-cmsis-nn-cortex-m4.yaml on nrf52840 (tiny_int8.tflite): cost model " in out
+    assert "tflm-cmsis-nn-cortex-m4.yaml on nrf52840, tiny_int8.tflite (same file as 'tiny'): cost model " in out
     conv = next(line for line in out.splitlines() if line.strip().startswith("conv "))
     assert "measured        300,000" in conv and "x0.74" in conv  # 1000 + 3 x 73,728 = 222,184 cycles
     assert any(line.strip().startswith("fully_connected") for line in out.splitlines())
@@ -126,12 +131,23 @@ def test_profile_prints_estimate_band_and_whether_measured(capsys: pytest.Captur
     from power_fixtures import reference_models
 
     model = str(reference_models()["tiny_int8"])
-    assert main(["profile", "--model", model, "--mcu", "nrf52840"]) == 0
+    assert main(["profile", "--model", model, "--mcu", "stm32u575"]) == 0
     out = capsys.readouterr().out
-    assert "per inference (estimate, band x0." in out
-    assert "kernel set tflm-cmsis-nn (no published point of nrf52840: fitted on EK-RA6M4 (4 points)" in out
+    assert "per inference (estimate, band x" in out
     assert "- measured points of this MCU with this kernel set: none" in out
-    assert main(["profile", "--model", model, "--mcu", "stm32l4r5", "--kernels", "reference"]) == 0
+    assert "- power: measured 23.4 mW at 160 MHz, 1.8 V SMPS" in out
+    if load_kernel_file("tflm-cmsis-nn", "cortex-m33") is not None:
+        assert "instruction-level tflm-cmsis-nn-cortex-m33.yaml" in out and "lower bounds" in out
+    assert main(["profile", "--model", model, "--mcu", "esp32s3"]) == 0
     out = capsys.readouterr().out
-    assert "- measured points of this MCU with this kernel set: mlcommons/tiny_results_v0.5@" in out
-    assert "- power: measured 33.4 mW at 120 MHz, 3 V external SMPS" in out
+    assert "band x0.50-x3.00" in out and "no published measurement of tflm-cmsis-nn on xtensa-lx7" in out
+
+
+@pytest.mark.skipif(load_kernel_file("tflm-cmsis-nn", "cortex-m4") is None, reason="no instruction-level file")
+def test_instruction_level_figures_are_lower_bounds_of_the_published_runs() -> None:
+    from edge.power.crosscheck import silicon_band, silicon_checks
+
+    checks = silicon_checks("tflm-cmsis-nn", "cortex-m4")
+    assert len(checks) == 4 and all(c.covered_share > 0.8 for c in checks)
+    lo, hi = silicon_band("tflm-cmsis-nn", "cortex-m4")
+    assert 1.0 < lo < hi < 1.6  # silicon (EK-RA6M4, flash at 200 MHz) above the zero-wait-state counts

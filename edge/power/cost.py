@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge.power import fit as fitted
+from edge.power.crosscheck import silicon_band
 from edge.power.kernel_files import KernelFile, load_kernel_file
+from edge.power.op_keys import OpInputs, read_op_inputs
 from edge.power.schema import KernelCosts, McuProfile
 from edge.power.tflite_graph import MAC_CLASSES, Graph, GraphOp, parse_tflite
 
@@ -30,7 +32,10 @@ KernelChoice = Literal["optimized", "reference"]
 KERNEL_SETS: dict[str, str] = {"optimized": "tflm-cmsis-nn", "reference": "tflm-reference"}  # what we export for
 FITTED_CORES = ("cortex-m4", "cortex-m33")  # the cores of the published TFLM / CMSIS-NN points (DSP extension)
 ESTIMATE_BAND = (0.5, 3.0)  # estimate: per-class figures with no measurement behind them
-ELEMENT_BAND = (0.5, 10.0)  # estimate: element-wise ops beside a fitted set (no published point covers them)
+LOWER_BOUND_BAND = (1.0, 2.0)  # estimate: instruction-level lower bounds with no published point to scale them
+# element-wise ops beside a fitted set: no published point covers them; on the default ViT the profile's
+# per-element figures are 0.02-0.11 of the instruction-level counts (bench/bench_cost_model.py)
+ELEMENT_BAND = (0.5, 50.0)
 
 
 @dataclass(frozen=True)
@@ -114,22 +119,22 @@ class _Plan:
     coef: fitted.Coefficients | None
     kernel_file: KernelFile | None
     first_mac: int  # index of the first MAC op (the input convolution when it is a conv)
+    inputs: dict[int, OpInputs]  # input shapes per op (for the kernel file's variants); {} without a file
 
     def op_cycles(self, op: GraphOp) -> tuple[float, str, str]:
         """Cycles, kernel label and basis of one op."""
         if op.dtype == "float32":
             return op_cycles(self.mcu.kernels.float32, op.op_class, op.macs, op.elements), "float32", "estimate"
-        if self.kernel_file is not None and self.kernel_file.covers(op):
+        inputs = self.inputs.get(op.index)
+        if self.kernel_file is not None and self.kernel_file.covers(op, inputs):
             kf = self.kernel_file
-            return kf.cycles(op), kf.kernel_set, f"instruction-level {kf.name}"
+            return kf.cycles(op, inputs), kf.kernel_set, f"instruction-level {kf.name}"
         costs = getattr(self.mcu.kernels, self.choice)
         if self.coef is None:
             return op_cycles(costs, op.op_class, op.macs, op.elements), self.choice, "estimate"
         c = self.coef
         if op.op_class in MAC_CLASSES:
-            cycles = op.macs * c.c_mac + c.c_op
-            cycles += op.macs * c.c_fc if op.op_class in ("fully_connected", "matmul") else 0.0
-            cycles += op.macs * c.c_in if op.index == self.first_mac and op.op_class == "conv" else 0.0
+            cycles = c.mac_op_cycles(op.op_class, op.macs, op.index == self.first_mac and op.op_class == "conv")
             return cycles, c.kernel_set, f"fitted {c.kernel_set}"
         per = getattr(costs, f"{op.op_class}_cycles_per_element")
         return op.elements * per + c.c_op, c.kernel_set, "estimate"
@@ -137,19 +142,35 @@ class _Plan:
 
 def _plan(graph: Graph, mcu: McuProfile, kernels: KernelChoice, kernel_files: bool) -> _Plan:
     name = KERNEL_SETS[kernels]
-    coef = fitted.coefficients(name) if mcu.core in FITTED_CORES else None
+    coef = fitted.coefficients(name) if mcu.core in FITTED_CORES and fitted.has_points(name) else None
     first = next((op.index for op in graph.ops if op.op_class in MAC_CLASSES), -1)
-    return _Plan(mcu, kernels, coef, load_kernel_file(name, mcu.core) if kernel_files else None, first)
+    kf = load_kernel_file(name, mcu.core) if kernel_files else None
+    return _Plan(mcu, kernels, coef, kf, first, _inputs(graph) if kf else {})
 
 
-def _band(shares: dict[str, float], own_points: bool) -> tuple[float, float]:
-    """Combine per-basis bands, weighted by their share of the cycles."""
+def _inputs(graph: Graph) -> dict[int, OpInputs]:
+    """Input shapes per op from the graph's file ({}: variants fall back to the plain op)."""
+    from edge.errors import ConfigError
+
+    try:
+        return read_op_inputs(graph.path)
+    except (ConfigError, OSError):
+        return {}
+
+
+def _band(shares: dict[str, float], own_points: bool, silicon: tuple[float, float] | None) -> tuple[float, float]:
+    """Combine per-basis bands, weighted by their share of the cycles: the fit's cross-validated band,
+    the silicon factor of instruction-level figures (or a lower-bound estimate), estimate bands."""
     v = fitted.validation()
     fit_band = v.band if own_points else (v.band[0] * v.board_band[0], v.band[1] * v.board_band[1])
     lo = hi = 0.0
     for basis, share in shares.items():
-        b = fit_band if basis.startswith(("fitted", "instruction-level")) else (
-            ELEMENT_BAND if share and basis == "estimate" and shares.keys() - {"estimate"} else ESTIMATE_BAND)
+        if basis.startswith("instruction-level"):
+            b = silicon or LOWER_BOUND_BAND
+        elif basis.startswith("fitted"):
+            b = fit_band
+        else:
+            b = ELEMENT_BAND if shares.keys() - {"estimate"} else ESTIMATE_BAND
         lo, hi = lo + share * b[0], hi + share * b[1]
     return (lo, hi) if shares else ESTIMATE_BAND
 
@@ -203,7 +224,7 @@ def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized",
         layers=tuple(rows),
         by_class=by_class,
         kernel_set=plan.coef.kernel_set if plan.coef else "",
-        band=_band(shares, bool(own)),
+        band=_band(shares, bool(own), silicon_band(KERNEL_SETS[kernels], mcu.core) if plan.kernel_file else None),
         measured_points=own,
         basis=_basis_line(plan, shares, own),
         power_source=power_source,
@@ -225,8 +246,16 @@ def _run_current_status(name: str) -> str:
 
 def _basis_line(plan: _Plan, shares: dict[str, float], own: tuple[str, ...]) -> str:
     parts = ", ".join(f"{100 * v:.0f} % {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+    name = KERNEL_SETS[plan.choice]
+    if plan.kernel_file is not None:
+        silicon = silicon_band(name, plan.mcu.core)
+        parts += "; instruction-level figures are zero-wait-state lower bounds"
+        parts += (f", published {name} runs are x{silicon[0]:.2f}-x{silicon[1]:.2f} above them" if silicon
+                  else f" (no published {name} run to scale them)")
     if plan.coef is None:
-        return f"{parts}: no measured kernel set for {plan.mcu.core}; per-class figures of the MCU profile"
+        return f"{parts}; no published measurement of {name} on {plan.mcu.core}"
+    if not any(k.startswith("fitted") for k in shares):
+        return parts
     c = plan.coef
     where = (f"{len(own)} published points of this MCU" if own else
              f"no published point of {plan.mcu.name}: fitted on {', '.join(c.boards)} ({c.points} points), "

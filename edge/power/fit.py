@@ -32,7 +32,7 @@ PARAMS = ("c_mac", "c_fc", "c_in", "c_op")
 # the input convolution ~2 more; interpreter dispatch ~3,000 cycles/op
 PRIOR = np.array([2.0, 0.5, 2.0, 3000.0])
 RIDGE = 0.05
-ELEMENT_CYCLES = {"tflm-reference": 12.0, "tflm-cmsis-nn": 5.0, "microtvm-cmsis-nn": 5.0}  # estimate per element
+ELEMENT_CYCLES: dict[str, float] = {}  # estimate per element by set; none known better than the default
 DEFAULT_ELEMENT_CYCLES = 5.0
 BAND_QUANTILES = (0.05, 0.95)
 
@@ -89,6 +89,12 @@ class Coefficients:
     boards: tuple[str, ...]
     board_scale: dict[str, float]  # per board (memory wait states, core): measured / model, geometric mean 1
 
+    def mac_op_cycles(self, op_class: str, macs: float, input_conv: bool) -> float:
+        """Cycles of one MAC op (conv, depthwise, fully_connected, matmul) on the set's mean board."""
+        cycles = macs * self.c_mac + self.c_op
+        cycles += macs * self.c_fc if op_class in ("fully_connected", "matmul") else 0.0
+        return cycles + (macs * self.c_in if input_conv else 0.0)
+
     def cycles(self, f: Features, board: str | None = None) -> float:
         """Cycles of one inference with these features (on `board` if it has points, else the set's mean)."""
         base = float(np.array([self.c_mac, self.c_fc, self.c_in, self.c_op]) @ f.row() + self.c_el * f.other_elements)
@@ -126,6 +132,15 @@ def benchmark_features(root: Path | None = None) -> dict[str, Features]:
         other = sum(v["elements"] for k, v in by.items() if k not in mac_classes)
         fc = sum(by.get(k, {}).get("macs", 0) for k in ("fully_connected", "matmul"))
         out[name] = Features(m["macs"], fc, m["input_conv_macs"], m["ops"], other)
+    return out
+
+
+def model_tables(root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Per benchmark, one dict per op: key, op_class, macs, out_elements, in_elements, rows, channels."""
+    out = {}
+    for name, m in _load(str(data_file(root)))["models"].items():
+        cols = m["op_table_columns"]
+        out[name] = [dict(zip(cols, row, strict=True)) for row in m["op_table"]]
     return out
 
 
@@ -251,9 +266,14 @@ def validate(held: list[HeldOut]) -> Validation:
     )
 
 
+def has_points(kernel_set: str) -> bool:
+    """Whether any published point backs `kernel_set`."""
+    return any(p.kernel_set == kernel_set for p in points())
+
+
 @functools.lru_cache(maxsize=16)
 def coefficients(kernel_set: str) -> Coefficients:
-    """The kernel set's coefficients fitted on all its points (ConfigError-free: KeyError if unknown)."""
+    """The kernel set's coefficients fitted on all its points (KeyError when it has none)."""
     pts = [p for p in points() if p.kernel_set == kernel_set]
     if not pts:
         raise KeyError(kernel_set)

@@ -11,9 +11,9 @@ on an emulator, see docs/power.md); read here. Shape of a file:
     models: [{model_sha256: ..., cycles_by_op: {...}, total_cycles: ...}]
 
 cycles(op) = sum(coefficients[f] x feature[f]) over the features const (1), macs, out_elements,
-in_elements, rows (out_elements / last output dim) and channels (last output dim). A variant key
-such as MUL_broadcast is not chosen by shape here (the graph reader does not say whether an input
-broadcasts): the plain op name is used when present, else the first variant.
+in_elements, rows (out_elements / last output dim) and channels (last output dim), with the op's
+key chosen by the README's variant rules (edge.power.op_keys); an op whose variant the file lacks
+uses the plain op's figures when there are some.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import yaml
 
 from edge.errors import ConfigError
 from edge.power.inputs import Range, check
+from edge.power.op_keys import OpInputs, op_features, op_key
 from edge.power.profiles import profiles_dir
 from edge.power.tflite_graph import CLASS_OF, GraphOp
 
@@ -44,15 +45,6 @@ def base_op(key: str) -> str:
     return key
 
 
-def op_features(op: GraphOp) -> dict[str, float]:
-    """The features of one op (in_elements: the op's input count for reductions/pooling, else its output
-    count; the graph reader gives no input shapes for other ops)."""
-    channels = float(op.output_shape[-1]) if op.output_shape else 1.0
-    out = float(op.elements)
-    return {"const": 1.0, "macs": float(op.macs), "out_elements": out, "in_elements": out,
-            "rows": out / max(channels, 1.0), "channels": channels}
-
-
 @dataclass(frozen=True)
 class KernelFile:
     """One file's per-op coefficients."""
@@ -64,20 +56,25 @@ class KernelFile:
     coefficients: dict[str, dict[str, float]]  # op name (maybe with variant) -> feature -> coefficient
     models: list[dict[str, Any]]
 
-    def _key(self, op: GraphOp) -> str | None:
-        if op.op in self.coefficients:
-            return op.op
-        return next((k for k in self.coefficients if base_op(k) == op.op), None)
+    def key(self, op: GraphOp, inputs: OpInputs | None = None) -> str | None:
+        """The file's key for `op`: its variant when the file has it, else the plain op, else None."""
+        variant = op_key(op, inputs)
+        if variant in self.coefficients:
+            return variant
+        return op.op if op.op in self.coefficients else None
 
-    def covers(self, op: GraphOp) -> bool:
+    def covers(self, op: GraphOp, inputs: OpInputs | None = None) -> bool:
         """Whether this file has figures for `op`."""
-        return self._key(op) is not None
+        return self.key(op, inputs) is not None
 
-    def cycles(self, op: GraphOp) -> float:
+    def cycles(self, op: GraphOp, inputs: OpInputs | None = None) -> float:
         """Cycles of `op` from its coefficients."""
-        coef = self.coefficients[self._key(op) or ""]
-        feats = op_features(op)
-        return float(sum(value * feats[name] for name, value in coef.items()))
+        return self.cycles_for(self.key(op, inputs) or "", op_features(op, inputs)) or 0.0
+
+    def cycles_for(self, key: str, feats: dict[str, float]) -> float | None:
+        """Cycles of an op given its key (a variant falls back to the plain op) and features; None if absent."""
+        coef = self.coefficients.get(key) or self.coefficients.get(base_op(key))
+        return None if coef is None else float(sum(value * feats[name] for name, value in coef.items()))
 
 
 def kernel_file_path(kernel_set: str, core: str, root: Path | None = None) -> Path:
