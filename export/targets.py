@@ -1,8 +1,8 @@
 """Resolve TARGET (a family like `cortex-m4`, or a board named by its MCU profile) and check the fit.
 
-Families live in power_profiles/targets.yaml; MCU budgets come from power_profiles/mcus/ through
-`edge.power.profiles.load_mcu`. A model that does not fit raises ExportError (exit 4) with the
-needed and available flash and RAM.
+Families live in power_profiles/targets.yaml (schema: `target_table.py`); MCU budgets come from
+power_profiles/mcus/ through `edge.power.profiles.load_mcu`. A model that does not fit raises
+ExportError (exit 4) with the needed and available flash and RAM.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edge.errors import ConfigError, ExportError
-
-RUNTIMES = ("tflm", "vela", "litert")
+from edge.export.target_table import Runtime, RuntimeReserve, TargetTable, load_target_table
 
 
 @dataclass
@@ -50,75 +47,76 @@ def targets_file() -> Path:
     return profiles_dir() / "targets.yaml"
 
 
-def _load_table(path: Path | None = None) -> dict[str, Any]:
-    path = path or targets_file()
-    try:
-        table = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the target table: {exc}", where=str(path)) from exc
-    if not isinstance(table, dict) or "families" not in table:
-        raise ConfigError("the target table needs a 'families' mapping", where=str(path))
-    return table
+def _load_table(path: Path | None = None) -> TargetTable:
+    return load_target_table(path or targets_file())
 
 
-def known_targets(table: dict[str, Any] | None = None) -> list[str]:
+def known_targets(table: TargetTable | None = None) -> list[str]:
     """Every name TARGET accepts: families, aliases and MCU profile names."""
     from edge.power.profiles import list_profiles
 
     table = table or _load_table()
-    return sorted({*table["families"], *(table.get("aliases") or {}), *list_profiles("mcus")})
+    return sorted({*table.families, *table.aliases, *list_profiles("mcus")})
 
 
 def resolve_target(name: str, path: Path | None = None) -> Target:
     """The Target for `name`; unknown names get a 'did you mean'."""
-    from edge.power.profiles import list_profiles, load_mcu
+    from edge.power.profiles import list_profiles
 
     table = _load_table(path)
-    where = str(path or targets_file())
-    key = (table.get("aliases") or {}).get(name, name)
-    if key in table["families"]:
-        entry = dict(table["families"][key])
-        family = key
-    elif key in list_profiles("mcus"):
-        entry = {"mcu": key, "description": f"board with MCU profile '{key}'"}
-        family = None
-    else:
-        known = known_targets(table)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"known targets: {', '.join(known)}"
-        raise ConfigError(f"unknown target '{name}'", where="target", hint=hint)
-    mcu = None
-    if entry.get("mcu"):
-        mcu = load_mcu(entry["mcu"])
-        entry.setdefault("core", mcu.core)
-        entry.setdefault("flash_bytes", mcu.flash_bytes)
-        entry.setdefault("ram_bytes", mcu.ram_bytes)
-        entry.setdefault("clock_hz", mcu.clock_hz)
-        entry.setdefault("source", f"power_profiles/mcus/{mcu.name}.yaml")
-    core_defaults = (table.get("cores") or {}).get(entry.get("core", ""), {})
-    runtime = entry.get("runtime", core_defaults.get("runtime", "tflm"))
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"target '{name}': unknown runtime '{runtime}'", where=where, hint=f"one of {RUNTIMES}")
-    reserve = (table.get("runtimes") or {}).get(runtime, {})
-    try:
-        return Target(
-            name=name,
-            family=family or entry.get("core", "unknown"),
-            description=str(entry.get("description", "")),
-            mcu=mcu.name if mcu else None,
-            core=str(entry["core"]),
-            runtime=runtime,
-            kernels=str(entry.get("kernels", core_defaults.get("kernels", "reference"))),
-            flash_bytes=int(entry["flash_bytes"]),
-            ram_bytes=int(entry["ram_bytes"]),
-            reserved_flash_bytes=int(reserve.get("reserved_flash_bytes", 0)),
-            reserved_ram_bytes=int(reserve.get("reserved_ram_bytes", 0)),
-            clock_hz=entry.get("clock_hz"),
-            source=str(entry.get("source", "")),
-            vela=dict(entry.get("vela") or {}),
-        )
-    except KeyError as exc:
-        raise ConfigError(f"target '{key}' lacks field {exc}", where=where) from exc
+    key = table.aliases.get(name, name)
+    if key in table.families:
+        return _family_target(name, key, table)
+    if key in list_profiles("mcus"):
+        return _board_target(name, key, table)
+    known = known_targets(table)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"known targets: {', '.join(known)}"
+    raise ConfigError(f"unknown target '{name}'", where="target", hint=hint)
+
+
+def _family_target(name: str, family_name: str, table: TargetTable) -> Target:
+    """A family of targets.yaml, its budgets from its MCU profile unless it gives its own."""
+    from edge.power.profiles import load_mcu
+
+    family = table.families[family_name]
+    mcu = load_mcu(family.mcu) if family.mcu else None
+    core = family.core or (mcu.core if mcu else "")
+    defaults = table.cores.get(core)
+    runtime: Runtime = family.runtime or (defaults.runtime if defaults else "tflm")
+    reserve = _reserve(table, runtime)
+    flash = family.flash_bytes or (mcu.flash_bytes if mcu else 0)  # the schema asks for one of the two
+    ram = family.ram_bytes or (mcu.ram_bytes if mcu else 0)
+    return Target(
+        name=name, family=family_name, description=family.description, mcu=mcu.name if mcu else None, core=core,
+        runtime=runtime, kernels=family.kernels or (defaults.kernels if defaults else "reference"),
+        flash_bytes=flash, ram_bytes=ram, reserved_flash_bytes=reserve.reserved_flash_bytes,
+        reserved_ram_bytes=reserve.reserved_ram_bytes,
+        clock_hz=family.clock_hz or (mcu.clock_hz if mcu else None),
+        source=family.source or (f"power_profiles/mcus/{mcu.name}.yaml" if mcu else ""), vela=dict(family.vela),
+    )
+
+
+def _board_target(name: str, mcu_name: str, table: TargetTable) -> Target:
+    """A board named by its MCU profile: budgets from the profile, runtime and kernels from its core."""
+    from edge.power.profiles import load_mcu
+
+    mcu = load_mcu(mcu_name)
+    defaults = table.cores.get(mcu.core)
+    runtime: Runtime = defaults.runtime if defaults else "tflm"
+    reserve = _reserve(table, runtime)
+    return Target(
+        name=name, family=mcu.core, description=f"board with MCU profile '{mcu_name}'", mcu=mcu.name, core=mcu.core,
+        runtime=runtime, kernels=defaults.kernels if defaults else "reference", flash_bytes=mcu.flash_bytes,
+        ram_bytes=mcu.ram_bytes, reserved_flash_bytes=reserve.reserved_flash_bytes,
+        reserved_ram_bytes=reserve.reserved_ram_bytes, clock_hz=mcu.clock_hz,
+        source=f"power_profiles/mcus/{mcu.name}.yaml",
+    )
+
+
+def _reserve(table: TargetTable, runtime: Runtime) -> RuntimeReserve:
+    """The runtime's reserved flash and RAM (none for a runtime the table does not list)."""
+    return table.runtimes.get(runtime) or RuntimeReserve()
 
 
 def check_fit(target: Target, model_bytes: int, arena_bytes: int, frame_bytes: int) -> dict[str, Any]:

@@ -57,3 +57,41 @@ def test_edge_targets_lists_families_and_boards() -> None:
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()}
     assert {"cortex-m", "cortex-m0plus", "ethos-u55", "linux", "nrf52840"} <= set(rows)
     assert "flash   1,048,576 B  RAM     262,144 B" in rows["cortex-m"] and " vela " in rows["ethos-u55"]
+
+
+TABLE = """\
+runtimes:
+  tflm: {reserved_flash_bytes: 1024, reserved_ram_bytes: 512}
+families:
+  tiny:
+    description: a board with its own budget
+    core: cortex-m0+
+    flash_byte: 65536
+    ram_bytes: 8192
+    source: a datasheet
+"""
+
+
+def test_a_bad_target_table_names_file_line_and_field(tmp_path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(TABLE)
+    with pytest.raises(ConfigError) as err:
+        resolve_target("tiny", path)
+    assert err.value.where == f"{path}:7"
+    assert err.value.message.startswith("field 'families.tiny.flash_byte': unknown key")
+    assert err.value.hint == "did you mean 'flash_bytes'?"
+
+
+def test_a_family_needs_an_mcu_or_a_budget_and_aliases_a_family(tmp_path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(TABLE.replace("    flash_byte: 65536\n", ""))
+    with pytest.raises(ConfigError) as err:
+        resolve_target("tiny", path)
+    assert err.value.where == f"{path}:4" and "without 'mcu' a family gives its own flash_bytes" in err.value.message
+    path.write_text(TABLE.replace("flash_byte:", "flash_bytes:") + "aliases:\n  small: tine\n")
+    with pytest.raises(ConfigError) as err:
+        resolve_target("small", path)
+    assert err.value.where == f"{path}:10"
+    assert err.value.message == "field 'aliases': 'small' in aliases points to 'tine', which is not a family"
+    path.write_text(TABLE.replace("flash_byte:", "flash_bytes:") + "aliases:\n  small: tiny\n")
+    assert resolve_target("small", path).reserved_flash_bytes == 1024

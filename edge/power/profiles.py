@@ -100,13 +100,16 @@ def _field_message(err: ErrorDetails, model: type[BaseModel], loc: tuple[str | i
 def _known_fields(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
     """Field names of the (sub)model at `loc` (best effort; [] when it cannot be followed)."""
     current: Any = model
+    keyed = False  # the last field was a mapping: the next part is one of its keys, not a field
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int) or keyed or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            keyed = False
             continue
         info = current.model_fields.get(part)
         if info is None:
             return []
         annotation = info.annotation
+        keyed = getattr(annotation, "__origin__", None) is dict
         args = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
         current = args[-1] if args else annotation
     if isinstance(current, type) and issubclass(current, BaseModel):
@@ -122,8 +125,9 @@ def _refine_loc(doc: MarkedYaml, loc: tuple[str | int, ...], msg: str) -> tuple[
     return loc
 
 
-def validate_marked(doc: MarkedYaml, model: type[M]) -> M:
-    """Validate parsed YAML against `model`; the error names file:line, the field and what is wrong."""
+def validate_marked(doc: MarkedYaml, model: type[M], hint: str = "see docs/power.md for the profile schema") -> M:
+    """Validate parsed YAML against `model`; the error names file:line, the field and what is wrong, and
+    `hint` (where the schema is documented) when there is no better one."""
     if not isinstance(doc.data, dict):
         raise ConfigError("a profile must be a YAML mapping of keys to values", where=doc.where(()))
     try:
@@ -133,11 +137,10 @@ def validate_marked(doc: MarkedYaml, model: type[M]) -> M:
         errors = sorted(exc.errors(), key=lambda e: order.get(e["type"], 1))
         first = errors[0]
         loc = _refine_loc(doc, tuple(first["loc"]), first["msg"])
-        message, hint = _field_message(first, model, loc)
+        message, better = _field_message(first, model, loc)
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-        hint = hint or "see docs/power.md for the profile schema"
-        raise ConfigError(message, where=doc.where(loc), hint=hint) from exc
+        raise ConfigError(message, where=doc.where(loc), hint=better or hint) from exc
 
 
 def load_file(kind: str, path: str | os.PathLike[str]) -> BaseModel:
