@@ -51,7 +51,7 @@ def test_default_camera_trap_by_hand() -> None:
     wake_uJ = 2.5 * (run_uW * 3e-6 + run_uW * 2e-3)        # 2.5 PIR pulses, 2 ms awake each
     capture_ms = 30 + 3 * 33.3 + 5                         # power-up, 2 settle + 1 frame, 5 ms overhead
     capture_uJ = 400 * 2.8 * 30e-3 + 3 * 714 * 2.8 * 33.3e-3 + run_uW * capture_ms * 1e-3
-    inference_uJ = 3336.0                                  # the pruned ViT-lite estimate on the nRF52840
+    inference_uJ = 3336.0                                  # an example figure (docs/power.md)
     uplink_uJ = 0.3 * 3 * (packet_uJ + run_uW * packet_ms * 1e-3)  # 30 % detections x 3 repeats
     event_uC = (wake_uJ + capture_uJ + inference_uJ + uplink_uJ) * to_uA  # uJ / (3.0 V x 0.9)
     avg_uA = sleep_uA + beacon_uA + 12 * event_uC / 86400
