@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Buil
     timings["sections_and_plots"] = time.perf_counter() - started
     title = f"edge run '{view.name}'"
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    subtitle = (f"{view.run_dir}/manifest.json, target {view.manifest.config.get('target', '?')}, "
+    subtitle = (f"{_shown(view.manifest.file)}, target {view.manifest.config.get('target', '?')}, "
                 f"report made {when}. Basis of each figure: measured, estimated (with its band), cited, or "
                 "recorded by a stage.")
     files = {"report_html": out / "report.html", "report_md": out / "report.md", "report_json": out / "report.json"}
@@ -85,6 +86,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Buil
     atomic_write_json(files["report_json"], report_json(view, sections, res, timings, when))
     return Built(files, sections, {k: round(v, 3) for k, v in timings.items()}, dict(view.used),
                  [s for s in UPSTREAM if view.record(s) is None])
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it from here (absolute when it is outside the working folder)."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 def report_json(view: RunView, sections: list[Section], res: card.Int8Results | None, timings: dict[str, float],

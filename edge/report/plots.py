@@ -116,7 +116,11 @@ def grouped_bars(groups: Sequence[str], series: dict[str, Sequence[float]], ylab
     ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     if log:
+        from matplotlib.ticker import LogLocator, NullLocator
+
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(numticks=6))
+        ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds in tight_layout
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=7)
