@@ -23,10 +23,11 @@ import pytest
 from export_fixtures import make_run
 
 from edge.config import RunConfig
-from edge.manifest import Manifest
+from edge.manifest import Manifest, StageRecord
 from edge.pipeline import run_stage_here
-from edge.report import measure
+from edge.report import card, measure
 from edge.report.build import build_report
+from edge.report.gather import RunView
 
 SECTIONS = ["overview", "model-card", "quality", "fit", "speed", "battery", "carbon", "provenance"]
 # Run before the page's own content: records script errors and, after load, what rendered.
@@ -140,6 +141,32 @@ def test_a_changed_artifact_is_reported_not_read(tmp_path: Path) -> None:
     assert any("data.dataset" in p for p in card["problems"])
     overview = report["sections"][0]
     assert any("export" in p for p in overview["problems"])  # stages not run are said, not hidden
+
+
+def _run_with_export(runs: Path, name: str, seed: int, top1: float, lr: float = 0.002) -> Path:
+    manifest = Manifest(runs / name)
+    tree = RunConfig().model_dump(mode="json")
+    tree["train"].update({"seed": seed, "lr": lr})
+    manifest.config = tree
+    manifest.stages["export"] = StageRecord(name="export", config_sha256="-", metrics={"test_top1_tflm_int8": top1},
+                                            started_at="2026-01-01T00:00:00+00:00", wall_s=1.0)
+    manifest.run_dir.mkdir(parents=True)
+    manifest.save()
+    return manifest.run_dir
+
+
+def test_stability_is_the_spread_over_runs_that_differ_only_in_seeds(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = _run_with_export(runs, "a", 0, 0.90)
+    alone = card.quality(RunView(first), None)
+    assert next(c for c in alone.checks if c.name == "stability over seeds").mark == "n/a"
+    _run_with_export(runs, "b", 1, 0.93)
+    _run_with_export(runs, "c", 2, 0.91)
+    _run_with_export(runs, "other-lr", 3, 0.50, lr=0.01)  # another config: not a sample
+    sec = card.quality(RunView(first), None)
+    check = next(c for c in sec.checks if c.name == "stability over seeds")
+    assert check.value == pytest.approx(0.03) and check.mark == "warn" and "a, b, c" in check.detail
+    assert [r[0] for r in sec.tables[-1].rows] == ["a", "b", "c"]
 
 
 def test_measurements_on_known_inputs() -> None:

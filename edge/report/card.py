@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.report import measure, plots
 from edge.report.content import Check, Figure, Image, Section, Table, fmt, mark
-from edge.report.gather import Artifact, RunView
+from edge.report.gather import Artifact, RunView, seed_siblings, seeds_of
 
 # Thresholds of the pass/warn marks (stated on the page next to each mark).
 MIN_TRAIN_PER_CLASS = 100
@@ -20,6 +20,7 @@ MAX_CLASS_GAP = 0.10  # worst class top-1 below the overall top-1
 MAX_ROBUST_DROP = 0.10  # top-1 lost at a perturbation's moderate strength
 MAX_ECE = 0.05
 MAX_INT8_DROP = 0.02  # TFLM int8 test top-1 below the float model's
+MAX_SEED_SPREAD = 0.02  # TFLM int8 test top-1 over runs that differ only in seeds
 
 _STAGE_ACCURACY = (  # (stage, metric, label)
     ("train", "baseline_val_top1", "pixel baseline (logistic regression), val"),
@@ -172,10 +173,28 @@ def quality(view: RunView, res: Int8Results | None) -> Section:
         _robustness(sec, res)
         _calibration(sec, res)
     _int8_drop(view, sec)
-    sec.checks.append(Check("stability over seeds", None, "spread of test top-1 over seeds <= 0.02", "n/a",
-                            "this run trains one seed; run the pipeline with --set train.seed=N in other runs "
-                            "to measure the spread"))
+    _stability(view, sec)
     return sec
+
+
+def _stability(view: RunView, sec: Section) -> None:
+    """Spread of the TFLM int8 test top-1 over runs beside this one that differ only in their seeds."""
+    threshold = f"spread (max - min) of TFLM int8 test top-1 over seeds <= {MAX_SEED_SPREAD}"
+    key = "test_top1_tflm_int8"
+    rows = [[m.run_dir.name, ", ".join(f"{k}={v}" for k, v in seeds_of(m.config).items()),
+             fmt(m.stages["export"].metrics[key])]
+            for m in seed_siblings(view) if "export" in m.stages and key in m.stages["export"].metrics]
+    if len(rows) < 2:
+        sec.checks.append(Check("stability over seeds", None, threshold, "n/a",
+                                "no run beside this one differs only in its seeds: run the pipeline again with "
+                                "--run NAME --set train.seed=N (same config otherwise) to measure the spread"))
+        return
+    values = [float(r[2]) for r in rows]
+    spread = max(values) - min(values)
+    sec.checks.append(Check("stability over seeds", round(spread, 4), threshold, mark(spread <= MAX_SEED_SPREAD),
+                            f"{len(rows)} runs: {', '.join(r[0] for r in rows)}"))
+    sec.tables.append(Table("Stability: runs that differ only in their seeds", ["run", "seeds", "TFLM int8 test top-1"],
+                            rows, f"source: manifest stages.export.metrics.{key} of each run"))
 
 
 def _data_checks(view: RunView, sec: Section, labels: list[str]) -> None:

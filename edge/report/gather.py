@@ -111,3 +111,31 @@ def dig(data: Any, *path: str | int, default: Any = None) -> Any:
         except (KeyError, IndexError, TypeError):
             return default
     return data
+
+
+def _without_seeds(tree: Any) -> Any:
+    """The config with every `seed` key left out (recursively)."""
+    if isinstance(tree, dict):
+        return {k: _without_seeds(v) for k, v in tree.items() if k != "seed"}
+    return tree
+
+
+def seeds_of(config: dict[str, Any]) -> dict[str, Any]:
+    """`section.seed` -> value for every section that has a seed."""
+    return {f"{k}.seed": v["seed"] for k, v in config.items() if isinstance(v, dict) and "seed" in v}
+
+
+def seed_siblings(view: RunView) -> list[Manifest]:
+    """This run and the runs beside it whose config differs only in seeds (the stability check's sample)."""
+    mine = _without_seeds(view.manifest.config)
+    found = [view.manifest]
+    for folder in sorted(view.run_dir.parent.iterdir()):
+        if folder == view.run_dir or not (folder / "manifest.json").is_file():
+            continue
+        try:
+            other = Manifest(folder)
+        except ConfigError:
+            continue  # another version's or a damaged manifest: not a sample
+        if _without_seeds(other.config) == mine:
+            found.append(other)
+    return found
