@@ -76,6 +76,9 @@ def render_in_browser(html: Path, out: Path) -> tuple[dict, Path]:
     assert found, f"the probe did not run: {dom.stderr[-2000:]}"
     shot = out / "report.png"
     _browser("--window-size=1100,2400", f"--screenshot={shot}", html.as_uri())
+    pdf = out / "report.pdf"  # printing: the print stylesheet, every section on paper
+    _browser("--no-pdf-header-footer", f"--print-to-pdf={pdf}", html.as_uri())
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.read_bytes().count(b"/Type /Page") >= 3
     import html as html_lib
 
     return json.loads(html_lib.unescape(found.group(1))), shot
@@ -121,7 +124,7 @@ def test_report_of_a_tiny_run_renders_every_section_and_image_in_chromium(tmp_pa
     assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html) and "url(" not in html
     assert html.count("<img ") == sum(len(s["images"]) for s in report["sections"]) >= 10
     md = (run_dir / "report/report.md").read_text()
-    assert not re.search(r"<[A-Za-z/!]", md)  # no HTML in the job summary
+    assert not re.search(r"<[A-Za-z/!]", md) and len(md.encode()) < 1 << 20  # a job summary: no HTML, < 1 MiB
     assert "| mark | check | value | threshold | detail |" in md
 
     seen, shot = render_in_browser(run_dir / "report/report.html", tmp_path / "browser")
