@@ -114,7 +114,8 @@ def test_report_of_a_tiny_run_renders_every_section_and_image_in_chromium(tmp_pa
                                            "stage)"]  # the fixture's train record has no CodeCarbon figures
     checks = {c["name"]: c for s in report["sections"] for c in s["checks"]}
     for name in ("robustness: brightness", "robustness: contrast", "robustness: noise", "robustness: blur",
-                 "calibration (ECE)", "accuracy per class", "flash fits", "battery gate"):
+                 "calibration (ECE)", "accuracy per class", "flash fits", "battery gate",
+                 "LiteRT stands in for TFLite Micro"):
         assert checks[name]["mark"] in ("pass", "warn"), name
     assert report["measured"]["test_images"] == 40 and report["measured"]["sweep_images"] == 40
     for fig in (f for s in report["sections"] for f in s["figures"]):

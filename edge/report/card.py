@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.report import measure, plots
 from edge.report.content import Check, Figure, Image, Section, Table, fmt, mark
-from edge.report.gather import Artifact, RunView, seed_siblings, seeds_of
+from edge.report.gather import Artifact, RunView, dig, seed_siblings, seeds_of
 
 # Thresholds of the pass/warn marks (stated on the page next to each mark).
 MIN_TRAIN_PER_CLASS = 100
@@ -21,6 +21,8 @@ MAX_ROBUST_DROP = 0.10  # top-1 lost at a perturbation's moderate strength
 MAX_ECE = 0.05
 MAX_INT8_DROP = 0.02  # TFLM int8 test top-1 below the float model's
 MAX_SEED_SPREAD = 0.02  # TFLM int8 test top-1 over runs that differ only in seeds
+MIN_TFLM_AGREEMENT = 0.98  # LiteRT's top-1 vs TFLite Micro's on the same int8 inputs
+TFLM_IMAGES = 64  # test images the report also runs through TFLite Micro (about 30 ms each on a host core)
 
 _STAGE_ACCURACY = (  # (stage, metric, label)
     ("train", "baseline_val_top1", "pixel baseline (logistic regression), val"),
@@ -46,6 +48,8 @@ class Int8Results:
     curves: dict[str, list[tuple[float, float]]]
     model: Artifact
     seconds: float
+    tflm_agreement: float | None = None  # LiteRT vs TFLite Micro top-1 on the first TFLM_IMAGES test images
+    tflm_images: int = 0
 
     @property
     def preds(self) -> np.ndarray:
@@ -71,8 +75,25 @@ def measure_int8(view: RunView) -> Int8Results | None:
     except (RuntimeError, ValueError) as exc:  # LiteRT refused the model: say so on the page, keep the rest
         view.problems["export.tflite_int8"] = f"LiteRT could not run it: {exc}"
         return None
+    agreement, n = _tflm_agreement(view, model, runner.inputs(ds.test.x[:TFLM_IMAGES]), logits[:TFLM_IMAGES])
     return Int8Results(list(ds.labels), ds.test.y, logits, len(idx), curves, model,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, agreement, n)
+
+
+def _tflm_agreement(view: RunView, model: Artifact, inputs: np.ndarray, lite: np.ndarray) -> tuple[float | None, int]:
+    """How often TFLite Micro picks LiteRT's top-1 on these inputs (the report's LiteRT results stand in for TFLM)."""
+    from edge.errors import ExportError
+
+    got = view.json("export", "report")
+    arena = dig(got[0], "tflm", "arena_constant_bytes") if got else None
+    if not arena or not len(inputs):
+        return None, 0
+    try:
+        tflm = measure.tflm_top1(model.path, inputs, int(arena))
+    except ExportError as exc:
+        view.problems["export.tflite_int8"] = f"TFLite Micro could not run it here: {exc.message}"
+        return None, 0
+    return float((tflm == lite.argmax(axis=1)).mean()), len(inputs)
 
 
 def model_card(view: RunView, res: Int8Results | None) -> Section:
@@ -136,6 +157,10 @@ def model_card(view: RunView, res: Int8Results | None) -> Section:
         if tflm is not None:
             sec.figures.append(Figure("TFLite Micro top-1 agreement with the reference", tflm, "", "measured",
                                       "manifest stages.export.metrics.tflm_vs_qat_top1 (the export's TFLM run)"))
+        if res.tflm_agreement is not None:
+            sec.figures.append(Figure(f"LiteRT vs TFLite Micro top-1 agreement ({res.tflm_images} test images)",
+                                      res.tflm_agreement, "", "measured",
+                                      f"this report: both interpreters on {res.model.source}", res.model.ref.sha256))
     elif view.record("export"):
         sec.problems.append("the int8 model or the data set is not current: per-class results not measured")
     if not d:
@@ -235,6 +260,11 @@ def _class_checks(sec: Section, res: Int8Results) -> None:
                             mark(gap <= MAX_CLASS_GAP), f"worst class: {res.labels[worst]}"))
     sec.figures.append(Figure("int8 test top-1 (LiteRT)", overall, "", "measured", res.model.source,
                               res.model.ref.sha256))
+    if res.tflm_agreement is not None:
+        sec.checks.append(Check("LiteRT stands in for TFLite Micro", round(res.tflm_agreement, 4),
+                                f"same top-1 on >= {MIN_TFLM_AGREEMENT:.0%} of {res.tflm_images} test images",
+                                mark(res.tflm_agreement >= MIN_TFLM_AGREEMENT),
+                                "the per-class, robustness and calibration figures are LiteRT's"))
 
 
 def _confused(m: np.ndarray, i: int, labels: list[str]) -> str:

@@ -86,6 +86,10 @@ class Int8Runner:
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
 
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images as the model's input tensor (int8 `pixel - 128` for the exported model)."""
+        return self._input(images)
+
     def _input(self, images: np.ndarray) -> np.ndarray:
         x = centred_pixels(images)
         scale, zero = self.inp["quantization"]
@@ -174,3 +178,12 @@ def robustness(runner: Int8Runner, images: np.ndarray, labels: np.ndarray,
             points.append((s, acc))
         curves[p.name] = sorted(points)
     return curves
+
+
+def tflm_top1(model: Path, inputs: np.ndarray, arena_bytes: int) -> np.ndarray:
+    """Top-1 of the TFLite Micro interpreter on model inputs, in forked workers (an interpreter that aborts takes
+    its worker, not this process, and raises ExportError)."""
+    from edge.export.tflm_check import run_images
+
+    outputs, _ = run_images(model.read_bytes(), arena_bytes, inputs, workers=2)
+    return outputs.argmax(axis=1)
