@@ -99,8 +99,6 @@ def _tflm_agreement(view: RunView, model: Artifact, inputs: np.ndarray, lite: np
 def model_card(view: RunView, res: Int8Results | None) -> Section:
     """Data, classes, splits, samples, accuracy at every stage, per-class results of the int8 model."""
     sec = Section("model-card", "Model card")
-    d = view.metrics("data")
-    spec = view.metrics("export")
     sec.figures += [f for f in (
         view.figure("data", "source", "data source"),
         view.figure("data", "num_classes", "classes"),
@@ -116,38 +114,15 @@ def model_card(view: RunView, res: Int8Results | None) -> Section:
     if src:
         sec.figures.append(Figure("data location", src[0].get("path") or src[0].get("source", "?"), "",
                                   "recorded", src[1].source, src[1].ref.sha256))
-    samples = view.artifact("data", "samples")
-    if samples:
-        sec.images.append(Image("sample images per class", samples.path.read_bytes(), samples.source,
-                                samples.ref.sha256))
-    for stage, key, title in (("train", "curves", "training curves"), ("prune", "plot", "pruning: size vs accuracy"),
-                              ("qat", "curves", "QAT curves")):
-        plot = view.artifact(stage, key)
-        if plot:
-            sec.images.append(Image(title, plot.path.read_bytes(), plot.source, plot.ref.sha256))
-    rows, names, values = [], [], []
-    for stage, key, label in _STAGE_ACCURACY:
-        value = view.metric(stage, key)
-        if value is not None:
-            rows.append([label, fmt(value), "recorded", f"stages.{stage}.metrics.{key}"])
-            names.append(label)
-            values.append(float(value))
-    for key, value in sorted(view.metrics("export").items()):
-        if key.startswith("test_top1_") and value is not None:
-            label = f"{key.removeprefix('test_top1_').replace('_', ' ')}, test"
-            rows.append([label, fmt(value), "measured by export", f"stages.export.metrics.{key}"])
-            names.append(label)
-            values.append(float(value))
-    if res is not None:
-        acc = float((res.preds == res.test_y).mean())
-        rows.append(["LiteRT int8 (this report), test", fmt(acc), "measured", f"{res.model.source}"])
-        names.append("LiteRT int8 (this report), test")
-        values.append(acc)
+    _stage_images(view, sec)
+    rows = _accuracy_rows(view, res)
     if rows:
-        sec.tables.append(Table("Top-1 at every stage", ["model", "top-1", "basis", "source"], rows))
-        low = max(0.0, min(values) - 0.1)
-        sec.images.append(Image("top-1 at every stage", plots.bars(names, values, "top-1", "Top-1 at every stage",
-                                                                      xlim=(low, 1.02)), "manifest metrics"))
+        sec.tables.append(Table("Top-1 at every stage", ["model", "top-1", "basis", "source"],
+                                [[label, fmt(value), basis, source] for label, value, basis, source in rows]))
+        values = [value for _, value, _, _ in rows]
+        sec.images.append(Image("top-1 at every stage", plots.bars(
+            [label for label, _, _, _ in rows], values, "top-1", "Top-1 at every stage",
+            xlim=(max(0.0, min(values) - 0.1), 1.02)), "manifest metrics"))
     if res is not None:
         m = measure.confusion(res.test_y, res.preds, len(res.labels))
         sec.images.append(Image("confusion matrix, int8 model, test split",
@@ -163,12 +138,33 @@ def model_card(view: RunView, res: Int8Results | None) -> Section:
                                       f"this report: both interpreters on {res.model.source}", res.model.ref.sha256))
     elif view.record("export"):
         sec.problems.append("the int8 model or the data set is not current: per-class results not measured")
-    if not d:
-        sec.problems.append("the data stage has not run")
-    if not spec:
-        sec.problems.append("the export stage has not run")
+    for stage in ("data", "export"):
+        if view.record(stage) is None:
+            sec.problems.append(f"the {stage} stage has not run")
     sec.problems += view.problems_of("data", "export")
     return sec
+
+
+def _stage_images(view: RunView, sec: Section) -> None:
+    """The stages' own plots: sample images, training, pruning and QAT curves."""
+    for stage, key, title in (("data", "samples", "sample images per class"), ("train", "curves", "training curves"),
+                              ("prune", "plot", "pruning: size vs accuracy"), ("qat", "curves", "QAT curves")):
+        plot = view.artifact(stage, key)
+        if plot:
+            sec.images.append(Image(title, plot.path.read_bytes(), plot.source, plot.ref.sha256))
+
+
+def _accuracy_rows(view: RunView, res: Int8Results | None) -> list[tuple[str, float, str, str]]:
+    """(model, top-1, basis, source) at every stage: recorded by train/prune/qat, measured by export and here."""
+    rows = [(label, float(value), "recorded", f"stages.{stage}.metrics.{key}") for stage, key, label in _STAGE_ACCURACY
+            if (value := view.metric(stage, key)) is not None]
+    rows += [(f"{key.removeprefix('test_top1_').replace('_', ' ')}, test", float(value), "measured by export",
+              f"stages.export.metrics.{key}") for key, value in sorted(view.metrics("export").items())
+             if key.startswith("test_top1_") and value is not None]
+    if res is not None:
+        rows.append(("LiteRT int8 (this report), test", float((res.preds == res.test_y).mean()), "measured",
+                     res.model.source))
+    return rows
 
 
 def _class_counts(view: RunView, split: str, labels: list[str]) -> list[int]:
