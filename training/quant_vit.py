@@ -120,7 +120,9 @@ class QuantVit(nn.Module):
         return self.quantiser(point)(x, self._record, point)
 
     def _quants(self, *points: str) -> list[tuple[float, float]]:
-        return [tuple(float(t) for t in self.quantiser(p).scale_zero_point()) for p in points]
+        """(scale, zero point) of each point, as plain floats."""
+        with torch.no_grad():
+            return [tuple(float(t) for t in self.quantiser(p).scale_zero_point()) for p in points]
 
     def _exact(self, point: str, x: torch.Tensor, codes: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Fake-quantise `x` at `point`; in eval mode the value is replaced by `codes()`, the int8 result of
