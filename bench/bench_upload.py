@@ -38,12 +38,10 @@ def _model(path: Path | None, workdir: Path) -> Path:
         return path
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL
-    out = workdir / "sample_100k.tflite"
-    subprocess.run(
-        [sys.executable, "-m", "edge.firmware_bridge.sample_model", str(out), "--kb", "100"],
-        check=True, capture_output=True,
-    )
-    return out
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tflite_models import build  # the tests' model builder (TensorFlow in a child process)
+
+    return build(workdir, ("upload_100k",))["upload_100k"]
 
 
 def _wrap_image(model: Path, workdir: Path) -> Path:

@@ -1,5 +1,5 @@
-"""Shared helpers for the power tests: reference .tflite models built once per process in a CHILD
-process (TensorFlow never loads in pytest), and small profile builders."""
+"""Shared helpers for the power tests: the reference .tflite models (tflite_models.py, built once per
+process), and small profile builders."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ FAST_MODELS = ("tiny_int8", "tiny_float", "attn_int8", "vit_pruned_int8", "vit_f
 @functools.lru_cache(maxsize=1)
 def reference_models() -> dict[str, Path]:
     """Build the fast reference models (about 30-60 s, once per test process)."""
-    from edge.power.tfmodels import build
+    from tflite_models import build
 
     folder = Path(tempfile.mkdtemp(prefix="power-models-"))
     return build(folder, FAST_MODELS)

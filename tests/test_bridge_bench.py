@@ -19,13 +19,8 @@ from edge.firmware_bridge.model_runner import ModelRunner, costmodel_estimate
 from edge.firmware_bridge.transport import SerialLink
 
 
-@pytest.fixture(scope="session")
-def small_model_path(tmp_path_factory):
-    return build_model(tmp_path_factory, "small")
-
-
-def test_bench_predictions_equal_local_tflm(small_model_path):
-    model = small_model_path.read_bytes()
+def test_bench_predictions_equal_local_tflm(small_tflite_path):
+    model = small_tflite_path.read_bytes()
     inputs = random_inputs(model, 6, seed=1)
     with PtyDevice() as board, SerialLink(board.path, 115200) as link:
         board.device.flash.write(MODEL_FILE, 0, model)
@@ -43,8 +38,8 @@ def test_bench_predictions_equal_local_tflm(small_model_path):
     assert report.profile["model"] == "edge-" + runner.sha256[:12]
 
 
-def test_bench_detects_a_different_model_on_the_device(small_model_path, tmp_path_factory):
-    model = small_model_path.read_bytes()
+def test_bench_detects_a_different_model_on_the_device(small_tflite_path, tmp_path_factory):
+    model = small_tflite_path.read_bytes()
     other = build_model(tmp_path_factory, "small_seed1").read_bytes()
     inputs = random_inputs(model, 4, seed=2)
     with PtyDevice() as board, SerialLink(board.path, 115200) as link:
@@ -53,7 +48,7 @@ def test_bench_detects_a_different_model_on_the_device(small_model_path, tmp_pat
     assert report.local_match is False and report.mismatches
 
 
-def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):
+def test_cli_emulator_flash_bench_end_to_end(small_tflite_path, tmp_path):
     emulator = subprocess.Popen(
         [sys.executable, "-m", "edge", "emulator", "--seconds", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -61,7 +56,7 @@ def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):
     try:
         port = emulator.stdout.readline().strip()
         assert port.startswith("/dev/")
-        flash = _edge("flash", "--port", port, "--model", str(small_model_path), "--quiet")
+        flash = _edge("flash", "--port", port, "--model", str(small_tflite_path), "--quiet")
         assert flash.returncode == 0, flash.stderr
         assert "= local file sha256" in flash.stdout
         out = tmp_path / "bench.json"
@@ -69,7 +64,7 @@ def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):
         rows = [f"{k:.1f},{4000.0 if (k // 10) % 2 else 50.0},{'10000000' if (k // 10) % 2 else '00000000'}"
                 for k in range(80)]
         trace.write_text("Timestamp(ms),Current(uA),D0-D7\n" + "\n".join(rows) + "\n")
-        bench = _edge("bench", "--port", port, "--model", str(small_model_path), "--runs", "3", "--warmup", "1",
+        bench = _edge("bench", "--port", port, "--model", str(small_tflite_path), "--runs", "3", "--warmup", "1",
                       "--inputs", "3", "--json", str(out), "--quiet", "--trace", str(trace), "--voltage", "3.0",
                       "--marker", "0")
         assert bench.returncode == 0, bench.stderr
@@ -79,15 +74,15 @@ def test_cli_emulator_flash_bench_end_to_end(small_model_path, tmp_path):
         energy = report["energy"]
         assert energy["inferences"] == 4
         assert energy["energy_per_inference_uJ"] == pytest.approx(9 * 1e-3 * 4e-3 * 3.0 * 1e6)  # 9 ms x 12 mW
-        assert energy["costmodel_energy_uJ"] == pytest.approx(costmodel_estimate(small_model_path.read_bytes(),
+        assert energy["costmodel_energy_uJ"] == pytest.approx(costmodel_estimate(small_tflite_path.read_bytes(),
                                                                                   "nrf52840")[1])
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
 
 
-def test_cli_serial_errors_exit_3(small_model_path):
-    result = _edge("flash", "--port", "/dev/does-not-exist", "--model", str(small_model_path), "--quiet")
+def test_cli_serial_errors_exit_3(small_tflite_path):
+    result = _edge("flash", "--port", "/dev/does-not-exist", "--model", str(small_tflite_path), "--quiet")
     assert result.returncode == 3
     assert "cannot open serial port" in result.stderr and "edge devices" in result.stderr
     missing = _edge("flash", "--port", "loop://", "--model", "no/such/model.tflite")

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import serial
-from bridge_helpers import build_model
 from bridge_helpers import run_edge as _edge
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,43 +27,39 @@ from edge.firmware_bridge.model_runner import costmodel_estimate
 from edge.firmware_bridge.transport import SerialLink
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> bytes:
-    return build_model(tmp_path_factory, "small").read_bytes()
-
-
 def _bench(board, model: bytes, inputs: list[bytes], *, runs: int = 4, warmups: int = 1, **dut_kwargs):
     board.flash.write(MODEL_FILE, 0, model)
     with PtyDevice(board) as pty, SerialLink(pty.path, 115200) as link:
         return run_bench(mlperf.MlperfDut(link, **dut_kwargs), inputs, runs=runs, warmups=warmups, model=model)
 
 
-def test_bench_through_io_manager_equals_direct_and_local_tflm(model):
-    inputs = random_inputs(model, 5, seed=3)
-    direct = _bench(EmulatedDevice(), model, inputs)
+def test_bench_through_io_manager_equals_direct_and_local_tflm(small_tflite):
+    inputs = random_inputs(small_tflite, 5, seed=3)
+    direct = _bench(EmulatedDevice(), small_tflite, inputs)
     board = EmulatedIoManager(record=True)
-    report = _bench(board, model, inputs, io_manager=True, io_timer=True)
+    report = _bench(board, small_tflite, inputs, io_manager=True, io_timer=True)
     assert report.io_manager == NAME and report.device == "edge-emulator"
     assert report.local_match is True and report.mismatches == []
     assert report.predictions == direct.predictions == report.local_predictions
     assert report.results == direct.results
-    assert [f"m-results-[{','.join(f'{v:0.3f}' for v in r)}]" for r in report.results] == local_results(model, inputs)
+    printed = [f"m-results-[{','.join(f'{v:0.3f}' for v in r)}]" for r in report.results]
+    assert printed == local_results(small_tflite, inputs)
     # the energy-mode DUT printed no stamps; the IO manager's timer stamped its GPIO edges instead
     assert report.timing_source.startswith("io-manager timer")
-    modelled_ms, _ = costmodel_estimate(model, "nrf52840")
+    modelled_ms, _ = costmodel_estimate(small_tflite, "nrf52840")
     assert report.latency_ms == pytest.approx(modelled_ms, abs=0.001) == direct.latency_ms
     assert report.laps_us[1] - report.laps_us[0] == round(4 * modelled_ms * 1000)
     assert len(board.edges_us) == 2 * (1 + len(inputs))  # two th_timestamp() per infer
 
 
-def test_energy_mode_dut_without_timer_has_no_latency(model):
-    inputs = random_inputs(model, 2, seed=4)
-    report = _bench(EmulatedIoManager(), model, inputs, runs=2, warmups=0, io_manager=True)
+def test_energy_mode_dut_without_timer_has_no_latency(small_tflite):
+    inputs = random_inputs(small_tflite, 2, seed=4)
+    report = _bench(EmulatedIoManager(), small_tflite, inputs, runs=2, warmups=0, io_manager=True)
     assert report.latency_ms is None and report.laps_us is None
     assert report.timing_source.startswith("none: energy-mode DUT")
     assert report.local_match is True and re.search(r"^latency_ms +n/a$", report.table(), re.M)
     # a performance-mode DUT behind the IO manager prints its own stamps, which are used
-    report = _bench(EmulatedIoManager(energy_mode=False), model, inputs, runs=2, warmups=0, io_manager=True)
+    report = _bench(EmulatedIoManager(energy_mode=False), small_tflite, inputs, runs=2, warmups=0, io_manager=True)
     assert report.timing_source == "cost-model nrf52840" and report.latency_ms > 0
 
 
@@ -77,10 +72,10 @@ def _reference_load(data: bytes, per_command: int = 26) -> bytes:
     return out.encode()
 
 
-def test_dut_and_io_manager_receive_the_reference_runner_bytes(model):
-    inputs = random_inputs(model, 2, seed=5)
+def test_dut_and_io_manager_receive_the_reference_runner_bytes(small_tflite):
+    inputs = random_inputs(small_tflite, 2, seed=5)
     board = EmulatedIoManager(record=True)
-    _bench(board, model, inputs, runs=3, warmups=2, io_manager=True, io_timer=True)
+    _bench(board, small_tflite, inputs, runs=3, warmups=2, io_manager=True, io_timer=True)
     expected_dut = b"name%profile%" + _reference_load(inputs[0]) + b"infer 3 2%"
     for data in inputs:
         expected_dut += _reference_load(data) + b"infer 1 0%"  # runner: f"infer {number} {warmups}"
@@ -122,14 +117,14 @@ def test_dut_uart_is_paced_at_its_baud_rate():
     assert time.monotonic() - start >= wire * 10 / 9600
 
 
-def test_wrong_wiring_and_stale_queue_are_clear_errors(model):
-    inputs = random_inputs(model, 1)
+def test_wrong_wiring_and_stale_queue_are_clear_errors(small_tflite):
+    inputs = random_inputs(small_tflite, 1)
     with pytest.raises(mlperf.ProtocolError, match="answered 'name' like an MLPerf Tiny DUT, not an IO manager"):
-        _bench(EmulatedDevice(), model, inputs, io_manager=True)
+        _bench(EmulatedDevice(), small_tflite, inputs, io_manager=True)
     with pytest.raises(mlperf.ProtocolError, match=r"no 'm-name-\.\.\.-\[\.\.\.\]' line"):
-        _bench(EmulatedIoManager(), model, inputs)  # an IO manager without --io-manager
+        _bench(EmulatedIoManager(), small_tflite, inputs)  # an IO manager without --io-manager
     with pytest.raises(mlperf.StaleReplyError, match="handed over the DUT's boot banner") as info:
-        _bench(EmulatedIoManager(boot_banner_queued=True), model, inputs, io_manager=True)
+        _bench(EmulatedIoManager(boot_banner_queued=True), small_tflite, inputs, io_manager=True)
     assert "reset the IO manager" in info.value.hint and info.value.exit_code == 3
 
 
@@ -186,9 +181,9 @@ def test_fuzz_emulated_io_manager_never_crashes(data):
     assert isinstance(out, bytes) and len(board._command) <= 1024
 
 
-def test_cli_bench_through_emulated_io_manager(model, tmp_path):
+def test_cli_bench_through_emulated_io_manager(small_tflite, tmp_path):
     path = tmp_path / "model.tflite"
-    path.write_bytes(model)
+    path.write_bytes(small_tflite)
     emulator = subprocess.Popen(
         [sys.executable, "-m", "edge", "emulator", "--io-manager", "--model", str(path), "--seconds", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -204,7 +199,7 @@ def test_cli_bench_through_emulated_io_manager(model, tmp_path):
         assert re.search(rf"^io manager +{NAME}$", bench.stdout, re.M)
         report = json.loads(out.read_text())
         assert report["io_manager"] == NAME and report["local_match"] is True and len(report["predictions"]) == 3
-        assert report["latency_ms"] == pytest.approx(costmodel_estimate(model, "nrf52840")[0], abs=0.001)
+        assert report["latency_ms"] == pytest.approx(costmodel_estimate(small_tflite, "nrf52840")[0], abs=0.001)
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)

@@ -30,11 +30,6 @@ from edge.firmware_bridge.transport import SerialLink
 RUNS = 100  # 100 x 0.93 ms (cost model, nrf52840): a 93-sample window at 1 kHz
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> bytes:
-    return build_model(tmp_path_factory, "small").read_bytes()
-
-
 def _reference_session(voltage: float) -> bytes:
     """What mlcommons/tiny's runner writes to the LPM01A (power_manager.py PowerManager + main.py run_test and
     summarize_result; sessions/20250612_122741/log.txt): SerialDevice.write_line(command) = command + '\\r\\n'."""
@@ -51,17 +46,17 @@ def _boards(model: bytes) -> tuple[EmulatedIoManager, EmulatedLpm01a]:
     return board, EmulatedLpm01a(DutActivity.attach(board.dut.mlperf))
 
 
-def test_energy_per_inference_through_emulators_matches_cost_model(model):
-    board, lpm = _boards(model)
-    inputs = random_inputs(model, 2, seed=7)
+def test_energy_per_inference_through_emulators_matches_cost_model(small_tflite):
+    board, lpm = _boards(small_tflite)
+    inputs = random_inputs(small_tflite, 2, seed=7)
     with PtyDevice(board) as io, PtyDevice(lpm) as mon, SerialLink(io.path) as link, \
             SerialLink(mon.path, 3686400) as mon_link, Lpm01a(mon_link, voltage_V=3.0, power_on_wait_s=0) as probe:
-        report = run_bench(mlperf.MlperfDut(link, io_manager=True), inputs, runs=RUNS, warmups=1, model=model,
+        report = run_bench(mlperf.MlperfDut(link, io_manager=True), inputs, runs=RUNS, warmups=1, model=small_tflite,
                            energy_probe=probe)
     assert lpm.received == _reference_session(3.0)  # byte for byte the reference runner's session
     assert report.local_match is True
-    energy = with_costmodel(report.energy, model, "nrf52840")
-    latency_ms, energy_uJ = costmodel_estimate(model, "nrf52840")
+    energy = with_costmodel(report.energy, small_tflite, "nrf52840")
+    latency_ms, energy_uJ = costmodel_estimate(small_tflite, "nrf52840")
     assert energy["costmodel_energy_uJ"] == pytest.approx(energy_uJ)
     # the window is whole 1 ms samples between the two D7 events: within one sample of the modelled span
     assert energy["measured_over_model"] == pytest.approx(1.0, abs=0.02)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from power_fixtures import reference_models
 
 from edge.errors import ConfigError
 from edge.power import fit as fitted
@@ -14,13 +13,8 @@ from edge.power.profiles import load_mcu
 from edge.power.tflite_graph import parse_tflite
 
 
-@pytest.fixture(scope="module")
-def models() -> dict[str, Path]:
-    return reference_models()
-
-
-def test_macs_per_op_match_hand_counts(models: dict[str, Path]) -> None:
-    graph = parse_tflite(models["tiny_int8"])
+def test_macs_per_op_match_hand_counts(power_models: dict[str, Path]) -> None:
+    graph = parse_tflite(power_models["tiny_int8"])
     rows = [(op.op, op.op_class, op.dtype, op.macs, op.elements) for op in graph.ops]
     assert rows == [
         ("CONV_2D", "conv", "int8", 32 * 32 * 8 * 3 * 3 * 1, 32 * 32 * 8),
@@ -30,16 +24,17 @@ def test_macs_per_op_match_hand_counts(models: dict[str, Path]) -> None:
     ]
 
 
-def test_batch_matmul_and_softmax(models: dict[str, Path]) -> None:
-    graph = parse_tflite(models["attn_int8"])
+def test_batch_matmul_and_softmax(power_models: dict[str, Path]) -> None:
+    graph = parse_tflite(power_models["attn_int8"])
     matmuls = [op.macs for op in graph.ops if op.op == "BATCH_MATMUL"]
     assert matmuls == [10 * 10 * 16, 10 * 16 * 10]  # q k^T and a v
     assert [op.op_class for op in graph.ops].count("softmax") == 1
 
 
-def test_latency_and_energy_follow_the_fitted_kernel_set(models: dict[str, Path]) -> None:
+def test_latency_and_energy_follow_the_fitted_kernel_set(power_models: dict[str, Path]) -> None:
     mcu = load_mcu("nrf52840")
-    cost = estimate_file(models["tiny_int8"], mcu, kernel_files=False)  # the MLPerf fit, no instruction-level file
+    # the MLPerf fit, no instruction-level file
+    cost = estimate_file(power_models["tiny_int8"], mcu, kernel_files=False)
     c, k = fitted.coefficients("tflm-cmsis-nn"), mcu.kernels.optimized
     expected = (73728 * (c.c_mac + c.c_in) + 18432 * c.c_mac + 2048 * k.pooling_cycles_per_element
                 + 32 * (c.c_mac + c.c_fc) + 4 * c.c_op)
@@ -52,20 +47,20 @@ def test_latency_and_energy_follow_the_fitted_kernel_set(models: dict[str, Path]
     assert cost.band[0] < 1 < cost.band[1]  # no own point: LOBO band x cross-board band
 
 
-def test_measured_power_and_no_published_reference_kernels(models: dict[str, Path]) -> None:
-    cost = estimate_file(models["tiny_int8"], load_mcu("stm32u575"))
+def test_measured_power_and_no_published_reference_kernels(power_models: dict[str, Path]) -> None:
+    cost = estimate_file(power_models["tiny_int8"], load_mcu("stm32u575"))
     assert cost.run_power_uW == 23390 and cost.power_source.startswith("measured 23.4 mW at 160 MHz, 1.8 V SMPS")
     # the MLPerf Tiny v0.5 'reference' run was built with CMSIS-NN: no published point backs the reference kernels
-    ref = estimate_file(models["tiny_int8"], load_mcu("stm32l4r5"), "reference", kernel_files=False)
+    ref = estimate_file(power_models["tiny_int8"], load_mcu("stm32l4r5"), "reference", kernel_files=False)
     assert ref.kernel_set == "" and ref.measured_points == () and ref.band == (0.5, 3.0)
     assert "no published measurement of tflm-reference on cortex-m4" in ref.basis
 
 
-def test_reference_and_float_kernels_cost_more(models: dict[str, Path]) -> None:
+def test_reference_and_float_kernels_cost_more(power_models: dict[str, Path]) -> None:
     mcu = load_mcu("stm32l4r5")
-    fast = estimate_file(models["tiny_int8"], mcu)
-    ref = estimate_file(models["tiny_int8"], mcu, "reference")
-    flt = estimate_file(models["tiny_float"], mcu)
+    fast = estimate_file(power_models["tiny_int8"], mcu)
+    ref = estimate_file(power_models["tiny_int8"], mcu, "reference")
+    flt = estimate_file(power_models["tiny_float"], mcu)
     assert flt.kernels == "float32" and {r.kernels for r in flt.layers} == {"float32"}
     # reference kernels cost more than CMSIS-NN (instruction-level figures where committed, else estimates);
     # float32 figures are per-class estimates of the MCU profile, not compared here
@@ -73,9 +68,9 @@ def test_reference_and_float_kernels_cost_more(models: dict[str, Path]) -> None:
     assert op_cycles(mcu.kernels.optimized, "conv", 1000, 0) == 1000 * 1.2 + 2000
 
 
-def test_vit_models_in_the_expected_range(models: dict[str, Path]) -> None:
-    pruned = estimate_file(models["vit_pruned_int8"], load_mcu("nrf52840"))
-    full = estimate_file(models["vit_float"], load_mcu("nrf52840"))
+def test_vit_models_in_the_expected_range(power_models: dict[str, Path]) -> None:
+    pruned = estimate_file(power_models["vit_pruned_int8"], load_mcu("nrf52840"))
+    full = estimate_file(power_models["vit_float"], load_mcu("nrf52840"))
     assert 5e6 < pruned.macs < 15e6 and pruned.fits_flash
     assert full.macs > 2 * pruned.macs and full.energy_uJ > 0  # float32: a per-class estimate, int8: measured figures
     assert not full.fits_flash  # 1.26 MB of float weights do not fit the nRF52840's 1 MB
@@ -92,7 +87,7 @@ def test_not_a_tflite_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_mlperf_tiny_vww_macs_match_the_reference_model(tmp_path: Path) -> None:
     """The graph reader counts the MLPerf Tiny VWW model (MobileNetV1-0.25) as the measurements file does."""
-    from edge.power.tfmodels import build
+    from tflite_models import build
 
     path = build(tmp_path, ("mobilenet_v1_025_int8",))["mobilenet_v1_025_int8"]
     assert estimate_file(path, load_mcu("stm32l4r5")).macs == 7_489_664 == fitted.benchmark_features()["vww"].macs

@@ -11,18 +11,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from power_fixtures import reference_models
 
 from edge.config import RunConfig
 from edge.errors import ConfigError
 from edge.manifest import Manifest
 from edge.pipeline import config_fingerprint, run_stage_here, stage_spec
 from edge.power.durations import parse_duration_days
-
-
-@pytest.fixture(scope="module")
-def models() -> dict[str, Path]:
-    return reference_models()
 
 
 def edge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -38,8 +32,8 @@ def test_durations() -> None:
         parse_duration_days("1 year")
 
 
-def test_default_device_with_the_pruned_int8_model_passes(models: dict[str, Path], tmp_path: Path) -> None:
-    proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(models["vit_pruned_int8"]),
+def test_default_device_with_the_pruned_int8_model_passes(power_models: dict[str, Path], tmp_path: Path) -> None:
+    proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_pruned_int8"]),
                 "--min-lifetime", "1y", "--confidence", "0.95", "--runs", "100", "--max-years", "3",
                 "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -50,11 +44,11 @@ def test_default_device_with_the_pruned_int8_model_passes(models: dict[str, Path
     assert (tmp_path / "soc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_float_model_at_a_high_rate_fails_and_says_by_how_much(models: dict[str, Path], tmp_path: Path) -> None:
+def test_float_model_at_a_high_rate_fails_and_says_by_how_much(power_models: dict[str, Path], tmp_path: Path) -> None:
     busy = ("--min-lifetime", "1y", "--runs", "50", "--rate-per-day", "200", "--frames-per-event", "10",
             "--max-years", "1.5")
-    proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(models["vit_float"]), *busy,
-                "--out", str(tmp_path / "float"))
+    proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_float"]),
+                *busy, "--out", str(tmp_path / "float"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     first, second = proc.stdout.splitlines()[:2]
     assert first.startswith("FAIL: lifetime budget broken on device 'camera-trap-nrf52840': P5 lifetime ")
@@ -64,14 +58,15 @@ def test_float_model_at_a_high_rate_fails_and_says_by_how_much(models: dict[str,
     assert failure is not None and failure.get("message") == first
     # the pruned int8 model passes at a tenth of that rate (its measured-kernel cost is ~16 mJ per inference)
     calmer = tuple("20" if arg == "200" else arg for arg in busy)
-    ok = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(models["vit_pruned_int8"]),
+    ok = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_pruned_int8"]),
               *calmer, "--out", str(tmp_path / "int8"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
-def test_coin_cell_under_heavy_pulses_fails_with_a_peak_warning(models: dict[str, Path], tmp_path: Path) -> None:
-    proc = edge("battery", "check", "--device", "doorbell-cr2032-ov2640", "--model", str(models["vit_pruned_int8"]),
-                "--min-lifetime", "1y", "--runs", "100", "--out", str(tmp_path))
+def test_coin_cell_under_heavy_pulses_fails_with_a_peak_warning(power_models: dict[str, Path], tmp_path: Path) -> None:
+    proc = edge("battery", "check", "--device", "doorbell-cr2032-ov2640",
+                "--model", str(power_models["vit_pruned_int8"]), "--min-lifetime", "1y", "--runs", "100",
+                "--out", str(tmp_path))
     assert proc.returncode == 1
     assert ("warning: peak current 36.3 mA per cell in state 'capture' exceeds the max pulse current 15 mA of cell "
             "'cr2032' (2.4x)") in proc.stdout
@@ -83,17 +78,18 @@ def test_coin_cell_under_heavy_pulses_fails_with_a_peak_warning(models: dict[str
     (("--device", "camera-trap"), "no device profile named 'camera-trap'"),
     (("--confidence", "1.5"), "argument --confidence: must be at most 0.9999 (got 1.5)"),
 ])
-def test_bad_input_exits_2(models: dict[str, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    proc = edge("battery", "check", "--model", str(models["tiny_int8"]), "--runs", "5", "--out", str(tmp_path), *args)
+def test_bad_input_exits_2(power_models: dict[str, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    proc = edge("battery", "check", "--model", str(power_models["tiny_int8"]), "--runs", "5", "--out", str(tmp_path),
+                *args)
     assert proc.returncode == 2
     assert message in proc.stderr
 
 
-def test_profile_command(models: dict[str, Path]) -> None:
-    proc = edge("profile", "--model", str(models["tiny_int8"]), "--mcu", "stm32l4r5")
+def test_profile_command(power_models: dict[str, Path]) -> None:
+    proc = edge("profile", "--model", str(power_models["tiny_int8"]), "--mcu", "stm32l4r5")
     assert proc.returncode == 0, proc.stderr
     assert "92,192 MACs" in proc.stdout and "| 0 | CONV_2D | conv | int8 | 1x32x32x8 | 73,728 |" in proc.stdout
-    bad = edge("profile", "--model", str(models["tiny_int8"]), "--mcu", "stm32l4")
+    bad = edge("profile", "--model", str(power_models["tiny_int8"]), "--mcu", "stm32l4")
     assert bad.returncode == 2 and "did you mean 'stm32l4r5'?" in bad.stderr
 
 
@@ -116,8 +112,8 @@ def _run_with_export(root: Path, model: Path, target_mcu: str | None = None) -> 
     return run_dir, config
 
 
-def test_profile_and_battery_stages_and_run_gate(models: dict[str, Path], tmp_path: Path) -> None:
-    run_dir, _ = _run_with_export(tmp_path, models["vit_pruned_int8"])
+def test_profile_and_battery_stages_and_run_gate(power_models: dict[str, Path], tmp_path: Path) -> None:
+    run_dir, _ = _run_with_export(tmp_path, power_models["vit_pruned_int8"])
     run_stage_here(run_dir, "profile")
     run_stage_here(run_dir, "battery")
     manifest = Manifest(run_dir)
@@ -132,8 +128,8 @@ def test_profile_and_battery_stages_and_run_gate(models: dict[str, Path], tmp_pa
     assert (run_dir / "battery-check" / "junit.xml").is_file()
 
 
-def test_battery_stage_records_a_failed_gate_without_failing(models: dict[str, Path], tmp_path: Path) -> None:
-    run_dir, _ = _run_with_export(tmp_path, models["vit_pruned_int8"])
+def test_battery_stage_records_a_failed_gate_without_failing(power_models: dict[str, Path], tmp_path: Path) -> None:
+    run_dir, _ = _run_with_export(tmp_path, power_models["vit_pruned_int8"])
     manifest = Manifest(run_dir)
     manifest.config["battery"] = {**manifest.config["battery"], "device": "doorbell-cr2032-ov2640"}
     manifest.save()
@@ -144,8 +140,8 @@ def test_battery_stage_records_a_failed_gate_without_failing(models: dict[str, P
     assert record.notes[0].startswith("FAIL: lifetime budget broken on device 'doorbell-cr2032-ov2640'")
 
 
-def test_profile_on_the_target_mcu_battery_on_the_device_mcu(models: dict[str, Path], tmp_path: Path) -> None:
-    run_dir, _ = _run_with_export(tmp_path, models["vit_pruned_int8"], target_mcu="stm32l4r5")
+def test_profile_on_the_target_mcu_battery_on_the_device_mcu(power_models: dict[str, Path], tmp_path: Path) -> None:
+    run_dir, _ = _run_with_export(tmp_path, power_models["vit_pruned_int8"], target_mcu="stm32l4r5")
     run_stage_here(run_dir, "profile")
     run_stage_here(run_dir, "battery")
     profile = json.loads((run_dir / "profile" / "profile.json").read_text())
