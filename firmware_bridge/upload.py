@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge.errors import DeviceError
@@ -165,90 +165,133 @@ def _upload_pass(
     `verify_every` bytes for a device check of the bytes stored since the last one, where the
     target has one (StoredDataWrong on a mismatch).
     """
-    client.barrier()  # answers to requests of an earlier pass or session are flushed
-    buf_size, buf_count = device_params(client)
-    largest = min(chunk or 1 << 30, target.chunk_size(buf_size))
-    window = max(1, min(MAX_WINDOW, buf_count - 1))
-    size = largest
-    client.stats.chunk_bytes = size
-    acked = target.start(client, data, resume, size)
-    client.stats.resumed_from = max(client.stats.resumed_from, acked)
-    if progress is not None and acked:
-        progress(acked)
-    in_flight: dict[int, int] = {}  # seq -> file offset the request's data ends at
-    next_off = verified = acked
-    failures = streak = 0
-    last_refusal: tuple[int, int] | None = None
-    done_empty = bool(data)
+    upload = _Pass.begin(client, data, target, chunk, resume, progress)
     windows = target.windows and not client.framing.crc
-    while acked < len(data) or not done_empty:
-        limit = min(len(data), verified + verify_every) if windows else len(data)
-        if acked == limit and limit > verified:
-            target.verify(client, data, verified, limit)
-            verified = limit
+    while upload.acked < len(data) or not upload.done_empty:
+        limit = min(len(data), upload.verified + verify_every) if windows else len(data)
+        if upload.acked == limit and limit > upload.verified:
+            target.verify(client, data, upload.verified, limit)
+            upload.verified = limit
             continue
-        while len(in_flight) < window and (next_off < limit or not done_empty):
-            piece = data[next_off:min(limit, next_off + size)]
-            seq, _ = client.send(sp.OP_WRITE, target.group, target.command, target.request(next_off, piece, len(data)))
-            next_off += len(piece)
-            in_flight[seq] = next_off
-            done_empty = True
-        wire = client.framing.wire_bytes(size + SMP_OVERHEAD) * len(in_flight)
-        reply, broken = client.receive(target.group, client.timeout(wire))
-        if broken:
-            continue  # some response was mangled; the next one (or the timeout) tells us more
-        if reply is not None and reply.command != target.command:
-            continue  # a late answer to some other request of this group
-        if reply is not None and reply.sequence not in in_flight:
-            continue  # an answer to a request we already gave up on
-        error = None if reply is None else reply.error()
-        if reply is not None and not client.framing.crc and failures < client.retries \
-                and target.suspect(reply, error):
-            last_refusal = error or last_refusal  # maybe a corrupted request or answer on the unchecked link
-            reply = None  # so treat it as lost
+        upload.fill(limit)
+        answer = upload.receive()
+        if answer is None:
+            continue  # mangled, late or already given up on: the next answer (or the timeout) tells more
+        reply, error = answer
         if reply is None:
-            failures += 1
-            client.stats.retries += len(in_flight)
-            in_flight.clear()
-            next_off = acked  # go back: resend from the last confirmed offset
-            client.resync()
-            if failures >= (SMALLEST_TRIES if size <= MIN_CHUNK else FAST_TRIES):
-                if size <= MIN_CHUNK:
-                    refusal = f" (last device error: group {last_refusal[0]} rc {last_refusal[1]})" \
-                        if last_refusal else ""
-                    raise NoResponse(
-                        f"upload stalled at byte {acked} of {len(data)} after {failures} lost requests{refusal}",
-                        where=f"{client.link.url}:{target.label}",
-                        hint="the line is too noisy or the device stopped answering; flash again to resume",
-                    )
-                size, failures, streak = max(MIN_CHUNK, size // 2), 0, 0
-                client.stats.chunk_bytes = min(client.stats.chunk_bytes, size)
-            continue
-        sent_end = in_flight[reply.sequence]
-        for seq in list(in_flight):  # in-order device: this answer settles every earlier request
-            del in_flight[seq]
+            upload.lost()
+        else:
+            upload.answered(reply, error)
+
+
+@dataclass
+class _Pass:
+    """One pass of the chunk loop: what the device confirmed, what is in flight, the chunk size now."""
+
+    client: SmpClient
+    data: bytes
+    target: ChunkTarget
+    progress: Callable[[int], None] | None
+    largest: int  # the chunk size the device's buffer allows (and --chunk)
+    size: int  # the chunk size now: halved on a noisy line, doubled after a clean run
+    window: int  # requests in flight at most
+    acked: int  # bytes the device confirmed
+    next_off: int = 0  # where the next request's data starts
+    verified: int = 0  # bytes the device's checksum confirmed (unchecked framing)
+    in_flight: dict[int, int] = field(default_factory=dict)  # seq -> offset the request's data ends at
+    failures: int = 0
+    streak: int = 0
+    last_refusal: tuple[int, int] | None = None
+    done_empty: bool = False  # an empty upload still sends one (empty) request
+
+    @classmethod
+    def begin(cls, client: SmpClient, data: bytes, target: ChunkTarget, chunk: int | None, resume: bool,
+              progress: Callable[[int], None] | None) -> _Pass:
+        """Ask the device for its buffers and where it stands; the pass starts there."""
+        client.barrier()  # answers to requests of an earlier pass or session are flushed
+        buf_size, buf_count = device_params(client)
+        largest = min(chunk or 1 << 30, target.chunk_size(buf_size))
+        client.stats.chunk_bytes = largest
+        acked = target.start(client, data, resume, largest)
+        client.stats.resumed_from = max(client.stats.resumed_from, acked)
+        if progress is not None and acked:
+            progress(acked)
+        return cls(client, data, target, progress, largest, largest, max(1, min(MAX_WINDOW, buf_count - 1)), acked,
+                   next_off=acked, verified=acked, done_empty=bool(data))
+
+    def fill(self, limit: int) -> None:
+        """Send requests until the window is full or every byte up to `limit` is in flight."""
+        while len(self.in_flight) < self.window and (self.next_off < limit or not self.done_empty):
+            piece = self.data[self.next_off:min(limit, self.next_off + self.size)]
+            payload = self.target.request(self.next_off, piece, len(self.data))
+            seq, _ = self.client.send(sp.OP_WRITE, self.target.group, self.target.command, payload)
+            self.next_off += len(piece)
+            self.in_flight[seq] = self.next_off
+            self.done_empty = True
+
+    def receive(self) -> tuple[sp.SmpMessage | None, tuple[int, int] | None] | None:
+        """The next answer to a request in flight and its error; (None, None) when lost; None to ignore."""
+        client = self.client
+        wire = client.framing.wire_bytes(self.size + SMP_OVERHEAD) * len(self.in_flight)
+        reply, broken = client.receive(self.target.group, client.timeout(wire))
+        if broken:
+            return None  # some response was mangled
+        if reply is not None and (reply.command != self.target.command or reply.sequence not in self.in_flight):
+            return None  # a late answer to another request of this group, or to one we gave up on
+        error = None if reply is None else reply.error()
+        if reply is not None and not client.framing.crc and self.failures < client.retries \
+                and self.target.suspect(reply, error):
+            self.last_refusal = error or self.last_refusal  # maybe a corrupted request or answer on the unchecked link
+            return None, None  # so treat it as lost
+        return reply, error
+
+    def lost(self) -> None:
+        """Nothing came back: resend from the last confirmed offset; halve the chunk after a few tries."""
+        self.failures += 1
+        self.client.stats.retries += len(self.in_flight)
+        self.in_flight.clear()
+        self.next_off = self.acked  # go back: resend from the last confirmed offset
+        self.client.resync()
+        if self.failures < (SMALLEST_TRIES if self.size <= MIN_CHUNK else FAST_TRIES):
+            return
+        if self.size <= MIN_CHUNK:
+            refusal = f" (last device error: group {self.last_refusal[0]} rc {self.last_refusal[1]})" \
+                if self.last_refusal else ""
+            raise NoResponse(
+                f"upload stalled at byte {self.acked} of {len(self.data)} after {self.failures} lost requests{refusal}",
+                where=f"{self.client.link.url}:{self.target.label}",
+                hint="the line is too noisy or the device stopped answering; flash again to resume",
+            )
+        self.size, self.failures, self.streak = max(MIN_CHUNK, self.size // 2), 0, 0
+        self.client.stats.chunk_bytes = min(self.client.stats.chunk_bytes, self.size)
+
+    def answered(self, reply: sp.SmpMessage, error: tuple[int, int] | None) -> None:
+        """The device answered a request in flight: settle it and every earlier one, go on from its offset."""
+        sent_end = self.in_flight[reply.sequence]
+        for seq in list(self.in_flight):  # in-order device: this answer settles every earlier request
+            del self.in_flight[seq]
             if seq == reply.sequence:
                 break
-        new, refused = target.device_offset(reply, error, sent_end)
+        new, refused = self.target.device_offset(reply, error, sent_end)
         if refused:
             new = count_value(new)
-            new = new if new is not None and new <= len(data) else 0
-            in_flight.clear()
-            failures += 1
-            streak = 0
+            new = new if new is not None and new <= len(self.data) else 0
+            self.in_flight.clear()
+            self.failures += 1
+            self.streak = 0
         else:
             assert isinstance(new, int)
-            if new > len(data):
-                raise UploadError(f"device acknowledged offset {new} beyond the {len(data)}-byte upload",
-                                  where=target.label)
-            failures = 0
-            streak += 1
-            if streak >= GROW_AFTER and size < largest:
-                size, streak = min(largest, size * 2), 0
-        if progress is not None and new != acked:
-            progress(new - acked)
-        if new < acked or not in_flight:
-            next_off = new  # the device has less than we thought (or nothing is in flight): go on from there
-        if new < verified:
-            verified = 0  # the upload shrank (a corrupt offset 0 restarts it): check it all again
-        acked = new
+            if new > len(self.data):
+                raise UploadError(f"device acknowledged offset {new} beyond the {len(self.data)}-byte upload",
+                                  where=self.target.label)
+            self.failures = 0
+            self.streak += 1
+            if self.streak >= GROW_AFTER and self.size < self.largest:
+                self.size, self.streak = min(self.largest, self.size * 2), 0
+        if self.progress is not None and new != self.acked:
+            self.progress(new - self.acked)
+        if new < self.acked or not self.in_flight:
+            self.next_off = new  # the device has less than we thought (or nothing is in flight): go on from there
+        if new < self.verified:
+            self.verified = 0  # the upload shrank (a corrupt offset 0 restarts it): check it all again
+        self.acked = new
