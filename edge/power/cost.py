@@ -279,7 +279,9 @@ def layer_table_markdown(cost: InferenceCost, top: int | None = None) -> str:
         f"Model `{Path(cost.model).name}` ({cost.model_bytes:,} B) on **{cost.mcu}** ({cost.core}, "
         f"{cost.clock_hz / 1e6:.0f} MHz, {cost.kernels} kernels): {cost.macs:,} MACs, "
         f"{cost.latency_ms:.2f} ms ({cost.latency_ms * lo:.2f}-{cost.latency_ms * hi:.2f}), "
-        f"{cost.energy_uJ:.1f} uJ ({e_lo:.1f}-{e_hi:.1f}) per inference (estimate, band x{lo:.2f}-x{hi:.2f})",
+        f"{cost.energy_uJ:.1f} uJ ({e_lo:.1f}-{e_hi:.1f}) per inference ("
+        + (f"lower bound; expected within the band x{lo:.2f}-x{hi:.2f} above it)" if lo > 1
+           else f"estimate, band x{lo:.2f}-x{hi:.2f})"),
         "",
         f"- backed by: {cost.basis}",
         f"- measured points of this MCU with this kernel set: "
