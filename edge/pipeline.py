@@ -54,7 +54,7 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec("profile", "edge.power.stages:run_profile", ("target", "battery"), ("ai-edge-litert",)),
     StageSpec("battery", "edge.power.stages:run_battery", ("battery",), ("numpy", "matplotlib")),
-    StageSpec("report", "edge.report.build:run_stage", (), ("ai-edge-litert", "numpy", "matplotlib")),
+    StageSpec("report", "edge.report.build:run_stage", (), ("ai-edge-litert", "tflite-micro", "numpy", "matplotlib")),
 )
 STAGE_NAMES = tuple(spec.name for spec in STAGES)
 

@@ -8,7 +8,7 @@ from edge.pipeline import STAGE_NAMES
 from edge.report.content import Section, Table
 from edge.report.gather import RunView
 
-REPORT_TOOLS = ("ai-edge-litert", "numpy", "matplotlib")
+REPORT_TOOLS = ("ai-edge-litert", "tflite-micro", "numpy", "matplotlib")
 
 
 def _citations(view: RunView) -> list[list[str]]:
