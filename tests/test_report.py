@@ -145,6 +145,7 @@ def test_a_changed_artifact_is_reported_not_read(tmp_path: Path) -> None:
     assert any("data.dataset" in p for p in card["problems"])
     overview = report["sections"][0]
     assert any("export" in p for p in overview["problems"])  # stages not run are said, not hidden
+    assert any("data.dataset" in p for p in overview["problems"])
 
 
 def _run_with_export(runs: Path, name: str, seed: int, top1: float, lr: float = 0.002) -> Path:

@@ -56,6 +56,11 @@ def overview(view: RunView, sections: list[Section]) -> Section:
     missing = [s for s in UPSTREAM if view.record(s) is None]
     if missing:
         sec.problems.append(f"stages not run: {', '.join(missing)} (their sections are empty)")
+    if view.problems:
+        changed = ", ".join(sorted(view.problems))
+        sec.problems.append(f"artifacts changed since their stage wrote them, not read: {changed} (did another run "
+                            "export to the same build folder? rerun with `edge run --force export` or set "
+                            "export.build_dir)")
     return sec
 
 
