@@ -187,6 +187,10 @@ class ExportConfig(Section):
     opset: int = Field(17, ge=17, le=23, description="ONNX opset of model.onnx")
     arena_margin_fraction: float = Field(0.05, ge=0, le=1, description="kTensorArenaSize = measured x (1 + this)")
     min_tflm_agreement: float = Field(0.99, ge=0, le=1, description="fail if TFLM top-1 agreement is lower")
+    agreement_basis: Literal["decisive", "all"] = Field(
+        "decisive", description="'decisive': the agreement gate counts the test images whose QAT top-1 margin is at "
+        "least 4 int8 output steps (smaller margins are ties an int8 output cannot resolve) and fails when over 10 % "
+        "are such near-ties; 'all': every test image (report.json gives both)")
     max_size_fraction: float | None = Field(
         0.10, gt=0, le=1, description="fail if int8 bytes exceed this share of the unpruned float32 bytes "
         "(checked when the model was pruned; null = report only)")

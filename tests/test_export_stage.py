@@ -103,7 +103,7 @@ def _ties(n: int, disagree: int) -> dict:
 def test_agreement_gate_states_its_statistics_and_fails_with_exit_4(tmp_path: Path) -> None:
     from edge.export.stage import _gates
 
-    cfg = RunConfig().export
+    cfg = RunConfig.model_validate({"export": {"agreement_basis": "all"}}).export
     with pytest.raises(ExportError) as err:
         _gates(cfg, {"top1_agreement": 0.95}, {}, pruned=False, reference="PyTorch fake-quant (QAT)",
                ties=_ties(200, 10))
@@ -195,3 +195,37 @@ def test_replacing_another_runs_export_is_noted_and_flash_finds_the_run(tmp_path
     run.notes.clear()
     _note_previous_run(run, out)
     assert run.notes == []  # the same run again: nothing to say
+
+
+def _near_ties(n: int, near: int, flipped_near: int, flipped_decisive: int) -> dict:
+    """tie_analysis of n images: `near` have a reference margin of 0.05 (below the 0.1 threshold); the first
+    `flipped_near` of those and `flipped_decisive` clear-margin images disagree."""
+    from edge.export.parity import tie_analysis
+
+    reference = np.tile([[2.0, 0.0]], (n, 1))
+    reference[:near] = [1.0, 0.95]
+    logits = reference.copy()
+    logits[:flipped_near] = [0.0, 1.0]
+    logits[near:near + flipped_decisive] = [0.0, 2.0]
+    return tie_analysis(logits, reference, threshold=0.1)
+
+
+@pytest.mark.parametrize(("near", "flipped_near", "flipped_decisive", "passes"), [
+    (10, 3, 0, True),     # 0.985 overall, but every disagreement is a near-tie: decisive agreement 1.0
+    (10, 0, 3, False),    # three clear disagreements: decisive 0.984 < 0.99
+    (25, 1, 0, False),    # 12.5 % near-ties: too many to judge on the decisive rest
+    (0, 0, 1, True),      # 199/200 decisive agreement 0.995
+])
+def test_decisive_agreement_gate(near: int, flipped_near: int, flipped_decisive: int, passes: bool) -> None:
+    """The default gate (export.agreement_basis=decisive) forgives near-ties only, and only a few of them."""
+    from edge.export.stage import _gates
+
+    cfg = RunConfig().export
+    ties = _near_ties(200, near, flipped_near, flipped_decisive)
+    agreement = ties["agreeing_images"] / ties["images"]
+    if passes:
+        _gates(cfg, {"top1_agreement": agreement}, {}, pruned=False, reference="x", ties=ties)
+    else:
+        with pytest.raises(ExportError, match="on the decisive images \\(export.agreement_basis=decisive\\), "
+                                              "with at most 10% near-ties"):
+            _gates(cfg, {"top1_agreement": agreement}, {}, pruned=False, reference="x", ties=ties)
