@@ -226,6 +226,6 @@ def test_decisive_agreement_gate(near: int, flipped_near: int, flipped_decisive:
     if passes:
         _gates(cfg, {"top1_agreement": agreement}, {}, pruned=False, reference="x", ties=ties)
     else:
-        with pytest.raises(ExportError, match="on the decisive images \\(export.agreement_basis=decisive\\), "
-                                              "with at most 10% near-ties"):
+        with pytest.raises(ExportError, match=r"on the decisive images \(export\.agreement_basis=decisive\), "
+                                              r"with at most 10% near-ties"):
             _gates(cfg, {"top1_agreement": agreement}, {}, pruned=False, reference="x", ties=ties)
