@@ -68,7 +68,8 @@ def summary(run_dir: str | Path) -> str:
         text = _line(stage, record.metrics, manifest) if record else None
         if text:
             lines.append(f"  {stage:8s} {text}")
-    reports = [_shown(manifest, record.outputs[key].path) for stage, key in (("export", "report_md"),
+    reports = [_shown(manifest, record.outputs[key].path) for stage, key in (("report", "report_html"),
+                                                                               ("export", "report_md"),
                                                                                ("battery", "summary"))
                if (record := manifest.stages.get(stage)) and key in record.outputs]
     if reports:
