@@ -91,3 +91,15 @@ def test_hflip_off_never_mirrors():
     assert torch.equal(plain, augment_batch(x, torch.Generator().manual_seed(3), hflip=False))
     assert left_brighter(plain).all()
     assert not left_brighter(augment_batch(x, torch.Generator().manual_seed(3), hflip=True)).all()
+
+
+def test_schedule_and_patience_follow_the_data():
+    """epochs=null: about train.target_steps optimizer steps, 15..max_epochs; patience 30 % of it, >= 6."""
+    from edge.config import TrainConfig
+    from edge.training.train import epochs_for, patience_for
+
+    train = TrainConfig()
+    assert [epochs_for(train, n) for n in (4000, 1259, 318, 100_000)] == [15, 45, 150, 15]
+    assert epochs_for(TrainConfig(max_epochs=60), 318) == 60 and epochs_for(TrainConfig(epochs=7), 318) == 7
+    assert [patience_for(train, e) for e in (15, 45, 150)] == [6, 14, 45]
+    assert patience_for(TrainConfig(early_stop_patience=3), 45) == 3

@@ -34,12 +34,18 @@ def epochs_for(train: TrainConfig, n_train: int) -> int:
     return max(min(MIN_EPOCHS, train.max_epochs), min(train.max_epochs, wanted))
 
 
+def patience_for(train: TrainConfig, epochs: int) -> int:
+    """Early-stopping patience: `train.early_stop_patience`, or (null) 30 % of the schedule, at least 6."""
+    return train.early_stop_patience if train.early_stop_patience is not None else max(6, math.ceil(0.3 * epochs))
+
+
 def fit_config(train: TrainConfig, n_train: int, **changes: Any) -> FitConfig:
     """The loop settings of a TrainConfig for `n_train` training images (the distillation weights included)."""
+    epochs = epochs_for(train, n_train)
     base = FitConfig(
-        epochs=epochs_for(train, n_train), batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
+        epochs=epochs, batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
         warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
-        patience=train.early_stop_patience, target_val_top1=train.target_val_top1, augment=train.augment,
+        patience=patience_for(train, epochs), target_val_top1=train.target_val_top1, augment=train.augment,
         hflip=train.hflip, seed=train.seed, distill_alpha=train.distill.alpha,
         distill_temperature=train.distill.temperature,
     )
