@@ -11,14 +11,14 @@ from edge.argtypes import non_negative_int, positive_int
 from edge.errors import ConfigError, DeviceError
 from edge.firmware_bridge.cli_args import add_framing, add_port, framing_of, wire_log, writable_file
 from edge.firmware_bridge.model_check import checked_model
-from edge.paths import DEFAULT_MCU
+from edge.paths import DEFAULT_MCU, DEFAULT_RUN, RUNS_DIR, exported_model
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
     from edge.firmware_bridge.image import Mark
 
-DEFAULT_MODEL = Path("build/cortex-m/model_int8.tflite")
+DEFAULT_MODEL = exported_model()  # build/cortex-m/model_int8.tflite
 
 
 def manifest_sha256(model: Path, runs_dir: Path, run: str) -> str | None:
@@ -39,7 +39,7 @@ def run_of_export(model: Path) -> str:
     """The run whose export wrote `model` (its folder's report.json names it), else 'default'."""
     from edge.export.report import exported_run
 
-    return exported_run(model.parent) or "default"
+    return exported_run(model.parent) or DEFAULT_RUN
 
 
 def _progress_bar(total: int, name: str, quiet: bool) -> tqdm:
@@ -125,7 +125,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(
             "no input tensor and no model to shape one", where="edge bench",
-            hint="pass --model build/cortex-m/model_int8.tflite or --input tensor.bin",
+            hint=f"pass --model {DEFAULT_MODEL} or --input tensor.bin",
         )
     with wire_log(args) as log, monitor_session(args) as probe, \
             SerialLink(args.port, args.baud, timeout_s=args.timeout, log=log) as link, tqdm(
@@ -197,7 +197,7 @@ def _add_flash(subparsers: argparse._SubParsersAction) -> None:
     flash.add_argument("--sha256", help="expected sha256 (default: from runs/RUN/manifest.json if it lists the file)")
     flash.add_argument("--run", help="run whose manifest holds the model's sha256 (default: the run named in "
                        "report.json next to the model, else 'default')")
-    flash.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    flash.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     flash.add_argument("--quiet", action="store_true", help="no progress bar")
     flash.add_argument("--force", action="store_true", help="send --model even if it is not a TFLite model that "
                        "TFLite Micro can run (checked before the board is touched)")
