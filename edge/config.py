@@ -339,7 +339,7 @@ def user_settings(
     return tree, origin
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -355,21 +355,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml_file(path: Path, what: str) -> Any:
-    """A YAML file's data; unreadable, non-UTF-8, malformed or duplicate-key files raise ConfigError
-    naming the file and the line (or byte)."""
+def read_utf8(path: Path, what: str) -> str:
+    """A text file's contents; unreadable or non-UTF-8 files raise ConfigError naming the file, line and byte."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {what}: {exc.strerror}", where=str(path)) from exc
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{what} is not UTF-8 text: byte {exc.start} is 0x{raw[exc.start]:02x}",
                           where=f"{path}:{line}", hint="save the file as UTF-8") from exc
+
+
+def read_yaml_file(path: Path, what: str) -> Any:
+    """A YAML file's data; unreadable, non-UTF-8, malformed or duplicate-key files raise ConfigError
+    naming the file and the line (or byte)."""
+    text = read_utf8(path, what)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no tags run code
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: no tags run code
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

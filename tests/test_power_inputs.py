@@ -172,3 +172,25 @@ def test_rated_capacity_must_agree_with_the_capacity_table(tmp_path: Path) -> No
         "field 'capacity_mAh': capacity_mAh 1 disagrees with capacity_vs_load, which gives 3500 mAh at "
         "rated_current_mA 25")
     assert err.value.where == f"{path}:7"
+
+
+@pytest.mark.parametrize(("tail", "message"), [
+    (b"\xff\xfe bad: 1\n", "profile is not UTF-8 text: byte "),
+    (b"name: again\n", "not valid YAML: key 'name' appears twice (lines 2 and "),
+    (b"]\n", "not valid YAML: "),
+])
+def test_unreadable_part_profile_is_named_with_its_line(tail: bytes, message: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A non-UTF-8 file, a key given twice or broken YAML in a part's profile: exit 2 naming that file:line."""
+    root = tmp_path / "profiles"
+    shutil.copytree(profiles_dir(), root)
+    path = root / "cells" / "aa-lifes2.yaml"
+    lines = path.read_bytes().count(b"\n")
+    path.write_bytes(path.read_bytes() + tail)
+    monkeypatch.setenv("EDGE_POWER_PROFILES", str(root))
+    code = main(["battery", "check", "--inference-uJ", "1500", "--inference-ms", "150", "--runs", "5",
+                 "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "PASS" not in out
+    assert f"{path}:{lines + 1}: {message}" in err

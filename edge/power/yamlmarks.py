@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from edge.config import UniqueKeyLoader, read_utf8
 from edge.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -49,13 +50,9 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
 
 
 def load_marked(path: str | os.PathLike[str]) -> MarkedYaml:
-    """Read a YAML file; errors name the file and line."""
+    """Read a YAML file; errors (not UTF-8, not YAML, a key given twice) name the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read profile: {exc.strerror}", where=str(path)) from exc
-    loader = yaml.SafeLoader(text)
+    loader = UniqueKeyLoader(read_utf8(path, "profile"))  # a SafeLoader that refuses duplicate keys
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
