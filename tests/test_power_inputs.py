@@ -153,12 +153,18 @@ def test_bad_profile_field_exits_2_through_the_gate(tmp_path: Path, monkeypatch:
     assert old in text
     path.write_text(text.replace(old, new))
     line = text[: text.index(old)].count("\n") + 1
+    assert f"{path}:{line}: field '{field}'" in _refused_by_the_gate(root, tmp_path, monkeypatch, capsys)
+
+
+def _refused_by_the_gate(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> str:
+    """`edge battery check` with the profiles under `root`: asserts exit 2 and no PASS; returns stderr."""
     monkeypatch.setenv("EDGE_POWER_PROFILES", str(root))
     code = main(["battery", "check", "--inference-uJ", "1500", "--inference-ms", "150", "--runs", "5",
                  "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert code == 2 and "PASS" not in out
-    assert f"{path}:{line}: field '{field}'" in err
+    return err
 
 
 def test_rated_capacity_must_agree_with_the_capacity_table(tmp_path: Path) -> None:
@@ -188,9 +194,4 @@ def test_unreadable_part_profile_is_named_with_its_line(tail: bytes, message: st
     path = root / "cells" / "aa-lifes2.yaml"
     lines = path.read_bytes().count(b"\n")
     path.write_bytes(path.read_bytes() + tail)
-    monkeypatch.setenv("EDGE_POWER_PROFILES", str(root))
-    code = main(["battery", "check", "--inference-uJ", "1500", "--inference-ms", "150", "--runs", "5",
-                 "--out", str(tmp_path / "out")])
-    out, err = capsys.readouterr()
-    assert code == 2 and "PASS" not in out
-    assert f"{path}:{lines + 1}: {message}" in err
+    assert f"{path}:{lines + 1}: {message}" in _refused_by_the_gate(root, tmp_path, monkeypatch, capsys)
