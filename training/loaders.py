@@ -131,10 +131,8 @@ def _list_class_images(folder: Path, classes: list[str], prefix: str) -> tuple[l
     ignored = 0
     empty = []
     for index, name in enumerate(classes):
-        class_dir = folder / name
-        files = sorted(p for p in class_dir.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)) \
-            if class_dir.is_dir() else []
+        files = sorted(p for p in (folder / name).rglob("*")  # nothing when a split lacks the class
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         ignored += len(files) - len(images)
         if not images:
