@@ -44,9 +44,8 @@ def dims_of(cfg: PruneConfig) -> Dims:
     return Dims(heads=cfg.heads, mlp=cfg.mlp, embed=cfg.embed, min_embed=cfg.min_embed_dim)
 
 
-#: With prune.max_drop, a step before the last may fine-tune up to this many times its epochs to get back
-#: within the drop (it stops as soon as it is), before it counts as too costly; the last step has its
-#: final epochs instead.
+#: With prune.max_drop, a step still out of the drop after its fine-tuning gets up to (this - 1) x its epochs
+#: more, ending as soon as it is back within the drop, before it counts as too costly.
 RECOVERY_FACTOR = 3
 
 
@@ -127,16 +126,15 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
         prune_to(student, plan, cfg.importance, _importance_batches(train, cfg, step))
         current = spec_of(student, spec)
         pruned_top1 = evaluate(student, *val)[0]
-        last = step == cfg.steps
-        epochs = each_epochs + final_epochs if last else each_epochs * (RECOVERY_FACTOR if kept is not None else 1)
-        target = reference_top1 - cfg.max_drop if kept is not None and not last else None
-        top1 = pruned_top1
-        if epochs:
-            fitted = fit(student, train, val, finetune_config(cfg, epochs, target, hflip), teacher=teacher,
-                         desc=f"prune step {step}/{cfg.steps} fine-tune")
-            student.load_state_dict(fitted.best_state)
-            top1 = fitted.best_val_top1
-            epochs = len(fitted.history)
+        epochs = each_epochs + (final_epochs if step == cfg.steps else 0)
+        top1, epochs = _finetune(student, teacher, train, val, finetune_config(cfg, epochs, hflip=hflip),
+                                 f"prune step {step}/{cfg.steps} fine-tune", pruned_top1)
+        if kept is not None and reference_top1 - top1 > cfg.max_drop and each_epochs:
+            top1, extra = _finetune(  # recovery: more epochs, ending as soon as it is back within max_drop
+                student, teacher, train, val,
+                finetune_config(cfg, each_epochs * (RECOVERY_FACTOR - 1), reference_top1 - cfg.max_drop, hflip),
+                f"prune step {step}/{cfg.steps} recovery", top1)
+            epochs += extra
         record = _record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started)
         result.steps.append(record)
         tqdm.write(f"[prune] step {step}/{cfg.steps}: {count_params(student):,} params, "
@@ -154,6 +152,21 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
     result.model, result.spec = student, current
     _check_budget(current, spec, budget if result.reached_budget else _hard_budget(cfg))
     return result
+
+
+def _finetune(student: VitLite, teacher: VitLite, train: Tensors, val: Tensors, cfg: FitConfig, desc: str,
+              top1: float) -> tuple[float, int]:
+    """Fine-tune `student` in place with distillation, keeping its best epoch (or its weights when no epoch
+    beats `top1`); returns (val top-1, epochs run)."""
+    if not cfg.epochs:
+        return top1, 0
+    before = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    fitted = fit(student, train, val, cfg, teacher=teacher, desc=desc)
+    if fitted.best_val_top1 >= top1:
+        student.load_state_dict(fitted.best_state)
+        return fitted.best_val_top1, len(fitted.history)
+    student.load_state_dict(before)
+    return top1, len(fitted.history)
 
 
 def _hard_budget(cfg: PruneConfig) -> Budget:
