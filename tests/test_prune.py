@@ -328,15 +328,17 @@ def test_accuracy_aware_pruning_stops_at_the_last_step_within_max_drop(tmp_path)
     run_stage_here(tmp_path, "prune")
     metrics = Manifest(tmp_path).stages["prune"].metrics
     steps = json.loads((tmp_path / "prune/steps.json").read_text())
-    reference = steps[0]["val_top1"]
-    assert reference == 1.0
+    from edge.training.prune import NOISE_Z
+
+    assert steps[0]["val_top1"] == 1.0
     rejected = [s for s in steps if s.get("accepted") is False]
-    assert len(rejected) == 1 and rejected[0] is steps[-1] and reference - rejected[0]["val_top1"] > 0
+    assert len(rejected) == 1 and rejected[0] is steps[-1] and rejected[0]["drop"] > NOISE_Z * rejected[0]["drop_se"]
     kept = steps[-2]
-    assert all(reference - s["val_top1"] <= 0 for s in steps[1:-1])
+    assert all(s["drop"] <= NOISE_Z * s["drop_se"] for s in steps[1:-1])
     assert metrics["reached_size_budget"] is False and metrics["kept_step"] == kept["step"]
     assert metrics["params"] == kept["params"] > 0.2 * 5091
-    assert metrics["stop_reason"].startswith(f"step {rejected[0]['step']} lost ")
+    assert metrics["stop_reason"].startswith(f"step {rejected[0]['step']} lost {rejected[0]['drop']:.4f} val top-1, "
+                                             "more than prune.max_drop 0.0 by over 1.28 standard errors")
     assert metrics["stop_reason"].endswith(f"kept the model of step {kept['step']}")
     model, _ = load_model(tmp_path / "prune/model.safetensors", tmp_path / "prune/model_spec.json")
     assert count_params(model) == kept["params"]
@@ -349,3 +351,16 @@ def test_fine_tuning_follows_the_training_schedule():
     assert finetune_epochs(PruneConfig(), 15) == (1, 3)
     assert finetune_epochs(PruneConfig(), 45) == (3, 9)
     assert finetune_epochs(PruneConfig(finetune_epochs=2, final_epochs=0), 45) == (2, 0)
+
+
+def test_paired_drop_counts_only_the_images_that_changed():
+    from edge.training.prune import paired_drop
+
+    before = torch.tensor([True] * 90 + [False] * 10)
+    after = before.clone()
+    after[:6] = False  # 6 lost
+    after[95:97] = True  # 2 gained
+    drop, se = paired_drop(before, after)
+    assert drop == 0.04
+    assert abs(se - (8 - 16 / 100) ** 0.5 / 100) < 1e-12
+    assert paired_drop(before, before) == (0.0, 0.0)
