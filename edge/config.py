@@ -124,7 +124,8 @@ class PruneConfig(Section):
     enabled: bool = Field(True, description="false: pass the trained model through unchanged")
     max_drop: float | None = Field(
         0.01, ge=0, le=1, description="accuracy-aware: stop at the last step whose val top-1 is within this of the "
-        "trained model's (absolute, 0.01 = 1 point); the size budget below is then the smallest model tried, "
+        "trained model's (absolute, 0.01 = 1 point; a larger drop within 1.28 standard errors of the val split's "
+        "noise still counts as within); the size budget below is then the smallest model tried, "
         "max_macs/flash_bytes/ram_bytes stay hard limits; null = prune to the budget whatever it costs")
     params_ratio: float | None = Field(0.30, gt=0, le=1, description="keep at most this share of the params")
     int8_ratio: float | None = Field(
