@@ -116,12 +116,13 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
     result = PruneResult(student, spec, [_record(0, spec, None, evaluate(teacher, *val)[0], 0, 0.0)])
     reference_top1 = result.steps[0]["val_top1"]
     reference_correct = _correct(teacher, val)
+    max_drop = cfg.max_drop
     if cfg.drop_blocks:
         result.dropped_blocks = drop_blocks(student, cfg.drop_blocks, _importance_batches(train, cfg, 0))
     current = spec_of(student, spec)
     for step in range(1, cfg.steps + 1):
         started = time.perf_counter()
-        kept = copy.deepcopy(student) if cfg.max_drop is not None else None
+        kept = copy.deepcopy(student) if max_drop is not None else None
         plan = final_plan if step == cfg.steps else solve_plan(shallow, budget.at_step(spec, step, cfg.steps), dims)
         plan = _between(plan, final_plan, current)
         torch.manual_seed(cfg.seed + step)
@@ -131,23 +132,23 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
         epochs = each_epochs + (final_epochs if step == cfg.steps else 0)
         top1, epochs = _finetune(student, teacher, train, val, finetune_config(cfg, epochs, hflip=hflip),
                                  f"prune step {step}/{cfg.steps} fine-tune", pruned_top1)
-        if kept is not None and reference_top1 - top1 > cfg.max_drop and each_epochs:
+        if max_drop is not None and reference_top1 - top1 > max_drop and each_epochs:
             top1, extra = _finetune(  # recovery: more epochs, ending as soon as it is back within max_drop
                 student, teacher, train, val,
-                finetune_config(cfg, each_epochs * (RECOVERY_FACTOR - 1), reference_top1 - cfg.max_drop, hflip),
+                finetune_config(cfg, each_epochs * (RECOVERY_FACTOR - 1), reference_top1 - max_drop, hflip),
                 f"prune step {step}/{cfg.steps} recovery", top1)
             epochs += extra
         record = _record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started)
         result.steps.append(record)
         tqdm.write(f"[prune] step {step}/{cfg.steps}: {count_params(student):,} params, "
                    f"val_top1 {pruned_top1:.4f} after pruning, {top1:.4f} after fine-tuning")
-        if kept is None:
+        if kept is None or max_drop is None:
             continue
         drop, se = paired_drop(reference_correct, _correct(student, val))
         record.update({"drop": round(drop, 4), "drop_se": round(se, 4)})
-        if drop - cfg.max_drop > NOISE_Z * se and _meets(spec_of(kept, spec), spec, cfg):
+        if drop - max_drop > NOISE_Z * se and _meets(spec_of(kept, spec), spec, cfg):
             record["accepted"] = False
-            result.stop_reason = (f"step {step} lost {drop:.4f} val top-1, more than prune.max_drop {cfg.max_drop} "
+            result.stop_reason = (f"step {step} lost {drop:.4f} val top-1, more than prune.max_drop {max_drop} "
                                   f"by over {NOISE_Z} standard errors ({se:.4f} on {len(val[1])} images): kept "
                                   f"the model of step {step - 1}")
             tqdm.write(f"[prune] {result.stop_reason}")
