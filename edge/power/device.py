@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.power.profiles import load_camera, load_cell, load_mcu, load_motion, load_radio
-from edge.power.schema import CellProfile, DeviceProfile
+from edge.power.schema import CameraProfile, CellProfile, DeviceProfile, McuProfile, MotionProfile, RadioProfile
 
 STATES = ("sleep", "wake", "capture", "inference", "uplink", "beacon")
 
@@ -75,6 +75,96 @@ class DeviceModel:
         return self.charge_uC(energy)
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """The profiles a device names."""
+
+    mcu: McuProfile
+    camera: CameraProfile
+    motion: MotionProfile
+    radio: RadioProfile | None
+    cell: CellProfile
+
+
+def _load_parts(device: DeviceProfile, root: Path | None) -> _Parts:
+    """Load the MCU, camera, motion sensor, radio (if any) and cell profiles of `device`."""
+    return _Parts(mcu=load_mcu(device.mcu, root), camera=load_camera(device.camera, root),
+                  motion=load_motion(device.motion, root),
+                  radio=load_radio(device.radio, root) if device.radio else None, cell=load_cell(device.cell, root))
+
+
+def _sleep_power_uW(device: DeviceProfile, parts: _Parts) -> float:
+    """Load power while asleep: MCU, PIR, other parts, the camera unless power-gated, the radio."""
+    mcu, cam, pir, radio = parts.mcu, parts.camera, parts.motion, parts.radio
+    sleep = mcu.sleep_power_uW + pir.quiescent_current_uA * pir.supply_V
+    sleep += device.other_sleep_current_uA * mcu.supply_V
+    if not device.camera_power_gated:
+        sleep += cam.standby_current_uA * cam.supply_V
+    if radio is not None:
+        sleep += radio.sleep_current_uA * radio.supply_V
+    return sleep
+
+
+def _capture(device: DeviceProfile, parts: _Parts) -> tuple[float, float]:
+    """(energy uJ, time ms) of one capture: camera power-up, settle + event frames, the MCU running throughout."""
+    cam, beh, run = parts.camera, device.behaviour, parts.mcu.run_power_uW
+    mode = cam.modes[device.camera_mode or cam.default_mode]
+    frames = cam.settle_frames + beh.frames_per_event
+    capture_ms = cam.power_up_time_ms + frames * mode.frame_time_ms + beh.frames_per_event * beh.capture_overhead_ms
+    capture = (cam.power_up_current_uA * cam.supply_V * cam.power_up_time_ms * 1e-3
+               + frames * cam.frame_energy_uJ(device.camera_mode) + run * capture_ms * 1e-3)
+    return capture, capture_ms
+
+
+@dataclass(frozen=True)
+class _RadioLoads:
+    """What the radio costs: per uplink (repeats included), its probability per event, and beacons."""
+
+    probability: float = 0.0
+    uplink_uJ: float = 0.0
+    uplink_ms: float = 0.0
+    beacon_uW: float = 0.0
+
+
+def _radio_loads(device: DeviceProfile, parts: _Parts) -> _RadioLoads:
+    """The uplink per accepted event (by behaviour.uplink) and the averaged beacon power; nothing without a radio."""
+    beh, radio, mcu = device.behaviour, parts.radio, parts.mcu
+    if radio is None:
+        return _RadioLoads()
+    prob = {"never": 0.0, "on_detection": beh.detection_fraction, "always": 1.0}[beh.uplink]
+    run = mcu.run_power_uW
+    packet_ms = radio.packet_time_ms(beh.payload_bytes)
+    uplink = beh.uplink_repeats * (radio.packet_energy_uJ(beh.payload_bytes) + run * packet_ms * 1e-3)
+    beacon = 0.0
+    if beh.beacon_interval_s:
+        one = radio.packet_energy_uJ(beh.payload_bytes) + mcu.wakeup_uJ + run * packet_ms * 1e-3
+        beacon = one / beh.beacon_interval_s
+    return _RadioLoads(probability=prob, uplink_uJ=uplink, uplink_ms=beh.uplink_repeats * packet_ms, beacon_uW=beacon)
+
+
+def _peaks(device: DeviceProfile, parts: _Parts, sleep_uW: float, pack_V: float, capture_ms: float,
+           inference_ms: float) -> tuple[PeakLoad, ...]:
+    """The battery current of each awake state: the sleeping parts (MCU excepted) + the MCU running + the
+    state's own part at its largest draw."""
+    mcu, cam, radio, beh = parts.mcu, parts.camera, parts.radio, device.behaviour
+    mode = cam.modes[device.camera_mode or cam.default_mode]
+
+    def batt_mA(power_uW: float) -> float:
+        return (power_uW / (pack_V * device.regulator_efficiency) + device.regulator_quiescent_current_uA) * 1e-3
+
+    base, run = sleep_uW - mcu.sleep_power_uW, mcu.run_power_uW
+    cam_uW = max(mode.active_current_uA * cam.supply_V, cam.power_up_current_uA * cam.supply_V)
+    peaks = [
+        PeakLoad("wake", batt_mA(base + run), beh.wake_active_ms),
+        PeakLoad("capture", batt_mA(base + run + cam_uW), capture_ms),
+        PeakLoad("inference", batt_mA(base + run), inference_ms),
+    ]
+    if radio is not None:
+        peaks.append(PeakLoad("uplink", batt_mA(base + run + radio.tx_current_uA * radio.supply_V),
+                              radio.packet_time_ms(beh.payload_bytes)))
+    return tuple(peaks)
+
+
 def build_device(
     device: DeviceProfile,
     inference_energy_uJ: float,
@@ -82,76 +172,34 @@ def build_device(
     root: Path | None = None,
 ) -> DeviceModel:
     """Compose the device from its parts; `inference_*` come from the cost model (one frame)."""
-    mcu = load_mcu(device.mcu, root)
-    cam = load_camera(device.camera, root)
-    pir = load_motion(device.motion, root)
-    radio = load_radio(device.radio, root) if device.radio else None
-    cell = load_cell(device.cell, root)
+    parts = _load_parts(device, root)
     beh = device.behaviour
-    mode = cam.modes[device.camera_mode or cam.default_mode]
-
-    sleep = mcu.sleep_power_uW + pir.quiescent_current_uA * pir.supply_V
-    sleep += device.other_sleep_current_uA * mcu.supply_V
-    if not device.camera_power_gated:
-        sleep += cam.standby_current_uA * cam.supply_V
-    if radio is not None:
-        sleep += radio.sleep_current_uA * radio.supply_V
-
-    run = mcu.run_power_uW
-    wake = mcu.wakeup_uJ + run * beh.wake_active_ms * 1e-3
-    frames = cam.settle_frames + beh.frames_per_event
-    cam_power = mode.active_current_uA * cam.supply_V
-    capture_ms = cam.power_up_time_ms + frames * mode.frame_time_ms + beh.frames_per_event * beh.capture_overhead_ms
-    capture = (cam.power_up_current_uA * cam.supply_V * cam.power_up_time_ms * 1e-3
-               + frames * cam.frame_energy_uJ(device.camera_mode) + run * capture_ms * 1e-3)
+    sleep = _sleep_power_uW(device, parts)
+    wake = parts.mcu.wakeup_uJ + parts.mcu.run_power_uW * beh.wake_active_ms * 1e-3
+    capture, capture_ms = _capture(device, parts)
     inference = beh.frames_per_event * inference_energy_uJ
     inference_ms = beh.frames_per_event * inference_latency_ms
-
-    uplink = uplink_ms = beacon = 0.0
-    prob = {"never": 0.0, "on_detection": beh.detection_fraction, "always": 1.0}[beh.uplink]
-    if radio is None:
-        prob = 0.0
-    else:
-        packet_ms = radio.packet_time_ms(beh.payload_bytes)
-        uplink_ms = beh.uplink_repeats * packet_ms
-        uplink = beh.uplink_repeats * (radio.packet_energy_uJ(beh.payload_bytes) + run * packet_ms * 1e-3)
-        if beh.beacon_interval_s:
-            one = radio.packet_energy_uJ(beh.payload_bytes) + mcu.wakeup_uJ + run * packet_ms * 1e-3
-            beacon = one / beh.beacon_interval_s
-    pack_V = cell.nominal_V * device.cells_in_series
-    eff = device.regulator_efficiency
-
-    def batt_mA(power_uW: float) -> float:
-        return (power_uW / (pack_V * eff) + device.regulator_quiescent_current_uA) * 1e-3
-
-    base = sleep - mcu.sleep_power_uW
-    peaks = [
-        PeakLoad("wake", batt_mA(base + run), beh.wake_active_ms),
-        PeakLoad("capture", batt_mA(base + run + max(cam_power, cam.power_up_current_uA * cam.supply_V)), capture_ms),
-        PeakLoad("inference", batt_mA(base + run), inference_ms),
-    ]
-    if radio is not None:
-        peaks.append(PeakLoad("uplink", batt_mA(base + run + radio.tx_current_uA * radio.supply_V),
-                              radio.packet_time_ms(beh.payload_bytes)))
+    radio = _radio_loads(device, parts)
+    pack_V = parts.cell.nominal_V * device.cells_in_series
     return DeviceModel(
         name=device.name,
-        cell=cell,
+        cell=parts.cell,
         cells_in_series=device.cells_in_series,
         cells_in_parallel=device.cells_in_parallel,
         pack_V=pack_V,
-        regulator_efficiency=eff,
+        regulator_efficiency=device.regulator_efficiency,
         regulator_quiescent_current_uA=device.regulator_quiescent_current_uA,
         min_voltage_V=device.min_voltage_V,
         sleep_power_uW=sleep,
         wake_energy_uJ=wake,
-        pulses_per_motion=pir.pulses_per_motion,
+        pulses_per_motion=parts.motion.pulses_per_motion,
         capture_energy_uJ=capture,
         inference_energy_uJ=inference,
-        uplink_energy_uJ=uplink,
-        uplink_probability=prob,
-        beacon_power_uW=beacon,
+        uplink_energy_uJ=radio.uplink_uJ,
+        uplink_probability=radio.probability,
+        beacon_power_uW=radio.beacon_uW,
         refractory_s=beh.refractory_s,
         inference_latency_ms=inference_latency_ms,
-        event_time_ms=capture_ms + inference_ms + prob * uplink_ms,
-        peaks=tuple(peaks),
+        event_time_ms=capture_ms + inference_ms + radio.probability * radio.uplink_ms,
+        peaks=_peaks(device, parts, sleep, pack_V, capture_ms, inference_ms),
     )

@@ -12,8 +12,11 @@ act only through the voltage limit (internal resistance, see battery.py). All ru
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -109,20 +112,27 @@ def temperature_by_day(device: DeviceProfile, days: np.ndarray) -> np.ndarray:
     return env.temperature_mean_C - env.temperature_seasonal_amplitude_C * np.cos(phase)
 
 
-def _event_source(device: DeviceProfile, opts: SimOptions, base_dir: Path | None
-                  ) -> tuple[EventSpec, float, np.ndarray | None]:
-    """The event process after overrides, its mean rate per day and, for replay, the trigger log."""
+class _EventSource(NamedTuple):
+    """The event process after overrides, its mean rate per day and, for replay, the trigger log (s)."""
+
+    spec: EventSpec
+    rate_per_day: float
+    log_s: np.ndarray | None
+
+
+def _event_source(device: DeviceProfile, opts: SimOptions, base_dir: Path | None) -> _EventSource:
+    """The device's event process with `opts`' overrides; a replay's rate is its log's."""
     spec: EventSpec = device.events
     if opts.process is not None:
         spec = spec.model_copy(update={"process": opts.process})
     rate = spec.rate_per_day if opts.event_rate_per_day is None else opts.event_rate_per_day
     if spec.process != "replay":
-        return spec, rate, None
+        return _EventSource(spec, rate, None)
     csv_path = Path(spec.replay_csv or "")
     if base_dir is not None and not csv_path.is_absolute():
         csv_path = base_dir / csv_path
     log_s = read_trigger_log(csv_path)
-    return spec, len(log_s) / max(np.ceil((log_s[-1] + 1) / DAY_S), 1.0), log_s
+    return _EventSource(spec, len(log_s) / max(np.ceil((log_s[-1] + 1) / DAY_S), 1.0), log_s)
 
 
 def _usable_capacity(model: DeviceModel, mean_uA: np.ndarray, m_cap: np.ndarray
@@ -163,7 +173,7 @@ class _Battery:
         with P the running product of (1 - k). A run ends on the first day its drawn charge reaches the
         usable limit; the crossing is interpolated within the day.
         """
-        q = sum(q_parts.values())
+        q: np.ndarray = functools.reduce(operator.add, q_parts.values())  # in BREAKDOWN's order, as sum() would
         n, days = q.shape
         cap = self.capacity[:, None]
         keep = np.cumprod(np.concatenate(([1.0], 1.0 - self_discharge_per_day(cell, temps[:-1]))))
@@ -193,82 +203,164 @@ class _Battery:
         self.remaining = rem[:, -1]
 
 
+@dataclass(frozen=True)
+class _Draws:
+    """Per-run Monte Carlo factors (all ones when the run is not uncertain)."""
+
+    sleep: np.ndarray
+    active: np.ndarray
+    rate: np.ndarray
+    capacity: np.ndarray
+    inference: np.ndarray
+
+
+def _draw(rng: np.random.Generator, device: DeviceProfile, opts: SimOptions) -> _Draws:
+    """The per-run factors, drawn in a fixed order (the seed's stream depends on it)."""
+    unc, n, on = device.uncertainty, opts.runs, opts.uncertain
+    return _Draws(sleep=_multipliers(rng, unc.sleep_current_rel_sigma, n, on),
+                  active=_multipliers(rng, unc.active_energy_rel_sigma, n, on),
+                  rate=_multipliers(rng, unc.event_rate_rel_sigma, n, on),
+                  capacity=_multipliers(rng, unc.capacity_rel_sigma, n, on),
+                  inference=band_factors(rng, opts.inference_band, n, on))
+
+
+@dataclass(frozen=True)
+class _Charges:
+    """Battery-side charges per run in mAh: per day (sleep, beacons) and per wake/capture/inference/uplink."""
+
+    sleep_day: np.ndarray
+    beacon_day: np.ndarray
+    per_event: dict[str, np.ndarray]
+    mean_uA: np.ndarray  # mean load current at the run's event rate
+
+    @property
+    def base_uA(self) -> np.ndarray:
+        """Sleep + beacons as a mean current."""
+        return (self.sleep_day + self.beacon_day) * 1000 / 24
+
+
+def _charges(model: DeviceModel, draws: _Draws, rate: float) -> _Charges:
+    """Each state's charge per unit for every run, and the run's mean load current."""
+    sleep_day = model.sleep_current_uA * 24.0 / 1000.0 * draws.sleep
+    beacon_day = model.charge_uC(model.beacon_power_uW * DAY_S) / UC_PER_MAH * draws.active
+    per_event = {name: model.charge_uC(energy) / UC_PER_MAH * draws.active for name, energy in (
+        ("wake", model.wake_energy_uJ * model.pulses_per_motion), ("capture", model.capture_energy_uJ),
+        ("inference", model.inference_energy_uJ), ("uplink", model.uplink_energy_uJ))}
+    per_event["inference"] = per_event["inference"] * draws.inference
+    extra_inf_uC = model.charge_uC(model.inference_energy_uJ) * (draws.inference - 1.0)
+    event_uC = (model.event_charge_uC() + extra_inf_uC) * draws.active
+    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * draws.rate * event_uC / DAY_S
+    return _Charges(sleep_day=sleep_day, beacon_day=beacon_day, per_event=per_event, mean_uA=mean_uA)
+
+
+def _run_loads(model: DeviceModel, device: DeviceProfile, charges: _Charges, rate_per_day: np.ndarray,
+               capacity: np.ndarray, dod_v: float) -> RunLoads:
+    """The per-run loads the analytic headroom needs."""
+    year = temperature_by_day(device, np.arange(366))
+    return RunLoads(
+        base_uA=charges.base_uA, event_uA=charges.mean_uA - charges.base_uA, rate_per_day=rate_per_day,
+        inference_uA=rate_per_day * charges.per_event["inference"] * 1000 / 24, capacity_mAh=capacity,
+        usable_fraction=float(min(dod_v, temperature_factor(model.cell, year).min())),
+        self_discharge_per_day=float(self_discharge_per_day(model.cell, year).mean()))
+
+
+def _horizon(model: DeviceModel, opts: SimOptions) -> tuple[int, float | None]:
+    """Days to simulate, and the cell's shelf life in days when it ends the simulation before max_years."""
+    total_days = int(np.ceil(opts.max_years * 365.25))
+    shelf_days = model.cell.shelf_life_years * 365.25 if model.cell.shelf_life_years else None
+    if shelf_days is not None and shelf_days <= total_days:
+        return int(np.ceil(shelf_days)), shelf_days
+    return total_days, None
+
+
+def _day_loads(model: DeviceModel, charges: _Charges, rng: np.random.Generator, motions: np.ndarray,
+               captures: np.ndarray) -> dict[str, np.ndarray]:
+    """Each state's charge per run and day ([runs, days]) from the day's motions and captures."""
+    n, days = motions.shape
+    uplinks = rng.binomial(captures, model.uplink_probability) if model.uplink_probability > 0 else 0 * captures
+    per_event = charges.per_event
+    return {
+        "sleep": np.broadcast_to(charges.sleep_day[:, None], (n, days)),
+        "beacon": np.broadcast_to(charges.beacon_day[:, None], (n, days)),
+        "wake": motions * per_event["wake"][:, None],
+        "capture": captures * per_event["capture"][:, None],
+        "inference": captures * per_event["inference"][:, None],
+        "uplink": uplinks * per_event["uplink"][:, None],
+    }
+
+
+@dataclass
+class _Counts:
+    """Motion events and captures simulated so far (all runs), and the day the simulation stopped."""
+
+    events: int = 0
+    captures: int = 0
+    days: int = 0
+
+
+def _discharge_days(model: DeviceModel, device: DeviceProfile, opts: SimOptions, rng: np.random.Generator,
+                    bat: _Battery, charges: _Charges, dod_v: float, total_days: int,
+                    source: _EventSource, rate_per_run: np.ndarray) -> _Counts:
+    """Draw the events chunk by chunk and discharge the battery until every run ends or total_days pass."""
+    spec, rate, log_s = source
+    n = opts.runs
+    counts = _Counts(days=total_days)
+    # bound the events held in memory at once (~EVENTS_PER_CHUNK) by shortening chunks at high rates
+    chunk = int(max(1, min(opts.chunk_days, EVENTS_PER_CHUNK // (n * max(rate, 1e-9) * float(rate_per_run.max())))))
+    day0 = 0
+    while day0 < total_days:
+        if not bat.alive.any():
+            counts.days = day0
+            break
+        days = min(chunk, total_days - day0)
+        run, t = generate(rng, spec, rate * rate_per_run, day0 * DAY_S, (day0 + days) * DAY_S, log_s)
+        keep = accepted(run, t, model.refractory_s)
+        counts.events += t.size
+        counts.captures += int(keep.sum())
+        key = run * days + ((t - day0 * DAY_S) // DAY_S).astype(np.int64)
+        motions = np.bincount(key, minlength=n * days).reshape(n, days)
+        captures = np.bincount(key[keep], minlength=n * days).reshape(n, days)
+        q_parts = _day_loads(model, charges, rng, motions, captures)
+        temps = temperature_by_day(device, np.arange(day0, day0 + days + 1))
+        bat.discharge(q_parts, day0, temps, model.cell, dod_v)
+        day0 += days
+    return counts
+
+
+def _lifetimes(bat: _Battery, cell: CellProfile, shelf_days: float | None, total_days: int,
+               warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's lifetime in days and whether it is censored (alive at the end); runs that reach the cell's
+    shelf life end there (not censored), with a warning."""
+    life = bat.life
+    censored = np.isnan(life)
+    if shelf_days is not None and censored.any():
+        life[censored] = shelf_days
+        warnings.append(f"{100 * censored.mean():.0f} % of the runs reach the cell's rated shelf life of "
+                        f"{cell.shelf_life_years:g} years ('{cell.name}'); their lifetime is capped there")
+        censored[:] = False
+    life[censored] = total_days
+    return life, censored
+
+
 def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOptions(),
              base_dir: Path | None = None) -> SimResult:
     """Monte Carlo lifetime of `model` (built from `device`) over `opts.runs` runs."""
     rng = np.random.default_rng(opts.seed)
     n = opts.runs
-    unc = device.uncertainty
-    spec, rate, log_s = _event_source(device, opts, base_dir)
-    m_sleep = _multipliers(rng, unc.sleep_current_rel_sigma, n, opts.uncertain)
-    m_active = _multipliers(rng, unc.active_energy_rel_sigma, n, opts.uncertain)
-    m_rate = _multipliers(rng, unc.event_rate_rel_sigma, n, opts.uncertain)
-    m_cap = _multipliers(rng, unc.capacity_rel_sigma, n, opts.uncertain)
-    m_inf = band_factors(rng, opts.inference_band, n, opts.uncertain)
+    source = _event_source(device, opts, base_dir)
+    draws = _draw(rng, device, opts)
+    charges = _charges(model, draws, source.rate_per_day)
+    capacity, dod_v, warnings = _usable_capacity(model, charges.mean_uA, draws.capacity)
+    loads = _run_loads(model, device, charges, source.rate_per_day * draws.rate, capacity, dod_v)
 
-    # charges per unit, in mAh (battery side)
-    sleep_day = model.sleep_current_uA * 24.0 / 1000.0 * m_sleep
-    beacon_day = model.charge_uC(model.beacon_power_uW * DAY_S) / UC_PER_MAH * m_active
-    per_event = {name: model.charge_uC(energy) / UC_PER_MAH * m_active for name, energy in (
-        ("wake", model.wake_energy_uJ * model.pulses_per_motion), ("capture", model.capture_energy_uJ),
-        ("inference", model.inference_energy_uJ), ("uplink", model.uplink_energy_uJ))}
-    per_event["inference"] = per_event["inference"] * m_inf
-    extra_inf_uC = model.charge_uC(model.inference_energy_uJ) * (m_inf - 1.0)
-    event_uC = (model.event_charge_uC() + extra_inf_uC) * m_active
-    mean_uA = (sleep_day + beacon_day) * 1000 / 24 + rate * m_rate * event_uC / DAY_S
-    capacity, dod_v, warnings = _usable_capacity(model, mean_uA, m_cap)
-    year = temperature_by_day(device, np.arange(366))
-    loads = RunLoads(
-        base_uA=(sleep_day + beacon_day) * 1000 / 24, event_uA=mean_uA - (sleep_day + beacon_day) * 1000 / 24,
-        rate_per_day=rate * m_rate, inference_uA=rate * m_rate * per_event["inference"] * 1000 / 24,
-        capacity_mAh=capacity, usable_fraction=float(min(dod_v, temperature_factor(model.cell, year).min())),
-        self_discharge_per_day=float(self_discharge_per_day(model.cell, year).mean()))
-
-    total_days = int(np.ceil(opts.max_years * 365.25))
-    shelf_days = model.cell.shelf_life_years * 365.25 if model.cell.shelf_life_years else None
-    shelf_capped = shelf_days is not None and shelf_days <= total_days
-    if shelf_capped:
-        total_days = int(np.ceil(shelf_days))
+    total_days, shelf_days = _horizon(model, opts)
     bat = _Battery(capacity=capacity, remaining=capacity.copy(), life=np.full(n, np.nan),
                    alive=np.full(n, dod_v > 0.0), drawn=np.zeros(n), parts={k: np.zeros(n) for k in BREAKDOWN},
                    soc=np.ones((total_days + 1, n), dtype=np.float32))
     bat.life[~bat.alive] = 0.0  # browns out at the first peak
-    n_events = n_captures = 0
-    # bound the events held in memory at once (~EVENTS_PER_CHUNK) by shortening chunks at high rates
-    chunk = int(max(1, min(opts.chunk_days, EVENTS_PER_CHUNK // (n * max(rate, 1e-9) * float(m_rate.max())))))
-    day0 = 0
-    while day0 < total_days:
-        if not bat.alive.any():
-            total_days = day0
-            break
-        days = min(chunk, total_days - day0)
-        run, t = generate(rng, spec, rate * m_rate, day0 * DAY_S, (day0 + days) * DAY_S, log_s)
-        keep = accepted(run, t, model.refractory_s)
-        n_events += t.size
-        n_captures += int(keep.sum())
-        key = run * days + ((t - day0 * DAY_S) // DAY_S).astype(np.int64)
-        motions = np.bincount(key, minlength=n * days).reshape(n, days)
-        captures = np.bincount(key[keep], minlength=n * days).reshape(n, days)
-        uplinks = rng.binomial(captures, model.uplink_probability) if model.uplink_probability > 0 else 0 * captures
-        q_parts = {
-            "sleep": np.broadcast_to(sleep_day[:, None], (n, days)),
-            "beacon": np.broadcast_to(beacon_day[:, None], (n, days)),
-            "wake": motions * per_event["wake"][:, None],
-            "capture": captures * per_event["capture"][:, None],
-            "inference": captures * per_event["inference"][:, None],
-            "uplink": uplinks * per_event["uplink"][:, None],
-        }
-        temps = temperature_by_day(device, np.arange(day0, day0 + days + 1))
-        bat.discharge(q_parts, day0, temps, model.cell, dod_v)
-        day0 += days
-    life = bat.life
-    censored = np.isnan(life)
-    if shelf_capped and censored.any():
-        life[censored] = shelf_days
-        warnings.append(f"{100 * censored.mean():.0f} % of the runs reach the cell's rated shelf life of "
-                        f"{model.cell.shelf_life_years:g} years ('{model.cell.name}'); their lifetime is capped there")
-        censored[:] = False
-    life[censored] = total_days
+    counts = _discharge_days(model, device, opts, rng, bat, charges, dod_v, total_days, source, draws.rate)
+    total_days = counts.days
+    life, censored = _lifetimes(bat, model.cell, shelf_days, total_days, warnings)
     soc = bat.soc[: total_days + 1]
     pct = np.percentile(soc, [5, 50, 95], axis=1)
     run_uA = bat.drawn / np.maximum(life, 1e-9) / 24.0 * 1000.0
@@ -283,8 +375,8 @@ def simulate(model: DeviceModel, device: DeviceProfile, opts: SimOptions = SimOp
         soc_p5=pct[0],
         soc_p50=pct[1],
         soc_p95=pct[2],
-        events=n_events,
-        captures=n_captures,
+        events=counts.events,
+        captures=counts.captures,
         warnings=warnings,
         capacity_mAh=float(np.median(capacity)),
         brownout_soc=1.0 - dod_v,
