@@ -20,30 +20,46 @@ from edge.power.tflite_graph import GraphOp
 
 def test_every_point_names_its_results_file() -> None:
     pts = fit.points()
-    assert len(pts) == 44 and {p.kernel_set for p in pts} >= {"tflm-cmsis-nn", "tflm-2.3-cmsis-nn", "x-cube-ai-10.2"}
+    assert len(pts) == 68 and {p.kernel_set for p in pts} >= {"tflm-cmsis-nn", "tflm-2.3-cmsis-nn", "x-cube-ai-10.2",
+                                                              "x-cube-ai-7.1", "tflm-cmsis-nn-mve"}
     for p in pts:
         assert p.latency_source.startswith("mlcommons/tiny_results_v") and p.latency_source.endswith("results.txt")
-    assert fit.benchmark_features()["vww"].macs == 7_489_664
+        assert p.runtime and p.round.startswith("v") and p.clock_hz > 0
+    assert len({(p.kernel_set, p.board, p.benchmark) for p in pts}) == len(pts)  # one point per measurement
+    vww = fit.benchmark_features()["vww"]
+    assert vww.macs == 7_489_664 and vww.mac_outputs == 142_848 + 88_704 + 2
+
+
+def test_reruns_are_repeats_not_points() -> None:
+    """Krai and cTuning reran OctoML's microTVM build (v1.1): listed with their source, not fitted twice."""
+    reps = fit.repeats()
+    keys = {(p.kernel_set, p.board, p.benchmark): p for p in fit.points()}
+    assert len(reps) == 14 and all(r.of in keys for r in reps)
+    nrf = next(r for r in reps if r.of == ("microtvm-cmsis-nn", "nRF5340-DK", "ad"))
+    assert nrf.submitter == "Krai" and nrf.latency_ms == pytest.approx(6.289, abs=1e-3)
+    assert nrf.latency_ms / keys[nrf.of].latency_ms == pytest.approx(1.0036, abs=1e-3)
 
 
 def test_cross_validation_figures() -> None:
     """The figures docs/power.md and the report quote (the LOBO thresholds of issue 11 are not all met)."""
     v = fit.validate(fit.cross_validate())
-    assert v.lobo_latency_median == pytest.approx(0.166, abs=0.005)
-    assert v.lobo_latency_worst == pytest.approx(0.556, abs=0.01)
-    assert v.lobo_energy_median == pytest.approx(0.159, abs=0.005)
+    assert v.lobo_latency_median == pytest.approx(0.130, abs=0.005)
+    assert v.lobo_latency_worst == pytest.approx(0.586, abs=0.01)  # X-CUBE-AI 8.1 VWW: fails the 35 % bound
+    assert v.lobo_energy_median == pytest.approx(0.130, abs=0.005)
     assert v.band_coverage >= 0.80
     assert v.band[0] < 1 < v.band[1]
 
 
 def test_kernel_set_fit_recovers_a_known_model() -> None:
-    feats = fit.benchmark_features()
-    truth = fit.Coefficients("t", 2.5, 0.4, 1.5, 2500.0, 5.0, 1, ("b",), {"b": 1.0})
-    pts = [fit.Point("t", "b", "cortex-m4", 100_000_000, "x", name, "v", "s",
+    feats = fit.benchmark_features()  # four benchmarks for five coefficients: add a depthwise-only model
+    feats["dw"] = fit.Features(macs=1e6, fc_macs=0.0, input_conv_macs=0.0, mac_outputs=1.1e5, ops=20.0,
+                               other_elements=1e3)
+    truth = fit.Coefficients("t", 2.5, 0.4, 1.5, 40.0, 2500.0, 5.0, 1, ("b",), {"b": 1.0})
+    pts = [fit.Point("t", "b", "cortex-m4", 100_000_000, "x", name, "v", "s", "rt",
                      truth.cycles(f) / 1e5, "src") for name, f in feats.items()]
     got = fit.fit("t", pts, feats)
     for f in feats.values():
-        assert got.cycles(f) == pytest.approx(truth.cycles(f), rel=0.02)
+        assert got.cycles(f) == pytest.approx(truth.cycles(f), rel=0.03)  # the ridge toward the prior: <= 2.7 %
 
 
 def test_instruction_level_kernel_file_is_used_per_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,6 +166,9 @@ def test_instruction_level_figures_are_lower_bounds_of_the_published_runs() -> N
     from edge.power.crosscheck import silicon_band, silicon_checks
 
     checks = silicon_checks("tflm-cmsis-nn", "cortex-m4")
-    assert len(checks) == 4 and all(c.covered_share > 0.8 for c in checks)
-    lo, hi = silicon_band("tflm-cmsis-nn", "cortex-m4")
-    assert 1.0 < lo < hi < 1.6  # silicon (EK-RA6M4, flash at 200 MHz) above the zero-wait-state counts
+    assert len(checks) == 4 and all(c.covered_share > 0.75 for c in checks)
+    by = {c.point.benchmark: c.factor for c in checks}
+    # all-file models (ad, ic): silicon (EK-RA6M4, flash at 200 MHz) above the zero-wait-state counts; kws and vww
+    # take DEPTHWISE_CONV_2D (not in the file) from the fit on silicon, so they do not measure the factor
+    assert 1.2 < by["ad"] < by["ic"] < 1.4 and 0.95 < by["kws"] < 1.1 and 0.95 < by["vww"] < 1.1
+    assert silicon_band("tflm-cmsis-nn", "cortex-m4") == (by["ad"], by["ic"])  # only the all-file models

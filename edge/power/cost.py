@@ -3,8 +3,8 @@
 int8/int16 ops on a Cortex-M4/M33 (DSP extension) use a kernel set fitted to published
 measurements (edge/power/fit.py; `optimized` = tflm-cmsis-nn, `reference` = tflm-reference):
 
-    MAC ops:    c_mac x MACs (+ c_fc x MACs for FULLY_CONNECTED/BATCH_MATMUL, + c_in x MACs for the
-                input convolution) + c_op
+    MAC ops:    c_mac x MACs + c_out x output elements (+ c_fc x MACs for FULLY_CONNECTED/BATCH_MATMUL,
+                + c_in x MACs for the input convolution) + c_op
     other ops:  elements x cycles_per_element[class] (MCU profile, estimate) + c_op
 
 When power_profiles/kernels/<kernel_set>-<core>.yaml (instruction-level figures per op and shape)
@@ -134,7 +134,8 @@ class _Plan:
             return op_cycles(costs, op.op_class, op.macs, op.elements), self.choice, "estimate"
         c = self.coef
         if op.op_class in MAC_CLASSES:
-            cycles = c.mac_op_cycles(op.op_class, op.macs, op.index == self.first_mac and op.op_class == "conv")
+            cycles = c.mac_op_cycles(op.op_class, op.macs, op.elements,
+                                     op.index == self.first_mac and op.op_class == "conv")
             return cycles, c.kernel_set, f"fitted {c.kernel_set}"
         per = getattr(costs, f"{op.op_class}_cycles_per_element")
         return op.elements * per + c.c_op, c.kernel_set, "estimate"

@@ -15,6 +15,8 @@ from edge.power import fit
 from edge.power.kernel_files import KernelFile, load_kernel_file
 from edge.power.tflite_graph import MAC_CLASSES
 
+MIN_COVERED = 0.95  # share of a point's predicted cycles that must come from the kernel file for the band
+
 
 @dataclass(frozen=True)
 class SiliconCheck:
@@ -36,7 +38,7 @@ def _op_cycles(kf: KernelFile, coef: fit.Coefficients, row: dict, input_conv: bo
     if cycles is not None:
         return cycles, True
     if row["op_class"] in MAC_CLASSES:
-        return coef.mac_op_cycles(row["op_class"], feats["macs"], input_conv), False
+        return coef.mac_op_cycles(row["op_class"], feats["macs"], feats["out_elements"], input_conv), False
     elements = feats["in_elements"] if row["op_class"] in ("reduce", "pooling") else feats["out_elements"]
     return elements * coef.c_el + coef.c_op, False
 
@@ -63,9 +65,9 @@ def silicon_checks(kernel_set: str, core: str) -> list[SiliconCheck]:
 
 
 def silicon_band(kernel_set: str, core: str) -> tuple[float, float] | None:
-    """(lowest, highest) measured / instruction-level factor over the set's points, or None."""
-    checks = silicon_checks(kernel_set, core)
-    if not checks:
-        return None
-    factors = [c.factor for c in checks]
-    return min(factors), max(factors)
+    """(lowest, highest) measured / instruction-level factor over the set's points whose predicted cycles come
+    from the file (at least MIN_COVERED of them), or None. A point that takes ops from the fit (e.g. the
+    depthwise layers of KWS and VWW) compares silicon with silicon for those ops, so it does not measure the
+    factor."""
+    factors = [c.factor for c in silicon_checks(kernel_set, core) if c.covered_share >= MIN_COVERED]
+    return (min(factors), max(factors)) if factors else None

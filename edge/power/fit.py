@@ -4,13 +4,17 @@ Points: power_profiles/measurements/mlperf_tiny.yaml (MLPerf Tiny results with t
 files; the features of the reference models). Per kernel set (runtime + kernel library, e.g.
 tflm-cmsis-nn, x-cube-ai-10.2) the cycles of one inference are
 
-    cycles = c_mac x MACs + c_in x MACs of the input convolution + c_op x ops + c_el x other elements
+    cycles = c_mac x MACs + c_fc x MACs of FULLY_CONNECTED/BATCH_MATMUL + c_in x MACs of the input
+             convolution + c_out x output elements of the MAC ops + c_op x ops + c_el x other elements
 
 (`c_in`: the first convolution sees 1-3 input channels, where SIMD kernels fall back to slow
-paths; `c_el` is fixed per set, the MLPerf models have too few element-wise ops to fit it).
-c_mac, c_in, c_op are fitted by least squares on the relative error, with a weak ridge toward a
-prior (a MAC ~2 cycles, an op ~3,000 cycles) so that a held-out benchmark never meets an
-unconstrained coefficient. Cross-validation: leave one benchmark out (all boards), leave one board
+paths; `c_out`: every output of a MAC op is requantized and stored, which the instruction-level
+figures measure at 52-79 cycles per output with CMSIS-NN on the Cortex-M4 (power_profiles/kernels/);
+a depthwise 3x3 output has only 9 MACs, so this term is most of its cost; `c_el` is fixed per set,
+the MLPerf models have too few element-wise ops to fit it). c_mac, c_fc, c_in, c_out, c_op are
+fitted by least squares on the relative error, with a weak ridge toward a prior (a MAC ~2 cycles,
+an output ~60, an op ~3,000 cycles) so that a held-out benchmark never meets an unconstrained
+coefficient. Cross-validation: leave one benchmark out (all boards), leave one board
 out; the spread of the held-out estimate/measured ratios is the model's band.
 """
 
@@ -26,11 +30,14 @@ import yaml
 
 from edge.power.inputs import check
 from edge.power.profiles import profiles_dir
+from edge.power.tflite_graph import MAC_CLASSES
 
-PARAMS = ("c_mac", "c_fc", "c_in", "c_op")
+PARAMS = ("c_mac", "c_fc", "c_in", "c_out", "c_op")
 # estimate: a DSP-extension core ~2 cycles/MAC; a weight read once (FULLY_CONNECTED, BATCH_MATMUL) ~0.5 more;
-# the input convolution ~2 more; interpreter dispatch ~3,000 cycles/op
-PRIOR = np.array([2.0, 0.5, 2.0, 3000.0])
+# the input convolution ~2 more; interpreter dispatch ~3,000 cycles/op. Cited: ~60 cycles per output of a MAC
+# op (power_profiles/kernels/tflm-cmsis-nn-cortex-m4.yaml, out_elements: CONV_2D 59.3, FULLY_CONNECTED 74.8,
+# BATCH_MATMUL 79.1; the MAC coefficient there, 1.9-2.4 cycles, agrees with the 2.0 above)
+PRIOR = np.array([2.0, 0.5, 2.0, 60.0, 3000.0])
 RIDGE = 0.05
 ELEMENT_CYCLES: dict[str, float] = {}  # estimate per element by set; none known better than the default
 DEFAULT_ELEMENT_CYCLES = 5.0
@@ -49,6 +56,7 @@ class Point:
     benchmark: str
     round: str
     submitter: str
+    runtime: str  # runtime and version as the system description states them
     latency_ms: float
     latency_source: str
     energy_uJ: float | None = None
@@ -61,18 +69,30 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """A published rerun of a point's software on the same board (another round or submitter)."""
+
+    of: tuple[str, str, str]  # (kernel_set, board, benchmark) of the point it repeats
+    round: str
+    submitter: str
+    latency_ms: float
+    latency_source: str
+
+
+@dataclass(frozen=True)
 class Features:
     """What the fitted model needs from a graph."""
 
     macs: float
     fc_macs: float  # FULLY_CONNECTED + BATCH_MATMUL: every weight read once
     input_conv_macs: float
+    mac_outputs: float  # output elements of the MAC ops (conv, depthwise, fully_connected, matmul)
     ops: float
     other_elements: float
 
     def row(self) -> np.ndarray:
         """The fitted features, in PARAMS order."""
-        return np.array([self.macs, self.fc_macs, self.input_conv_macs, self.ops])
+        return np.array([self.macs, self.fc_macs, self.input_conv_macs, self.mac_outputs, self.ops])
 
 
 @dataclass(frozen=True)
@@ -83,21 +103,24 @@ class Coefficients:
     c_mac: float
     c_fc: float
     c_in: float
+    c_out: float
     c_op: float
     c_el: float
     points: int
     boards: tuple[str, ...]
     board_scale: dict[str, float]  # per board (memory wait states, core): measured / model, geometric mean 1
 
-    def mac_op_cycles(self, op_class: str, macs: float, input_conv: bool) -> float:
-        """Cycles of one MAC op (conv, depthwise, fully_connected, matmul) on the set's mean board."""
-        cycles = macs * self.c_mac + self.c_op
+    def mac_op_cycles(self, op_class: str, macs: float, outputs: float, input_conv: bool) -> float:
+        """Cycles of one MAC op (conv, depthwise, fully_connected, matmul) with `outputs` output elements,
+        on the set's mean board."""
+        cycles = macs * self.c_mac + outputs * self.c_out + self.c_op
         cycles += macs * self.c_fc if op_class in ("fully_connected", "matmul") else 0.0
         return cycles + (macs * self.c_in if input_conv else 0.0)
 
     def cycles(self, f: Features, board: str | None = None) -> float:
         """Cycles of one inference with these features (on `board` if it has points, else the set's mean)."""
-        base = float(np.array([self.c_mac, self.c_fc, self.c_in, self.c_op]) @ f.row() + self.c_el * f.other_elements)
+        theta = np.array([self.c_mac, self.c_fc, self.c_in, self.c_out, self.c_op])
+        base = float(theta @ f.row() + self.c_el * f.other_elements)
         return base * self.board_scale.get(board or "", 1.0)
 
 
@@ -123,15 +146,27 @@ def points(root: Path | None = None) -> list[Point]:
     return out
 
 
+def repeats(root: Path | None = None) -> list[Repeat]:
+    """Reruns listed beside the points (not fitted: they would count one measurement twice)."""
+    path = str(data_file(root))
+    out = []
+    for i, r in enumerate(_load(path).get("repeats", [])):
+        check(r["latency_ms"], f"repeats.{i}.latency_ms", path)
+        of = r["of"]
+        out.append(Repeat((of["kernel_set"], of["board"], of["benchmark"]), r["round"], r["submitter"],
+                          r["latency_ms"], r["latency_source"]))
+    return out
+
+
 def benchmark_features(root: Path | None = None) -> dict[str, Features]:
     """Features of the MLPerf Tiny reference models, from the measurements file."""
     out = {}
     for name, m in _load(str(data_file(root)))["models"].items():
         by = m["by_class"]
-        mac_classes = ("conv", "depthwise", "fully_connected", "matmul")
-        other = sum(v["elements"] for k, v in by.items() if k not in mac_classes)
+        other = sum(v["elements"] for k, v in by.items() if k not in MAC_CLASSES)
         fc = sum(by.get(k, {}).get("macs", 0) for k in ("fully_connected", "matmul"))
-        out[name] = Features(m["macs"], fc, m["input_conv_macs"], m["ops"], other)
+        outputs = sum(v["elements"] for k, v in by.items() if k in MAC_CLASSES)
+        out[name] = Features(m["macs"], fc, m["input_conv_macs"], outputs, m["ops"], other)
     return out
 
 
@@ -176,9 +211,9 @@ def fit(kernel_set: str, pts: list[Point], feats: dict[str, Features]) -> Coeffi
 
 def _coefficients(kernel_set: str, theta: np.ndarray, c_el: float, points: int, boards: tuple[str, ...],
                   scale: dict[str, float]) -> Coefficients:
-    """`Coefficients` from the solved (c_mac, c_fc, c_in, c_op)."""
-    c_mac, c_fc, c_in, c_op = (float(v) for v in theta)
-    return Coefficients(kernel_set, c_mac, c_fc, c_in, c_op, c_el, points, boards, scale)
+    """`Coefficients` from the solved (c_mac, c_fc, c_in, c_out, c_op)."""
+    c_mac, c_fc, c_in, c_out, c_op = (float(v) for v in theta)
+    return Coefficients(kernel_set, c_mac, c_fc, c_in, c_out, c_op, c_el, points, boards, scale)
 
 
 @dataclass(frozen=True)
