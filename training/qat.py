@@ -108,8 +108,8 @@ def _input_names(model: nn.Module) -> set[str]:
     return set(inspect.signature(type(model).forward).parameters) - {"self"}
 
 
-def quantizers(qmodel: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """(hook name, quantizer module) of every NNCF quantizer in the model."""
+def quantizers(qmodel: nn.Module) -> Iterator[tuple[str, Any]]:
+    """(hook name, quantizer module) of every NNCF quantizer in the model (NNCF's `BaseQuantizer`, untyped)."""
     from nncf.torch.function_hook.wrapper import get_hook_storage
     from nncf.torch.quantization.layers import BaseQuantizer
 

@@ -23,7 +23,7 @@ from edge.errors import ConfigError
 from edge.manifest import StageRun
 from edge.quant_ranges import write_ranges
 from edge.training.loop import FitConfig, FitResult, evaluate, fit, set_threads, to_input
-from edge.training.models import count_macs, count_params, load_model, save_model
+from edge.training.models import VitLite, count_macs, count_params, load_model, save_model
 from edge.training.prune_plan import int8_bytes_estimate
 from edge.training.qat import (
     RangeReport,
@@ -104,7 +104,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
 
 
 def quantize_and_finetune(
-    teacher: torch.nn.Module,
+    teacher: VitLite,
     calib_x: torch.Tensor,
     train_xy: tuple[torch.Tensor, torch.Tensor],
     val_xy: tuple[torch.Tensor, torch.Tensor],
@@ -125,8 +125,9 @@ def quantize_and_finetune(
     if scheme == "tflite":
         if spec is None:
             raise ValueError("the tflite scheme needs the model's spec")
-        qmodel: torch.nn.Module = QuantVit(copy.deepcopy(teacher), spec)
-        calibrate(qmodel, calib_x)
+        quant_vit = QuantVit(copy.deepcopy(teacher), spec)
+        calibrate(quant_vit, calib_x)
+        qmodel: torch.nn.Module = quant_vit
     else:
         qmodel = quantize(teacher, calib_x, qat.activation_bits, qat.model_type, qat.bias_correction)
     metrics["val_top1_ptq"] = round(evaluate(qmodel, *val_xy)[0], 4)
@@ -140,12 +141,12 @@ def quantize_and_finetune(
 
 def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfig,
             val_xy: tuple[torch.Tensor, torch.Tensor], test_xy: tuple[torch.Tensor, torch.Tensor]) -> None:
-    integer = isinstance(qmodel, QuantVit)
-    plain = _plain_copy(qmodel.model, spec) if integer else float_model(qmodel, spec)
+    qvit = qmodel if isinstance(qmodel, QuantVit) else None  # the tflite scheme's integer graph
+    plain = _plain_copy(qvit.model, spec) if qvit is not None else float_model(qmodel, spec)
     save_model(plain, spec, run.output("weights", run.dir / "model.safetensors"),
                run.output("spec", run.dir / "model_spec.json"))
 
-    report = _integer_report(qmodel) if integer else learned_ranges(qmodel, spec, qat.activation_bits)
+    report = _integer_report(qvit) if qvit is not None else learned_ranges(qmodel, spec, qat.activation_bits)
     report.ranges.check_shapes({k: tuple(v.shape) for k, v in plain.state_dict().items()})
     write_ranges(run.output("quant_ranges", run.dir / "quant_ranges.json"), report.ranges)
     atomic_write_json(run.output("quantizer_map", run.dir / "quantizer_map.json"),
@@ -160,7 +161,7 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
         np.savez(handle, test_float=test_float.numpy().astype(np.float32), test_qat=test_qat.numpy().astype(np.float32))
 
     onnx_out = run.output("onnx_qdq", run.dir / "model_int8.onnx")
-    onnx_path = (export_quant_vit_onnx(qmodel, onnx_out, qat.onnx_opset) if integer
+    onnx_path = (export_quant_vit_onnx(qvit, onnx_out, qat.onnx_opset) if qvit is not None
                  else export_qdq_onnx(qmodel, spec, onnx_out, qat.onnx_opset))
     ort_logits = onnx_logits(onnx_path, test_xy[0].numpy())
     agreement = round(float((ort_logits.argmax(1) == test_qat.numpy().argmax(1)).mean()), 4)
@@ -177,7 +178,8 @@ def _record(run: StageRun, qmodel: torch.nn.Module, spec: VitSpec, qat: QATConfi
         "int8_bytes_estimate": int8_bytes_estimate(spec),
         "onnx_qdq_vs_torch_top1": agreement,
         "onnx_qdq_max_logit_error": round(float(np.abs(ort_logits - test_qat.numpy()).max()), 6),
-        "quantizers": (len(qmodel.points) + weight_layers(qmodel)) if integer else sum(1 for _ in quantizers(qmodel)),
+        "quantizers": (len(qvit.points) + weight_layers(qvit)) if qvit is not None
+        else sum(1 for _ in quantizers(qmodel)),
         "points_with_ranges": len(report.ranges.activations),
         "weights_with_ranges": len(report.ranges.weights),
         "activation_bits": qat.activation_bits,

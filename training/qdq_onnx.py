@@ -12,7 +12,7 @@ needs opset 21, so the default-domain opset is raised to 21.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def fakequantize_to_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
         base = node.output[0]
         graph.initializer.extend([numpy_helper.from_array(scale, f"{base}/scale"),
                                   numpy_helper.from_array(zero, f"{base}/zero_point")])
-        extra = {} if axis is None else {"axis": axis}
+        extra: dict[str, Any] = {} if axis is None else {"axis": axis}
         args = [f"{base}/scale", f"{base}/zero_point"]
         rebuilt.append(helper.make_node("QuantizeLinear", [node.input[0], *args], [f"{base}/q"], **extra))
         rebuilt.append(helper.make_node("DequantizeLinear", [f"{base}/q", *args], [base], **extra))
