@@ -65,11 +65,26 @@ def build(*, target: Target, source: str, spec: VitSpec, int_model: TfliteModel,
             **ties,
         },
         "fit": fit,
+        "cost_model": cost_model_basis(target),
         "vela": vela,
         "timings_s": timings,
         "tools": tool_versions(TOOLS),
         "notes": list(notes),
     }
+
+
+def cost_model_basis(target: Target) -> dict[str, Any] | None:
+    """The cost model's kernel set for the target's runtime and kernels, and the cited measurements behind it
+    (None when no kernel set applies: another runtime, or no MCU profile)."""
+    from dataclasses import asdict
+
+    from edge.power.cost import TARGET_KERNELS, kernel_backing
+    from edge.power.profiles import load_mcu
+
+    choice = TARGET_KERNELS.get((target.runtime, target.kernels))
+    if choice is None or target.mcu is None:
+        return None
+    return asdict(kernel_backing(load_mcu(target.mcu), choice))
 
 
 def metrics(data: dict[str, Any]) -> dict[str, Any]:
@@ -126,18 +141,36 @@ def _margins(disagreements: list[dict[str, Any]]) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """The human-readable report."""
-    t, m, s, q, tflm, fit = (data[k] for k in ("target", "model", "size", "quantization", "tflm", "fit"))
-    frac = s.get("fraction_of_unpruned_float32")
-    lines = [
+    """The human-readable report: one part per heading."""
+    parts = [_title(data), _sizes(data), _agreement(data["agreement"]), _quantisation(data["quantization"]),
+             _tflm_ops(data["tflm"]), _cost_model(data, data["target"])]
+    if data.get("vela"):
+        parts.append(_vela(data["vela"]))
+    parts.append(["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in data["timings_s"].items())])
+    if data["notes"]:
+        parts.append(["## Notes", "", *[f"- {n}" for n in data["notes"]]])
+    return "\n\n".join("\n".join(p) for p in parts) + "\n"
+
+
+def _title(data: dict[str, Any]) -> list[str]:
+    """Heading, run, target and model."""
+    t, m = data["target"], data["model"]
+    return [
         f"# Export report: {t['name']}",
+        *(["", f"Run: `{data['run']['name']}` ({data['run']['manifest']})"] if "run" in data else []),
         "",
-        *([f"Run: `{data['run']['name']}` ({data['run']['manifest']})", ""] if "run" in data else []),
         f"Target: **{t['name']}** — {t['description']} ({t['core']}, runtime {t['runtime']}, kernels {t['kernels']}).",
         f"Model: `{m['name']}` from the **{m['source_stage']}** stage, "
         f"{m['img_size']}x{m['img_size']}x{m['in_chans']}, {m['depth']} blocks, embed {m['embed_dim']}, "
         f"{m['params']:,} params, {m['macs']:,} MACs.",
-        "",
+    ]
+
+
+def _sizes(data: dict[str, Any]) -> list[str]:
+    """File sizes, arena, flash and RAM against the target, input encoding."""
+    s, tflm, fit, inp = data["size"], data["tflm"], data["fit"], data["input"]
+    frac = s.get("fraction_of_unpruned_float32")
+    return [
         "## Sizes and memory",
         "",
         "| item | value |", "|---|---:|",
@@ -154,26 +187,33 @@ def markdown(data: dict[str, Any]) -> str:
         f"| RAM needed / available | {fit['ram_needed_bytes']:,} / {fit['ram_available_bytes']:,} B "
         f"({fit['ram_used_fraction']:.0%}) |",
         "",
-        f"Input: {data['input']['dtype']} {data['input']['shape']} NHWC, scale {data['input']['scale']:.9g}, "
-        f"zero point {data['input']['zero_point']}: {data['input']['from_pixels']}.",
+        f"Input: {inp['dtype']} {inp['shape']} NHWC, scale {inp['scale']:.9g}, "
+        f"zero point {inp['zero_point']}: {inp['from_pixels']}.",
         f"Full-integer: **{data['full_integer']}** (tensor types {data['tensor_types']}).",
-        "",
+    ]
+
+
+def _agreement(a: dict[str, Any]) -> list[str]:
+    """The runtimes against the reference on the test split."""
+    return [
         "## Agreement (test split)",
         "",
-        markdown_table(data["agreement"]["table"], data["agreement"]["reference"]),
+        markdown_table(a["table"], a["reference"]),
         "",
-        f"TFLM int8 vs {data['agreement']['reference']}: top-1 agreement "
-        f"**{data['agreement']['tflm_vs_qat_top1']:.4f}** on {data['agreement']['test_images']} images "
-        f"(95 % interval {data['agreement']['agreement_ci95'][0]:.3f}-{data['agreement']['agreement_ci95'][1]:.3f}) "
-        f"(vs PyTorch float: {data['agreement']['tflm_vs_float_top1']:.4f}). "
-        f"{len(data['agreement']['disagreements'])} disagreement(s), reference margins "
-        f"{_margins(data['agreement']['disagreements'])}; "
-        f"{data['agreement']['near_tie_images']} image(s) have a reference margin below "
-        f"{data['agreement']['near_tie_threshold']:.4f} (4 int8 output steps); agreement on the rest: "
-        f"{data['agreement']['decisive_top1_agreement']}.",
+        f"TFLM int8 vs {a['reference']}: top-1 agreement **{a['tflm_vs_qat_top1']:.4f}** on {a['test_images']} "
+        f"images (95 % interval {a['agreement_ci95'][0]:.3f}-{a['agreement_ci95'][1]:.3f}) "
+        f"(vs PyTorch float: {a['tflm_vs_float_top1']:.4f}). {len(a['disagreements'])} disagreement(s), reference "
+        f"margins {_margins(a['disagreements'])}; {a['near_tie_images']} image(s) have a reference margin below "
+        f"{a['near_tie_threshold']:.4f} (4 int8 output steps); agreement on the rest: "
+        f"{a['decisive_top1_agreement']}.",
         "",
         "![logits of the integer runtimes against the reference](parity.png)",
-        "",
+    ]
+
+
+def _quantisation(q: dict[str, Any]) -> list[str]:
+    """Where each quantisation point's range came from."""
+    return [
         "## Quantisation",
         "",
         f"Mode {q['mode']}; {len(q['qat_points'])} points use QAT ranges, "
@@ -184,20 +224,40 @@ def markdown(data: dict[str, Any]) -> str:
         f"- fixed: {', '.join(f'{k} ({v})' for k, v in q['fixed_points'].items()) or 'none'}",
         f"- LayerNorm outputs with a QAT range, calibrated instead so the converter folds the norm's scale "
         f"and shift into the next Linear: {', '.join(q['folded_points']) or 'none'}",
-        "",
-        "## TFLite Micro ops",
-        "",
-        "| op | count | resolver call |", "|---|---:|---|",
     ]
-    lines += [f"| {op} | {n} | `Add{TFLM_OPS.get(op, '?')}()` |" for op, n in tflm["op_counts"].items()]
-    if data.get("vela"):
-        v = data["vela"]
-        lines += ["", "## Ethos-U (vela)", "",
-                  f"{v['accelerator_config']} / {v['system_config']} / {v['memory_mode']}: {v['npu_ops']} NPU ops, "
-                  f"{v['cpu_ops']} CPU ops, SRAM {_kib(v['sram_bytes'])}, "
-                  f"off-chip flash {_kib(v['off_chip_flash_bytes'])}, {v['cycles']:,} cycles = "
-                  f"{v['inference_ms']} ms at {v['npu_clock_hz'] / 1e6:.0f} MHz (vela estimate)."]
-    lines += ["", "## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in data["timings_s"].items())]
-    if data["notes"]:
-        lines += ["", "## Notes", "", *[f"- {n}" for n in data["notes"]]]
-    return "\n".join(lines) + "\n"
+
+
+def _tflm_ops(tflm: dict[str, Any]) -> list[str]:
+    """The ops the firmware's resolver must register."""
+    return ["## TFLite Micro ops", "", "| op | count | resolver call |", "|---|---:|---|",
+            *[f"| {op} | {n} | `Add{TFLM_OPS.get(op, '?')}()` |" for op, n in tflm["op_counts"].items()]]
+
+
+def _cost_model(data: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """The kernel set the cost model uses for this target and the measurements behind it."""
+    head = ["## Cost model basis", ""]
+    if "cost_model" not in data:
+        return [*head, "Not recorded: this report was written before exports named their kernel set; rerun the "
+                       "export."]
+    backing = data["cost_model"]
+    if backing is None:
+        from edge.power.cost import TARGET_KERNELS
+
+        why = ("the target has no MCU profile" if (target["runtime"], target["kernels"]) in TARGET_KERNELS else
+               f"no kernel set of the cost model for runtime {target['runtime']} with kernels {target['kernels']}")
+        return [*head, f"None: {why}. `edge profile` estimates such a model from an MCU profile's per-class "
+                       "figures (estimates, band x0.5-x3)."]
+    from edge.power.cost import KernelBacking
+
+    line = KernelBacking(**{**backing, "boards": tuple(backing["boards"])}).line()
+    return [*head, f"Runtime {target['runtime']} with kernels {target['kernels']} picks the {line}. The profile "
+                   "stage's estimate and band rest on these (power_profiles/measurements/mlperf_tiny.yaml)."]
+
+
+def _vela(v: dict[str, Any]) -> list[str]:
+    """Vela's compile summary for Ethos-U targets."""
+    return ["## Ethos-U (vela)", "",
+            f"{v['accelerator_config']} / {v['system_config']} / {v['memory_mode']}: {v['npu_ops']} NPU ops, "
+            f"{v['cpu_ops']} CPU ops, SRAM {_kib(v['sram_bytes'])}, "
+            f"off-chip flash {_kib(v['off_chip_flash_bytes'])}, {v['cycles']:,} cycles = "
+            f"{v['inference_ms']} ms at {v['npu_clock_hz'] / 1e6:.0f} MHz (vela estimate)."]

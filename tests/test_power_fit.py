@@ -151,6 +151,8 @@ def test_profile_prints_estimate_band_and_whether_measured(capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "- measured points of this MCU with this kernel set: none" in out
     assert "- power: measured 23.4 mW at 160 MHz, 1.8 V SMPS" in out
+    assert "- kernel set tflm-cmsis-nn (TensorFlow Lite Micro with CMSIS-NN kernels" in out
+    assert ": 4 cited MLPerf Tiny points (EK-RA6M4); none on stm32u575" in out
     if load_kernel_file("tflm-cmsis-nn", "cortex-m33") is not None:  # instruction counts: a lower bound
         assert "instruction-level tflm-cmsis-nn-cortex-m33.yaml" in out and "lower bounds" in out
         assert "per inference (lower bound; expected within the band x" in out

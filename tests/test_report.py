@@ -112,6 +112,7 @@ def test_report_of_a_tiny_run_renders_every_section_and_image_in_chromium(tmp_pa
         assert not by_id[sid]["problems"], (sid, by_id[sid]["problems"])
     assert by_id["carbon"]["problems"] == ["no training energy recorded (CodeCarbon did not run in this run's train "
                                            "stage)"]  # the fixture's train record has no CodeCarbon figures
+    assert any(f["label"].startswith("cited points behind kernel set") for f in by_id["speed"]["figures"])
     checks = {c["name"]: c for s in report["sections"] for c in s["checks"]}
     for name in ("robustness: brightness", "robustness: contrast", "robustness: noise", "robustness: blur",
                  "calibration (ECE)", "accuracy per class", "flash fits", "battery gate",
@@ -127,6 +128,7 @@ def test_report_of_a_tiny_run_renders_every_section_and_image_in_chromium(tmp_pa
     md = (run_dir / "report/report.md").read_text()
     assert not re.search(r"<[A-Za-z/!]", md) and len(md.encode()) < 1 << 20  # a job summary: no HTML, < 1 MiB
     assert "| mark | check | value | threshold | detail |" in md
+    assert "Estimated with the kernel set tflm-cmsis-nn (" in md  # the speed section names it and what backs it
 
     seen, shot = render_in_browser(run_dir / "report/report.html", tmp_path / "browser")
     assert seen["errors"] == [] and seen["broken"] == [], seen

@@ -30,6 +30,9 @@ from edge.power.tflite_graph import MAC_CLASSES, Graph, GraphOp, parse_tflite
 
 KernelChoice = Literal["optimized", "reference"]
 KERNEL_SETS: dict[str, str] = {"optimized": "tflm-cmsis-nn", "reference": "tflm-reference"}  # what we export for
+# an export target's (runtime, kernels) -> the choice above; other runtimes (vela, litert) have no kernel set here
+TARGET_KERNELS: dict[tuple[str, str], KernelChoice] = {("tflm", "cmsis-nn"): "optimized",
+                                                       ("tflm", "reference"): "reference"}
 FITTED_CORES = ("cortex-m4", "cortex-m33")  # the cores of the published TFLM / CMSIS-NN points (DSP extension)
 ESTIMATE_BAND = (0.5, 3.0)  # estimate: per-class figures with no measurement behind them
 LOWER_BOUND_BAND = (1.0, 2.0)  # estimate: instruction-level lower bounds with no published point to scale them
@@ -54,6 +57,40 @@ class LayerCost:
     latency_ms: float
     energy_uJ: float
     basis: str = "estimate"  # 'fitted <set>', 'instruction-level <file>' or 'estimate'
+
+
+@dataclass(frozen=True)
+class KernelBacking:
+    """The kernel set an estimate uses and the measurements behind it."""
+
+    kernel_set: str  # e.g. 'tflm-cmsis-nn'
+    description: str  # runtime and kernel library, as cited ('' when no published point names the set)
+    cited_points: int  # published MLPerf Tiny points of the set (power_profiles/measurements/mlperf_tiny.yaml)
+    boards: tuple[str, ...]  # the boards of those points
+    own_points: int  # of them, on this MCU's boards (its profile's mlperf_boards)
+    mcu: str
+    core: str
+    kernel_file: str | None  # instruction-level figures for this core (power_profiles/kernels/), if any
+
+    def line(self) -> str:
+        """One sentence for reports."""
+        points = (f"{self.cited_points} cited MLPerf Tiny points ({', '.join(self.boards)})" if self.cited_points
+                  else f"no published measurement that applies to a {self.core}")
+        own = f"{self.own_points} of them on {self.mcu}" if self.own_points else f"none on {self.mcu}"
+        files = f"; instruction-level figures {self.kernel_file}" if self.kernel_file else ""
+        what = f" ({self.description})" if self.description else ""
+        return f"kernel set {self.kernel_set}{what}: {points}; {own}{files}"
+
+
+def kernel_backing(mcu: McuProfile, choice: KernelChoice) -> KernelBacking:
+    """Which kernel set `choice` means on `mcu` and which measurements back it (the set's published points count
+    only on the cores they were measured on, FITTED_CORES)."""
+    name = KERNEL_SETS[choice]
+    pts = [p for p in fitted.points() if p.kernel_set == name] if mcu.core in FITTED_CORES else []
+    kf = load_kernel_file(name, mcu.core)
+    return KernelBacking(name, fitted.kernel_set_descriptions().get(name, ""), len(pts),
+                         tuple(sorted({p.board for p in pts})), sum(p.board in mcu.mlperf_boards for p in pts),
+                         mcu.name, mcu.core, kf.name if kf else None)
 
 
 @dataclass(frozen=True)
@@ -84,6 +121,7 @@ class InferenceCost:
     basis: str = ""  # one line: what backs the figures
     power_source: str = ""  # where the inference power comes from
     cycle_shares: dict[str, float] = field(default_factory=dict)  # share of cycles per basis
+    backing: KernelBacking | None = None  # the kernel set named and what backs it
 
     def to_json(self) -> dict[str, Any]:
         """Plain-data form for profile.json."""
@@ -230,6 +268,7 @@ def estimate(graph: Graph, mcu: McuProfile, kernels: KernelChoice = "optimized",
         basis=_basis_line(plan, shares, own),
         power_source=power_source,
         cycle_shares=shares,
+        backing=kernel_backing(mcu, kernels),
     )
 
 
@@ -285,6 +324,7 @@ def layer_table_markdown(cost: InferenceCost, top: int | None = None) -> str:
            else f"estimate, band x{lo:.2f}-x{hi:.2f})"),
         "",
         f"- backed by: {cost.basis}",
+        *([f"- {cost.backing.line()}"] if cost.backing else []),
         f"- measured points of this MCU with this kernel set: "
         f"{'; '.join(cost.measured_points) if cost.measured_points else 'none'}",
         f"- power: {cost.power_source}",

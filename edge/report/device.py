@@ -92,6 +92,7 @@ def speed(view: RunView) -> tuple[Section, dict[str, float]]:
     points = prof.get("measured_points") or []
     sec.figures.append(Figure("measured points of this MCU in the fit", len(points), "", "cited",
                               f"{art.source} measured_points"))
+    _kernel_set(sec, prof, art)
     energies = {"int8_uJ": float(energy)} if energy is not None else {}
     flt = _float_cost(view, mcu) if mcu != "?" else None
     if flt is not None and lat and energy:
@@ -129,6 +130,20 @@ def speed(view: RunView) -> tuple[Section, dict[str, float]]:
                                 if band else "both estimated"))
     _layers(sec, prof, art)
     return sec, energies
+
+
+def _kernel_set(sec: Section, prof: dict[str, Any], art: Any) -> None:
+    """Name the kernel set of the estimate and the cited measurements behind it."""
+    backing = prof.get("backing")
+    if not isinstance(backing, dict):
+        sec.problems.append("profile.json names no kernel set (written before kernel sets were recorded): rerun the "
+                            "profile stage")
+        return
+    from edge.power.cost import KernelBacking
+
+    sec.intro += f" Estimated with the {KernelBacking(**{**backing, 'boards': tuple(backing['boards'])}).line()}."
+    sec.figures.append(Figure(f"cited points behind kernel set {backing['kernel_set']}", backing["cited_points"], "",
+                              "cited", f"{art.source} backing"))
 
 
 def _layers(sec: Section, prof: dict[str, Any], art: Any) -> None:
