@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +25,12 @@ from tqdm import tqdm
 
 from edge import paths
 from edge.atomic import atomic_write_json, atomic_write_text
-from edge.config import RunConfig
+from edge.config import ExportConfig, RunConfig
 from edge.errors import ConfigError, ExportError
 from edge.export import c_array, onnx_check, parity, report
 from edge.export.child import run_module
-from edge.export.targets import check_fit, resolve_target
-from edge.export.tflite_inspect import quant_params, read_tflite, require_full_integer
+from edge.export.targets import Target, check_fit, resolve_target
+from edge.export.tflite_inspect import TfliteModel, quant_params, read_tflite, require_full_integer
 from edge.export.tflm_check import check_tflm, require_tflm_ops, resolver_calls
 from edge.manifest import StageRun
 from edge.quant_ranges import read_ranges
@@ -65,6 +68,13 @@ class _Timer:
     def __call__(self, name: str, started: float) -> None:
         self.steps[name] = round(time.perf_counter() - started, 3)
 
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time the block as step `name` (not recorded when it raises)."""
+        started = time.perf_counter()
+        yield
+        self(name, started)
+
 
 def _int16_activations(requested: bool, qat: dict[str, Path]) -> bool:
     """int16x8 export when asked for, or when QAT learned int16 ranges; a contradiction is an error."""
@@ -80,68 +90,146 @@ def _int16_activations(requested: bool, qat: dict[str, Path]) -> bool:
     return bits == 16
 
 
+@dataclass(frozen=True)
+class _Model:
+    """What the export converts: the upstream model, its QAT files and the test images it is judged on."""
+
+    source: str  # the stage that wrote the model: qat, prune or train
+    weights: Path
+    spec_path: Path
+    spec: VitSpec
+    qat: dict[str, Path]  # the qat stage's ranges, QDQ ONNX and reference logits (empty for prune/train)
+    int16: bool
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
 def run_stage(run: StageRun, config: RunConfig) -> None:
     """Export the run's newest model for config.target and record everything in the manifest."""
-    from edge.training.data import load_dataset
-
     cfg = config.export
     timer = _Timer()
     started_all = time.perf_counter()
     target = resolve_target(config.target)
+    out = _fresh_build_dir(run, config)
+    model = _model_inputs(run, cfg)
+    bar = tqdm(total=6, desc=f"export {config.target}", unit="step", file=sys.stderr)
+    convert_info, torch_info = _convert(run.dir, out, model, cfg, timer)
+    bar.update(2)
+
+    with timer.step("inspect"):
+        int_model, float_model = _inspect(out)
+    with timer.step("runtimes"):
+        logits, onnx_info, tflm_info = _runtimes(out, run.dir, model)
+    bar.update(2)
+    agreement = _parity(out, logits, model.test_y)
+    with timer.step("fit_and_vela"):
+        arena_const = int(-(-tflm_info["arena_bytes"] * (1 + cfg.arena_margin_fraction) // 16) * 16)
+        fit, vela = _fit(target, out, run.dir, int_model, arena_const, model.spec)
+    with timer.step("c_array"):
+        _write_firmware(out, int_model, model.spec, arena_const, config.target)
+    bar.update(1)
+
+    sizes = _sizes(run, out, int_model.size_bytes, model.source)
+    reached = _size_budget_reached(run, config, model.source)
+    report_data = report.build(
+        target=target, source=model.source, spec=model.spec, int_model=int_model, float_model=float_model,
+        convert=convert_info, torch=torch_info, onnx=onnx_info, tflm=tflm_info, arena_const=arena_const,
+        rows=agreement.rows, reference=agreement.reference, ties=agreement.ties, sizes=sizes, fit=fit, vela=vela,
+        timings=timer.steps, test_images=len(model.test_x), notes=run.notes,
+    )
+    timer("total", started_all)
+    report_data["timings_s"] = timer.steps
+    report_data["run"] = {"name": run.manifest.run_dir.name, "manifest": str(run.manifest.file)}
+    report.write(out, report_data)  # written before the gates so a failed gate can be inspected
+    bar.update(1)
+    bar.close()
+    _gates(cfg, agreement.tflm_row, sizes, reached, agreement.reference, agreement.ties)
+    _record(run, out, report_data)
+
+
+def _fresh_build_dir(run: StageRun, config: RunConfig) -> Path:
+    """build/<target>/, with a note when it held another run's export and without an earlier export's optional
+    outputs (so none is mistaken for this one's)."""
     out = build_dir(run, config)
     _note_previous_run(run, out)
-    for stale in ("model_int8.onnx", "model_int8_vela.tflite"):  # optional outputs of an earlier export
+    for stale in ("model_int8.onnx", "model_int8_vela.tflite"):
         (out / stale).unlink(missing_ok=True)
-    work = run.dir
+    return out
+
+
+def _model_inputs(run: StageRun, cfg: ExportConfig) -> _Model:
+    """The newest model of the run, its QAT files and the test images (first export.eval_images); writes the
+    calibration and test images as .npy for the children."""
+    from edge.training.data import load_dataset
+
     source, weights, spec_path = upstream_model(run, cfg.require_qat)
     spec = VitSpec.load(spec_path)
     data = load_dataset(run.input("data", "dataset"))
     test_x, test_y = data.test.x, data.test.y
     if cfg.eval_images:
         test_x, test_y = test_x[:cfg.eval_images], test_y[:cfg.eval_images]
-    np.save(work / "calib_x.npy", data.calib.x)
-    np.save(work / "test_x.npy", test_x)
+    np.save(run.dir / "calib_x.npy", data.calib.x)
+    np.save(run.dir / "test_x.npy", test_x)
     qat = _qat_inputs(run) if source == "qat" else {}
     if source != "qat":
         run.notes.append(f"no qat stage in this run: exported the {source} model with every quantisation "
                          "point calibrated on calib_x")
+    return _Model(source=source, weights=weights, spec_path=spec_path, spec=spec, qat=qat,
+                  int16=_int16_activations(cfg.int16_activations, qat), test_x=test_x, test_y=test_y)
 
-    int16 = _int16_activations(cfg.int16_activations, qat)
-    bar = tqdm(total=6, desc=f"export {config.target}", unit="step", file=sys.stderr)
-    job = {"spec": str(spec_path), "weights": str(weights), "ranges": str(qat["ranges"]) if qat else None,
-           "calib": str(work / "calib_x.npy"), "out_dir": str(out), "int16": int16,
-           "strip": cfg.strip_tensor_names}
+
+def _convert(work: Path, out: Path, model: _Model, cfg: ExportConfig, timer: _Timer
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The torch child (float ONNX, PyTorch logits) and the TensorFlow child (float and integer TFLite) side by
+    side; returns what each recorded (convert.json, torch.json) and moves model.onnx into `out`."""
+    job = {"spec": str(model.spec_path), "weights": str(model.weights),
+           "ranges": str(model.qat["ranges"]) if model.qat else None, "calib": str(work / "calib_x.npy"),
+           "out_dir": str(out), "int16": model.int16, "strip": cfg.strip_tensor_names}
     atomic_write_json(work / "convert_job.json", job)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the torch and TF children run side by side
+    with timer.step("convert_and_onnx_parallel"), ThreadPoolExecutor(max_workers=2) as pool:
         onnx_job = pool.submit(_timed, run_module, "edge.export.onnx_export",
-                               [str(spec_path), str(weights), str(work / "test_x.npy"), str(work),
+                               [str(model.spec_path), str(model.weights), str(work / "test_x.npy"), str(work),
                                 "--opset", str(cfg.opset)], what="ONNX export (torch)")
         tf_job = pool.submit(_timed, run_module, "edge.export.tflite_convert", [str(work / "convert_job.json")],
                              what="TFLite conversion (TensorFlow)")
         timer.steps["tflite_convert_child"] = tf_job.result()
         timer.steps["onnx_export_child"] = onnx_job.result()
-    timer("convert_and_onnx_parallel", started)
-    bar.update(2)
     convert_info = json.loads((out / "convert.json").read_text(encoding="utf-8"))
     torch_info = json.loads((work / "torch.json").read_text(encoding="utf-8"))
     (work / "model.onnx").replace(out / "model.onnx")
+    return convert_info, torch_info
 
-    started = time.perf_counter()
+
+def _inspect(out: Path) -> tuple[TfliteModel, TfliteModel]:
+    """The integer and float TFLite models; the integer one must be full-integer with ops TFLM has."""
     int_model = read_tflite(out / paths.MODEL_INT8)
     require_full_integer(int_model)
     require_tflm_ops(int_model)
-    float_model = read_tflite(out / "model_float.tflite")
-    timer("inspect", started)
+    return int_model, read_tflite(out / "model_float.tflite")
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1) as pool:  # TFLM child runs while LiteRT/onnxruntime run here
+
+def _runtimes(out: Path, work: Path, model: _Model) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+    """Logits of every runtime on the test images (the TFLM child runs while LiteRT and onnxruntime run here),
+    the ONNX models' description and the TFLM check's figures."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
         tflm_job = pool.submit(check_tflm, out / paths.MODEL_INT8, work / "test_x.npy", work)
-        logits, onnx_info = _other_runtimes(out, work, spec, test_x, qat)
+        logits, onnx_info = _other_runtimes(out, work, model.spec, model.test_x, model.qat)
         tflm_info, logits["TFLM int8"] = tflm_job.result()
-    timer("runtimes", started)
-    bar.update(2)
+    return logits, onnx_info, tflm_info
 
+
+@dataclass(frozen=True)
+class _Parity:
+    """Every runtime's agreement with the reference (the QAT model when there is one), and the near-ties."""
+
+    rows: list[dict[str, Any]]
+    reference: str
+    tflm_row: dict[str, Any]
+    ties: dict[str, Any]
+
+
+def _parity(out: Path, logits: dict[str, np.ndarray], test_y: np.ndarray) -> _Parity:
+    """The parity table and plot, and the TFLM int8 model's near-ties (margin under 4 output steps)."""
     reference = "PyTorch fake-quant (QAT)" if "PyTorch fake-quant (QAT)" in logits else "PyTorch float"
     rows = parity.parity_table(logits, reference, test_y)
     parity.plot_parity(logits, reference, out / "parity.png")
@@ -151,29 +239,27 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     ties["tflm_vs_float_top1"] = next(r for r in parity.parity_table(
         {"TFLM int8": logits["TFLM int8"], "PyTorch float": logits["PyTorch float"]}, "PyTorch float")
         if r["runtime"] == "TFLM int8")["top1_agreement"]
+    return _Parity(rows=rows, reference=reference, tflm_row=tflm_row, ties=ties)
 
-    started = time.perf_counter()
-    arena = tflm_info["arena_bytes"]
-    arena_const = int(-(-arena * (1 + cfg.arena_margin_fraction) // 16) * 16)
+
+def _fit(target: Target, out: Path, work: Path, int_model: TfliteModel, arena_const: int, spec: VitSpec
+         ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Whether the model fits the target's flash and RAM: the Vela-compiled model for Ethos-U targets (returned
+    with Vela's figures), else the int8 model with the TFLM arena."""
     frame = spec.img_size * spec.img_size * spec.in_chans
-    vela = None
-    if target.runtime == "vela":
-        from edge.export.vela import compile_vela
+    if target.runtime != "vela":
+        return check_fit(target, int_model.size_bytes, arena_const, frame), None
+    from edge.export.vela import compile_vela
 
-        vela = compile_vela(out / paths.MODEL_INT8, work / "vela", target.vela)
-        Path(vela["vela_model"]).replace(out / "model_int8_vela.tflite")
-        vela["vela_model"] = "model_int8_vela.tflite"
-        fit = check_fit(target, (out / "model_int8_vela.tflite").stat().st_size, vela["sram_bytes"], frame)
-    else:
-        fit = check_fit(target, int_model.size_bytes, arena_const, frame)
-    timer("fit_and_vela", started)
+    vela = compile_vela(out / paths.MODEL_INT8, work / "vela", target.vela)
+    Path(vela["vela_model"]).replace(out / "model_int8_vela.tflite")
+    vela["vela_model"] = "model_int8_vela.tflite"
+    return check_fit(target, (out / "model_int8_vela.tflite").stat().st_size, vela["sram_bytes"], frame), vela
 
-    started = time.perf_counter()
-    _write_firmware(out, int_model, spec, arena_const, config.target)
-    timer("c_array", started)
-    bar.update(1)
 
-    sizes = _sizes(run, out, int_model.size_bytes, source)
+def _size_budget_reached(run: StageRun, config: RunConfig, source: str) -> bool:
+    """Whether export.max_size_fraction applies: the model was pruned and pruning reached its size budget (else
+    a note says the fraction was only reported)."""
     pruned = config.prune.enabled and "prune" in run.manifest.stages and source in ("qat", "prune")
     reached = pruned and run.manifest.stages["prune"].metrics.get("reached_size_budget", True)
     if not pruned:
@@ -181,20 +267,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     elif not reached:
         run.notes.append("pruning stopped on accuracy (prune.max_drop) before its size budget: "
                          "export.max_size_fraction was reported, not enforced")
-    report_data = report.build(
-        target=target, source=source, spec=spec, int_model=int_model, float_model=float_model,
-        convert=convert_info, torch=torch_info, onnx=onnx_info, tflm=tflm_info, arena_const=arena_const,
-        rows=rows, reference=reference, ties=ties, sizes=sizes, fit=fit, vela=vela, timings=timer.steps,
-        test_images=len(test_x), notes=run.notes,
-    )
-    timer("total", started_all)
-    report_data["timings_s"] = timer.steps
-    report_data["run"] = {"name": run.manifest.run_dir.name, "manifest": str(run.manifest.file)}
-    report.write(out, report_data)  # written before the gates so a failed gate can be inspected
-    bar.update(1)
-    bar.close()
-    _gates(cfg, tflm_row, sizes, reached, reference, ties)
-    _record(run, out, report_data)
+    return bool(reached)
 
 
 def _note_previous_run(run: StageRun, out: Path) -> None:

@@ -49,24 +49,66 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     int_weights = dict(weights)  # QAT weight ranges clip the integer model's weights only
     clipped = clip_weights(int_weights, ranges, where=str(job["ranges"])) if ranges and not int16 else []
     learned, folded = graph_ranges(ranges, spec) if ranges and not int16 else ({}, [])
-    calib = centred_pixels(np.load(job["calib"]))
-    if not int16:  # make the calibrated input range equal the fixed one, else a float requantise appears
-        calib = np.concatenate([_range_probe(calib.shape[1:]), calib])
+    calib = _calibration_images(job["calib"], int16)
     info: dict[str, Any] = {"timings_s": {}}
 
     float_model = TfVit(spec, weights, quantize_input=False)
     if job.get("probe"):
-        probe = centred_pixels(np.load(job["probe"]))
-        logits = float_model.concrete(len(probe))(tf.constant(probe))["logits"].numpy()
-        np.save(job["probe_out"], logits)
-
+        _probe_logits(float_model, job["probe"], job["probe_out"])
     started = time.perf_counter()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([float_model.concrete(1)], float_model)
-    atomic_write_bytes(out_dir / "model_float.tflite", converter.convert())
+    atomic_write_bytes(out_dir / "model_float.tflite", _float_tflite(float_model))
     info["timings_s"]["convert_float"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
     model = TfVit(spec, int_weights, ranges=learned, quantize_input=not int16)
+    int_model = _integer_tflite(model, calib, int16)
+    if job.get("strip", True):
+        int_model = strip_for_mcu(int_model)
+    atomic_write_bytes(out_dir / MODEL_INT8, int_model)
+    info["timings_s"]["convert_int"] = round(time.perf_counter() - started, 3)
+
+    info.update(
+        quantization="int16x8" if int16 else "int8",
+        ranges_format=ranges.format if ranges else None,
+        **_point_report(model, int16),
+        folded_points=folded,
+        unknown_points=sorted(set(learned) - {p for p in model.points if p != INPUT_POINT}),
+        clipped_weights=clipped,
+        calibration_images=len(calib) - (0 if int16 else 1),
+        tensorflow=tf.__version__,
+    )
+    atomic_write_json(out_dir / "convert.json", info)
+    return info
+
+
+def _calibration_images(path: str, int16: bool) -> np.ndarray:
+    """The centred calibration images; for int8, led by a probe that spans the input range, so the calibrated
+    input range equals the fixed one (else a float requantise appears)."""
+    calib = centred_pixels(np.load(path))
+    return calib if int16 else np.concatenate([_range_probe(calib.shape[1:]), calib])
+
+
+def _probe_logits(float_model: TfVit, probe_path: str, out_path: str) -> None:
+    """Save the TF graph's float logits on the probe images (uint8 NHWC .npy) to `out_path`."""
+    import tensorflow as tf
+
+    probe = centred_pixels(np.load(probe_path))
+    np.save(out_path, float_model.concrete(len(probe))(tf.constant(probe))["logits"].numpy())
+
+
+def _float_tflite(float_model: TfVit) -> bytes:
+    """The float TFLite model."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([float_model.concrete(1)], float_model)
+    return bytes(converter.convert())
+
+
+def _integer_tflite(model: TfVit, calib: np.ndarray, int16: bool) -> bytes:
+    """The full-integer TFLite model: int8 (or int16x8) builtins only, integer input and output, the points
+    without a FakeQuant range calibrated on `calib`."""
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_concrete_functions([model.concrete(1)], model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([sample[None]] for sample in calib)
@@ -77,28 +119,18 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     else:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
-    int_model = converter.convert()
-    if job.get("strip", True):
-        int_model = strip_for_mcu(int_model)
-    atomic_write_bytes(out_dir / MODEL_INT8, int_model)
-    info["timings_s"]["convert_int"] = round(time.perf_counter() - started, 3)
+    return bytes(converter.convert())
 
+
+def _point_report(model: TfVit, int16: bool) -> dict[str, Any]:
+    """Which quantisation points took a QAT range, which were calibrated, which are fixed by construction."""
     points = [p for p in model.points if p != INPUT_POINT]
-    info.update(
-        quantization="int16x8" if int16 else "int8",
-        ranges_format=ranges.format if ranges else None,
-        qat_points=[p for p in points if p in model.used_points],
-        calibrated_points=[p for p in points if p not in model.used_points
-                           and not (p.endswith(KERNEL_FIXED_SUFFIX) and not int16)],
-        fixed_points=_fixed_points(points, INPUT_POINT in model.used_points, int16),
-        folded_points=folded,
-        unknown_points=sorted(set(learned) - set(points)),
-        clipped_weights=clipped,
-        calibration_images=len(calib) - (0 if int16 else 1),
-        tensorflow=tf.__version__,
-    )
-    atomic_write_json(out_dir / "convert.json", info)
-    return info
+    return {
+        "qat_points": [p for p in points if p in model.used_points],
+        "calibrated_points": [p for p in points if p not in model.used_points
+                              and not (p.endswith(KERNEL_FIXED_SUFFIX) and not int16)],
+        "fixed_points": _fixed_points(points, INPUT_POINT in model.used_points, int16),
+    }
 
 
 def _fixed_points(points: list[str], input_fixed: bool, int16: bool) -> dict[str, str]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
@@ -159,15 +161,38 @@ def _check_vector(where: str, data: bytes, table, slot: int, what: str) -> None:
 
 
 def _parse(where: str, data: bytes) -> TfliteModel:
+    """The main subgraph of a flatbuffer whose header was checked, every index checked against its table."""
     model = schema.Model.GetRootAs(data, 0)
     if model.SubgraphsLength() < 1:
         raise ExportError("model has no subgraph", where=where, hint=_HINT)
+    _check_buffers(where, data, model)
+    codes = _op_codes(model)
+    graph = model.Subgraphs(0)
+    tensors = _tensors(where, model, graph)
+    ops = _ops(where, graph, codes, len(tensors))
+    return TfliteModel(
+        path=where,
+        size_bytes=len(data),
+        tensors=tensors,
+        ops=ops,
+        inputs=_io(where, "input", graph.InputsLength(), graph.InputsAsNumpy, len(tensors)),
+        outputs=_io(where, "output", graph.OutputsLength(), graph.OutputsAsNumpy, len(tensors)),
+        subgraphs=model.SubgraphsLength(),
+    )
+
+
+def _check_buffers(where: str, data: bytes, model: Any) -> None:
+    """Every buffer's data vector, and any data stored past the flatbuffer (offset/size), lies inside the file."""
     for i in range(model.BuffersLength()):
         _check_vector(where, data, model.Buffers(i), 4, f"buffer {i}")
         buffer = model.Buffers(i)
         if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > len(data):
             raise ExportError(f"buffer {i} lies at bytes {buffer.Offset()}..{buffer.Offset() + buffer.Size()} "
                               f"past the end of the file ({len(data)} bytes, truncated)", where=where, hint=_HINT)
+
+
+def _op_codes(model: Any) -> list[str]:
+    """The operator names by opcode index (CUSTOM:<name> for custom ops, UNKNOWN_<n> for codes LiteRT lacks)."""
     codes = []
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
@@ -176,7 +201,11 @@ def _parse(where: str, data: bytes) -> TfliteModel:
             codes.append(f"CUSTOM:{(code.CustomCode() or b'?').decode(errors='replace')}")
         else:
             codes.append(OP_NAMES.get(builtin, f"UNKNOWN_{builtin}"))
-    graph = model.Subgraphs(0)
+    return codes
+
+
+def _tensors(where: str, model: Any, graph: Any) -> list[TensorInfo]:
+    """The subgraph's tensors with type, shape and quantisation; a buffer index out of range is an error."""
     tensors = []
     for i in range(graph.TensorsLength()):
         t = graph.Tensors(i)
@@ -194,6 +223,11 @@ def _parse(where: str, data: bytes) -> TfliteModel:
             zero_point=[int(v) for v in q.ZeroPointAsNumpy()] if q is not None and q.ZeroPointLength() else [],
             has_data=model.Buffers(buffer_index).DataLength() > 0 or model.Buffers(buffer_index).Size() > 0,
         ))
+    return tensors
+
+
+def _ops(where: str, graph: Any, codes: list[str], n_tensors: int) -> list[OpInfo]:
+    """The subgraph's operators in order; an opcode or tensor index out of range is an error (-1: no tensor)."""
     ops = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
@@ -202,27 +236,21 @@ def _parse(where: str, data: bytes) -> TfliteModel:
         ins = [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else []
         outs = [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []
         for idx in ins + outs:
-            if not -1 <= idx < len(tensors):
-                raise ExportError(f"operator {i} uses tensor {idx} of {len(tensors)}", where=where, hint=_HINT)
+            if not -1 <= idx < n_tensors:
+                raise ExportError(f"operator {i} uses tensor {idx} of {n_tensors}", where=where, hint=_HINT)
         ops.append(OpInfo(index=i, name=codes[op.OpcodeIndex()], inputs=ins, outputs=outs))
-    io = {}
-    for which, length, values in (("input", graph.InputsLength(), graph.InputsAsNumpy),
-                                  ("output", graph.OutputsLength(), graph.OutputsAsNumpy)):
-        io[which] = [int(v) for v in values()] if length else []
-        if not io[which]:
-            raise ExportError(f"the main subgraph has no {which} tensor", where=where, hint=_HINT)
-        for idx in io[which]:
-            if not 0 <= idx < len(tensors):
-                raise ExportError(f"subgraph {which} refers to tensor {idx} of {len(tensors)}", where=where, hint=_HINT)
-    return TfliteModel(
-        path=where,
-        size_bytes=len(data),
-        tensors=tensors,
-        ops=ops,
-        inputs=io["input"],
-        outputs=io["output"],
-        subgraphs=model.SubgraphsLength(),
-    )
+    return ops
+
+
+def _io(where: str, which: str, length: int, values: Callable[[], np.ndarray], n_tensors: int) -> list[int]:
+    """The subgraph's input or output tensor indices: at least one, each in range."""
+    indices = [int(v) for v in values()] if length else []
+    if not indices:
+        raise ExportError(f"the main subgraph has no {which} tensor", where=where, hint=_HINT)
+    for idx in indices:
+        if not 0 <= idx < n_tensors:
+            raise ExportError(f"subgraph {which} refers to tensor {idx} of {n_tensors}", where=where, hint=_HINT)
+    return indices
 
 
 def require_full_integer(model: TfliteModel) -> None:
