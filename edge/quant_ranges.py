@@ -37,6 +37,9 @@ BLOCK_POINTS = ("norm1", "attn.q", "attn.k", "attn.v", "attn.scores", "attn.soft
                 "attn.proj", "add1", "norm2", "mlp.fc1", "mlp.act", "mlp.fc2", "add2")
 _HEAD_POINTS = ("input", "patch_embed", "tokens")
 _TAIL_POINTS = ("norm", "head")
+#: Sequence pooling (pool 'seq'), before the final norm: the FULLY_CONNECTED score per token, its
+#: SOFTMAX over the tokens (fixed by the kernel: 1/256, -128), the BATCH_MATMUL weighted mean.
+POOL_POINTS = ("pool.score", "pool.softmax", "pool.context")
 #: The tensors of one LayerNorm as TFLite runs it, in graph order: mean(x), d = x - mean, d*d,
 #: mean(d*d), + eps, rsqrt; the norm's own point is d * rsqrt (format 2).
 NORM_INTERNALS = ("mean", "centred", "square", "var", "var_eps", "rstd")
@@ -44,7 +47,7 @@ _NORMS = r"(blocks\.\d+\.norm[12]|norm)"
 
 #: Every activation point name the contract documents, for any number of blocks.
 POINT_RE = re.compile(
-    rf"^({'|'.join(map(re.escape, _HEAD_POINTS + _TAIL_POINTS))}|"
+    rf"^({'|'.join(map(re.escape, _HEAD_POINTS + _TAIL_POINTS + POOL_POINTS))}|stem\.\d+|"
     rf"blocks\.\d+\.({'|'.join(map(re.escape, BLOCK_POINTS))})|"
     rf"{_NORMS}\.({'|'.join(NORM_INTERNALS)}))$"
 )
@@ -53,20 +56,30 @@ POINT_RE = re.compile(
 def activation_points(spec: VitSpec) -> list[str]:
     """Every activation quantisation point of `spec`, in graph order (docs/artifacts.md)."""
     blocks = [f"blocks.{i}.{point}" for i in range(len(spec.blocks)) for point in BLOCK_POINTS]
-    return [*_HEAD_POINTS, *blocks, *_TAIL_POINTS]
+    return [*_head_points(spec), *blocks, *_tail_points(spec)]
+
+
+def _head_points(spec: VitSpec) -> list[str]:
+    """input, one point per stem layer (CONV_2D with ReLU fused), patch_embed, tokens."""
+    return ["input", *(f"stem.{i}" for i in range(len(spec.stem_channels))), "patch_embed", "tokens"]
+
+
+def _tail_points(spec: VitSpec, norm: tuple[str, ...] = ("norm",)) -> list[str]:
+    """Sequence pooling's points (pool 'seq'), the final norm's and the logits."""
+    return [*(POOL_POINTS if spec.pool == "seq" else ()), *norm, "head"]
 
 
 def integer_points(spec: VitSpec) -> list[str]:
     """Every tensor the int8 TFLite model of `spec` quantises, in graph order (format 2 names).
 
-    `input` (fixed: pixel - 128) and `attn.softmax` (fixed by the kernel: 1/256, -128) included;
+    `input` (fixed: pixel - 128) and every softmax (fixed by the kernel: 1/256, -128) included;
     with the ReLU MLP, `mlp.fc1` is absent (ReLU is fused into the FULLY_CONNECTED: `mlp.act`).
     """
 
     def norm(name: str) -> list[str]:
         return [*(f"{name}.{part}" for part in NORM_INTERNALS), name]
 
-    points = ["input", "patch_embed", "tokens"]
+    points = _head_points(spec)
     for i in range(len(spec.blocks)):
         b = f"blocks.{i}"
         points += norm(f"{b}.norm1")
@@ -74,7 +87,7 @@ def integer_points(spec: VitSpec) -> list[str]:
         points += [f"{b}.add1", *norm(f"{b}.norm2")]
         points += [f"{b}.mlp.fc1"] if spec.act != "relu" else []
         points += [f"{b}.mlp.act", f"{b}.mlp.fc2", f"{b}.add2"]
-    return [*points, *norm("norm"), "head"]
+    return [*points, *_tail_points(spec, tuple(norm("norm")))]
 
 
 def _documented(name: str) -> str:

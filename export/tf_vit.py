@@ -34,7 +34,7 @@ from edge.vit_spec import VitSpec
 
 # The int8 SOFTMAX kernel fixes its output to scale 1/256, zero point -128; a FakeQuant with any other
 # range there would make the converter requantise through float. QAT ranges for it are not applied.
-KERNEL_FIXED_SUFFIX = "attn.softmax"
+KERNEL_FIXED_SUFFIX = "softmax"  # attn.softmax of every block, and pool.softmax
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -81,12 +81,14 @@ class TfVit:
         out = tf.matmul(flat, kernel) + bias
         return tf.reshape(out, [-1, shape[1], kernel.shape[-1]]) if len(shape) == 3 else out
 
-    def _norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
-        """LayerNorm as TFLite runs it, a point on every tensor (gain and shift fold into the next FC)."""
+    def _norm(self, x: tf.Tensor, name: str, weights: str | None = None) -> tf.Tensor:
+        """LayerNorm as TFLite runs it, a point on every tensor (gain and shift, the weights `weights`
+        (default `name`), fold into the next FC)."""
         d = self._fq(x - self._fq(tf.reduce_mean(x, axis=-1, keepdims=True), f"{name}.mean"), f"{name}.centred")
         var = self._fq(tf.reduce_mean(self._fq(d * d, f"{name}.square"), axis=-1, keepdims=True), f"{name}.var")
         rstd = self._fq(tf.math.rsqrt(self._fq(var + self.spec.norm_eps, f"{name}.var_eps")), f"{name}.rstd")
-        return self._fq(d * rstd, name) * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
+        key = weights or name
+        return self._fq(d * rstd, name) * self.w[f"{key}.weight"] + self.w[f"{key}.bias"]
 
     def _act(self, x: tf.Tensor) -> tf.Tensor:
         act = self.spec.act
@@ -118,17 +120,33 @@ class TfVit:
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, tokens, heads * width])
         return self._fq(self._dense(context, f"{b}.proj"), f"{b}.proj")
 
+    def _seq_pool(self, x: tf.Tensor) -> tf.Tensor:
+        """Sequence pooling: a softmax over the tokens of one FC score each, then the tokens' weighted mean
+        by BATCH_MATMUL: [B, N, E] -> [B, E]."""
+        score = self._fq(self._dense(x, "attn_pool"), "pool.score")  # [B, N, 1]
+        weights = self._fq(tf.nn.softmax(tf.reshape(score, [-1, 1, x.shape[1]]), axis=-1), "pool.softmax")
+        return tf.reshape(self._fq(tf.matmul(weights, x), "pool.context"), [-1, self.spec.embed_dim])
+
     # -- the whole model -------------------------------------------------------------------
-    def __call__(self, x_in: tf.Tensor) -> tf.Tensor:
-        """Centred pixels [B, H, W, C] -> logits [B, K]."""
+    def _tokens(self, x_in: tf.Tensor) -> tf.Tensor:
+        """Centred pixels -> stem convs -> patch embedding -> (class token) + position embedding."""
         spec = self.spec
-        batch = x_in.shape[0]
         x = self._fq(x_in, INPUT_POINT)  # range fixed by construction (see module doc)
+        for i in range(len(spec.stem_channels)):  # SAME padding pads the int8 zero: pixel 128 at the input
+            x = tf.nn.conv2d(x, self.w[f"patch_embed.stem.{i}.conv.weight"], strides=2, padding="SAME")
+            x = self._fq(tf.nn.relu(x + self.w[f"patch_embed.stem.{i}.conv.bias"]), f"stem.{i}")
         x = tf.nn.conv2d(x, self.w["patch_embed.proj.weight"], strides=spec.patch_size, padding="VALID")
         x = self._fq(x + self.w["patch_embed.proj.bias"], "patch_embed")
         x = tf.reshape(x, [-1, spec.grid * spec.grid, spec.embed_dim])
-        cls = tf.broadcast_to(self.w["cls_token"], [batch, 1, spec.embed_dim])
-        x = self._fq(tf.concat([cls, x], axis=1) + self.w["pos_embed"], "tokens")
+        if spec.class_token:
+            cls = tf.broadcast_to(self.w["cls_token"], [x_in.shape[0], 1, spec.embed_dim])
+            x = tf.concat([cls, x], axis=1)
+        return self._fq(x + self.w["pos_embed"], "tokens")
+
+    def __call__(self, x_in: tf.Tensor) -> tf.Tensor:
+        """Centred pixels [B, H, W, C] -> logits [B, K]."""
+        spec = self.spec
+        x = self._tokens(x_in)
         for i in range(len(spec.blocks)):
             b = f"blocks.{i}"
             x = self._fq(x + self._attention(self._norm(x, f"{b}.norm1"), i), f"{b}.add1")
@@ -137,6 +155,8 @@ class TfVit:
                 h = self._fq(h, f"{b}.mlp.fc1")
             h = self._fq(self._dense(self._fq(self._act(h), f"{b}.mlp.act"), f"{b}.mlp.fc2"), f"{b}.mlp.fc2")
             x = self._fq(x + h, f"{b}.add2")
+        if spec.pool == "seq":  # timm's fc_norm: the final LayerNorm after pooling
+            return self._fq(self._dense(self._norm(self._seq_pool(x), "norm", "fc_norm"), "head"), "head")
         x = tf.reshape(x[:, 0:1, :], [-1, spec.embed_dim])  # class token by slice (no GATHER)
         return self._fq(self._dense(self._norm(x, "norm"), "head"), "head")
 
@@ -149,22 +169,28 @@ class TfVit:
         return fn.get_concrete_function()
 
 
+def first_conv(spec: VitSpec) -> str:
+    """The layer that sees the input (the first stem conv, or the patch embedding): the input
+    normalisation is folded into it."""
+    return "patch_embed.stem.0.conv" if spec.stem_channels else "patch_embed.proj"
+
+
 def _prepare_weights(spec: VitSpec, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Torch layouts -> TF layouts, with the input normalisation and q scale folded in."""
     out: dict[str, np.ndarray] = {}
-    conv = weights["patch_embed.proj.weight"].astype(np.float64)  # [E, C, P, P]
-    gain = 0.5 / spec.input_std  # x = gain * x_in + offset (module doc)
-    offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
-    out["patch_embed.proj.weight"] = np.transpose(conv * gain, (2, 3, 1, 0)).astype(np.float32)
-    out["patch_embed.proj.bias"] = (weights["patch_embed.proj.bias"] + offset * conv.sum(axis=(1, 2, 3))).astype(
-        np.float32)
-    out["cls_token"] = weights["cls_token"]
-    out["pos_embed"] = weights["pos_embed"]
     for name, value in weights.items():
         if name.endswith(".weight") and value.ndim == 2:
             out[name] = np.ascontiguousarray(value.T)
-        elif name not in out:
+        elif name.endswith(".weight") and value.ndim == 4:  # [O, I, kh, kw] -> [kh, kw, I, O]
+            out[name] = np.ascontiguousarray(np.transpose(value, (2, 3, 1, 0)))
+        else:
             out[name] = value
+    first = first_conv(spec)
+    conv = weights[f"{first}.weight"].astype(np.float64)  # [O, C, k, k]
+    gain = 0.5 / spec.input_std  # x = gain * x_in + offset (module doc)
+    offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
+    out[f"{first}.weight"] = np.transpose(conv * gain, (2, 3, 1, 0)).astype(np.float32)
+    out[f"{first}.bias"] = (weights[f"{first}.bias"] + offset * conv.sum(axis=(1, 2, 3))).astype(np.float32)
     for i, block in enumerate(spec.blocks):
         scale = np.float32(block.head_dim**-0.5)
         out[f"blocks.{i}.attn.q.weight"] = out[f"blocks.{i}.attn.q.weight"] * scale

@@ -28,6 +28,8 @@ from edge.vit_spec import BlockSpec, VitSpec
 
 SPEC = VitSpec(name="vit_lite_tiny", img_size=32, in_chans=1, patch_size=8, embed_dim=32, num_classes=2, act="relu",
                blocks=[BlockSpec(num_heads=2, head_dim=16, mlp_hidden=64)] * 2, labels=["empty", "person"])
+# the convolutional tokenizer (a 3x3 stride-2 stem conv with SAME padding) and sequence pooling
+CONV_SPEC = SPEC.model_copy(update={"stem_channels": [8], "patch_size": 4, "pool": "seq"})
 PROBE = 8  # images compared tensor by tensor
 
 
@@ -36,25 +38,26 @@ def _xy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return to_input(x, SPEC.input_mean, SPEC.input_std), torch.as_tensor(y)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
+@pytest.fixture(scope="module", params=[SPEC, CONV_SPEC], ids=["patch-token", "conv-seq"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Train, calibrate, QAT one epoch, write the qat artifacts, convert to int8 TFLite in a TF child."""
+    spec: VitSpec = request.param
     out = tmp_path_factory.mktemp("integer")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     train, val = _xy(128, 1), _xy(64, 2)
-    model = build_model(SPEC)
+    model = build_model(spec)
     fit(model, train, val, FitConfig(epochs=4, batch_size=32, lr=3e-3, warmup_epochs=0, augment=False,
                                      weight_decay=0.0, label_smoothing=0.0), desc="float")
     model.eval()
-    qvit = QuantVit(build_model(SPEC), SPEC)
+    qvit = QuantVit(build_model(spec), spec)
     qvit.model.load_state_dict(model.state_dict())
     calibrate(qvit, _xy(16, 3)[0])
     before = qvit.ranges_file()
     result = fit(qvit, train, val, FitConfig(epochs=1, batch_size=32, lr=2e-3, warmup_epochs=0, augment=True,
                                              weight_decay=0.0), teacher=model, desc="qat")
     qvit.load_state_dict(result.best_state)
-    save_model(qvit.model, SPEC, out / "model.safetensors", out / "model_spec.json")
+    save_model(qvit.model, spec, out / "model.safetensors", out / "model_spec.json")
     write_ranges(out / "quant_ranges.json", qvit.ranges_file())
     calib, _ = tiny_images(16, seed=3)
     probe, labels = tiny_images(PROBE, seed=4)
@@ -66,14 +69,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (out / "job.json").write_text(json.dumps(job))
     run_module("edge.export.tflite_convert", [str(out / "job.json")], what="conversion")
     return {"out": out, "qvit": qvit.eval(), "before": before, "probe": probe, "labels": labels, "val": val,
-            "teacher": model}
+            "teacher": model, "spec": spec}
 
 
 def test_every_tensor_tflite_quantises_has_a_qat_range(exported: dict) -> None:
+    spec: VitSpec = exported["spec"]
     ranges = read_ranges(exported["out"] / "quant_ranges.json")
     assert ranges.format == FORMAT and ranges.weights == {}
-    fixed = {"input", "blocks.0.attn.softmax", "blocks.1.attn.softmax"}
-    learned = [p for p in integer_points(SPEC) if p not in fixed]
+    fixed = {"input", *(p for p in integer_points(spec) if p.endswith(".softmax"))}
+    assert {"blocks.0.attn.softmax", "blocks.1.attn.softmax"} <= fixed
+    assert ("pool.softmax" in fixed) == (spec.pool == "seq")
+    learned = [p for p in integer_points(spec) if p not in fixed]
     assert sorted(ranges.activations) == sorted(learned)
     assert ranges.activations != exported["before"].activations  # QAT learned the ranges
     info = json.loads((exported["out"] / "convert.json").read_text())
@@ -82,7 +88,8 @@ def test_every_tensor_tflite_quantises_has_a_qat_range(exported: dict) -> None:
     assert set(info["fixed_points"]) == fixed
     model = read_tflite(exported["out"] / "model_int8.tflite")
     weights = [model.tensors[op.inputs[1]] for op in model.ops if op.name in ("CONV_2D", "FULLY_CONNECTED")]
-    assert len(weights) == 1 + 2 * 6 + 1 and all(len(w.scale) == w.shape[0] > 1 for w in weights)  # per channel
+    layers = len(spec.stem_channels) + 1 + 2 * 6 + int(spec.pool == "seq") + 1
+    assert len(weights) == layers and all(len(w.scale) == w.shape[0] for w in weights)  # per channel
     assert all(set(w.zero_point) == {0} for w in weights)
 
 

@@ -11,12 +11,14 @@ pruned model (torch-pruning shrinks the Linear layers) keeps working without pat
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import PatchEmbed
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -81,11 +83,63 @@ class LiteAttention(nn.Module):
         return self.proj(out)
 
 
+class StemConv(nn.Module):
+    """3x3 stride-2 convolution + ReLU with TensorFlow's SAME padding (one row/column after, none
+    before), padded with `pad_value`: the value that the int8 graph's zero padding stands for."""
+
+    def __init__(self, in_chans: int, out_chans: int, pad_value: float = 0.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, out_chans, 3, stride=2)
+        self.pad_value = pad_value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(F.pad(x, (0, 1, 0, 1), value=self.pad_value)))
+
+
+def input_pad_value(spec: VitSpec) -> float:
+    """The model-input value of a centred pixel 0 (pixel 128), what the int8 graph pads the image with."""
+    return (128.0 / 255.0 - spec.input_mean) / spec.input_std
+
+
+class ConvTokenizer(PatchEmbed):
+    """Stride-2 conv stem (`stem_channels`) then timm's patch embedding on the stem's output."""
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, *,
+                 stem_channels: list[int], pad_value: float, **kwargs: Any) -> None:
+        super().__init__(img_size=img_size // 2 ** len(stem_channels), patch_size=patch_size,
+                         in_chans=stem_channels[-1] if stem_channels else in_chans, embed_dim=embed_dim, **kwargs)
+        chans = [in_chans, *stem_channels]
+        self.stem = nn.Sequential(*(StemConv(a, b, pad_value if i == 0 else 0.0)
+                                    for i, (a, b) in enumerate(itertools.pairwise(chans))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.stem(x))
+
+
 class VitLite(VisionTransformer):
-    """timm VisionTransformer with LiteAttention and a slice-based class-token head."""
+    """timm VisionTransformer with LiteAttention and a TFLite-friendly head: the class token by slice, or
+    sequence pooling (a softmax over the tokens of one linear score, then the weighted mean)."""
+
+    def __init__(self, *args: Any, pool: str = "token", **kwargs: Any) -> None:
+        super().__init__(*args, class_token=pool == "token", global_pool="token" if pool == "token" else "avg",
+                         **kwargs)
+        self.pool = pool
+        self.attn_pool = nn.Linear(self.embed_dim, 1) if pool == "seq" else None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the model input."""
+        embed = self.patch_embed
+        side = embed.img_size[0] * 2 ** len(getattr(embed, "stem", ()))
+        first = embed.stem[0].conv if getattr(embed, "stem", None) else embed.proj
+        return first.in_channels, side, side
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x[:, 0:1, :].flatten(1)  # class token by slice: STRIDED_SLICE, not GATHER
+        if self.attn_pool is not None:
+            weights = self.attn_pool(x).softmax(dim=1)  # [B, N, 1]
+            x = torch.matmul(weights.transpose(1, 2), x).flatten(1)
+        else:
+            x = x[:, 0:1, :].flatten(1)  # class token by slice: STRIDED_SLICE, not GATHER
         x = self.fc_norm(x)
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
@@ -104,10 +158,12 @@ def build_model(spec: VitSpec) -> VitLite:
         num_heads=first.num_heads,
         mlp_ratio=first.mlp_hidden / spec.embed_dim,
         qkv_bias=True,
-        global_pool="token",
+        pool=spec.pool,
         act_layer=_ACT_LAYERS[spec.act],
         norm_layer=functools.partial(nn.LayerNorm, eps=spec.norm_eps),
         attn_layer=LiteAttention,
+        embed_layer=functools.partial(ConvTokenizer, stem_channels=spec.stem_channels,
+                                      pad_value=input_pad_value(spec)),
     )
     for block, block_spec in zip(model.blocks, spec.blocks, strict=True):
         _resize_block(block, spec.embed_dim, block_spec)
@@ -182,8 +238,9 @@ def _make_registered(name: str):
             in_chans=int(kwargs.pop("in_chans", 1)),
             num_classes=int(kwargs.pop("num_classes", 2)),
         )
-        if kwargs:
-            spec = spec.model_copy(update=kwargs)
+        overrides = {k: v for k, v in kwargs.items() if k in VitSpec.model_fields}  # not timm's own kwargs
+        if overrides:
+            spec = VitSpec.model_validate({**spec.model_dump(), **overrides})
         return build_model(spec)
 
     create.__name__ = name

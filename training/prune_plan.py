@@ -32,10 +32,18 @@ OVERHEAD_PER_BLOCK_BYTES = 6 * 1024
 QUANT_BYTES_PER_CHANNEL = 25
 
 
+def _stem_layers(spec: VitSpec) -> list[tuple[int, int, int]]:
+    """(in channels, out channels, output side) of each 3x3 stride-2 stem conv."""
+    chans = [spec.in_chans, *spec.stem_channels]
+    return list(zip(chans[:-1], chans[1:], spec.stem_sizes, strict=True))
+
+
 def spec_params(spec: VitSpec) -> int:
     """Parameter count of the model `spec` describes."""
     e, t = spec.embed_dim, spec.num_tokens
-    total = e * spec.in_chans * spec.patch_size**2 + e + e + t * e  # patch conv, cls token, pos embed
+    total = sum(9 * c_in * c_out + c_out for c_in, c_out, _ in _stem_layers(spec))
+    total += e * spec.embed_in_chans * spec.patch_size**2 + e + t * e  # patch conv, pos embed
+    total += e if spec.class_token else e + 1  # cls token, or the sequence pooling's score FC
     for b in spec.blocks:
         inner = b.num_heads * b.head_dim
         total += 4 * e  # norm1, norm2
@@ -48,13 +56,15 @@ def spec_biases(spec: VitSpec) -> int:
     """Bias values of the conv/linear layers (stored as int32 in a full-integer TFLite model)."""
     e = spec.embed_dim
     per_block = sum(3 * b.num_heads * b.head_dim + e + b.mlp_hidden + e for b in spec.blocks)
-    return e + per_block + spec.num_classes
+    return sum(spec.stem_channels) + e + per_block + int(spec.pool == "seq") + spec.num_classes
 
 
 def spec_macs(spec: VitSpec) -> int:
     """Multiply-accumulates of one forward pass (convs and matmuls, as `count_macs` counts them)."""
     e, t = spec.embed_dim, spec.num_tokens
-    total = spec.grid**2 * e * spec.in_chans * spec.patch_size**2
+    total = sum(side**2 * 9 * c_in * c_out for c_in, c_out, side in _stem_layers(spec))
+    total += spec.grid**2 * e * spec.embed_in_chans * spec.patch_size**2
+    total += 0 if spec.class_token else 2 * t * e  # sequence pooling: the score FC and the weighted mean
     for b in spec.blocks:
         inner = b.num_heads * b.head_dim
         total += 3 * t * e * inner + 2 * b.num_heads * t * t * b.head_dim + t * inner * e
@@ -64,7 +74,7 @@ def spec_macs(spec: VitSpec) -> int:
 
 def int8_bytes_estimate(spec: VitSpec) -> int:
     """Estimated size of the full-integer TFLite file (see the module docstring)."""
-    channels = spec.embed_dim + spec.num_classes + sum(
+    channels = sum(spec.stem_channels) + int(spec.pool == "seq") + spec.embed_dim + spec.num_classes + sum(
         3 * b.num_heads * b.head_dim + 2 * spec.embed_dim + b.mlp_hidden for b in spec.blocks
     )
     overhead = OVERHEAD_BASE_BYTES + OVERHEAD_PER_BLOCK_BYTES * len(spec.blocks)
@@ -74,7 +84,9 @@ def int8_bytes_estimate(spec: VitSpec) -> int:
 def ram_bytes_estimate(spec: VitSpec) -> int:
     """Estimated int8 activation scratch at the widest point of the network (see module docstring)."""
     e, t = spec.embed_dim, spec.num_tokens
-    widest = spec.in_chans * spec.img_size**2 + spec.grid**2 * e  # image + patch embedding
+    sides = [spec.img_size, *spec.stem_sizes]
+    maps = [c * side**2 for c, side in zip([spec.in_chans, *spec.stem_channels], sides, strict=True)]  # image, stems
+    widest = max(a + b for a, b in zip(maps, [*maps[1:], spec.grid**2 * e], strict=True))  # a conv's input + output
     for b in spec.blocks:
         attn = 2 * t * e + 3 * t * b.num_heads * b.head_dim + 2 * b.num_heads * t * t  # x, norm, qkv, maps
         mlp = 2 * t * e + 2 * t * b.mlp_hidden  # x, norm, fc1, act

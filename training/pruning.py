@@ -36,12 +36,11 @@ Importance = Literal["taylor", "magnitude"]
 
 def dependency_graph(model: VitLite) -> tp.DependencyGraph:
     """torch-pruning's dependency graph of `model` (cls_token and pos_embed as unwrapped params)."""
-    example = torch.zeros(1, model.patch_embed.proj.in_channels, *model.patch_embed.img_size)
+    example = torch.zeros(1, *model.input_shape)
     was_training = model.training
     model.eval()
-    graph = tp.DependencyGraph().build_dependency(
-        model, example_inputs=example, unwrapped_parameters=[(model.cls_token, 2), (model.pos_embed, 2)]
-    )
+    unwrapped = [(p, 2) for p in (model.cls_token, model.pos_embed) if p is not None]
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, unwrapped_parameters=unwrapped)
     model.train(was_training)
     return graph
 

@@ -72,7 +72,7 @@ class QuantVit(nn.Module):
 
     @staticmethod
     def _fixed(point: str) -> tuple[float, int] | None:
-        return SOFTMAX_QUANT if point.endswith("attn.softmax") else FIXED.get(point)
+        return SOFTMAX_QUANT if point.endswith(".softmax") else FIXED.get(point)
 
     # -- modes and ranges -------------------------------------------------------------------
     def quantiser(self, point: str) -> ActQuant:
@@ -82,7 +82,7 @@ class QuantVit(nn.Module):
     @property
     def observing(self) -> bool:
         """True while calibrating: a float forward pass that records min/max at every point."""
-        return self.quantiser("patch_embed").observing
+        return self.quantiser("input").observing
 
     def set_observing(self, on: bool) -> None:
         """Switch calibration on (float pass, ranges observed) or off (fake quantisation)."""
@@ -178,31 +178,54 @@ class QuantVit(nn.Module):
 
         return self._exact(out_point, F.relu(y) if relu else y, codes)
 
-    def _patch_embed(self, x_in: torch.Tensor) -> torch.Tensor:
-        """CONV_2D of the centred input with the model's normalisation folded in, quantised (patch_embed)."""
-        spec, conv = self.spec, self.model.patch_embed.proj
-        gain = 0.5 / spec.input_std  # model input = gain * x_in + offset (export/tf_vit.py)
-        offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
-        weight = conv.weight * gain
-        bias = conv.bias + offset * conv.weight.sum(dim=(1, 2, 3))
+    def _conv(self, x: torch.Tensor, in_point: str, out_point: str, conv: nn.Conv2d, stride: int,
+              layout: Callable[[torch.Tensor], torch.Tensor], same_pad: bool = False,
+              relu: bool = False) -> torch.Tensor:
+        """CONV_2D (+ fused ReLU) of a quantised NCHW tensor, its output quantised at `out_point` in the
+        channels-last `layout` (tokens [B, N, E] or NHWC); the input normalisation is folded into the
+        layer that sees the input. `same_pad`: TensorFlow's SAME padding for a 3x3 stride-2 conv (one
+        row and column after), padded with the int8 zero point (real value 0), as TFLite pads."""
+        weight, bias = conv.weight, conv.bias
+        if in_point == "input":
+            spec = self.spec
+            gain = 0.5 / spec.input_std  # model input = gain * x_in + offset (export/tf_vit.py)
+            offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
+            weight, bias = weight * gain, bias + offset * weight.sum(dim=(1, 2, 3))
 
-        def tokens(t: torch.Tensor) -> torch.Tensor:
-            return t.flatten(2).transpose(1, 2)  # [B, E, g, g] -> [B, N, E], the order of TF's NHWC reshape
+        def conv_op(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            return layout(F.conv2d(F.pad(a, (0, 1, 0, 1)) if same_pad else a, w, b, stride=stride))
 
         if self.observing:
-            return self._q("patch_embed", tokens(F.conv2d(x_in, weight, bias, stride=spec.patch_size)))
+            y = conv_op(x, weight, bias)
+            return self._q(out_point, F.relu(y) if relu else y)
+        in_scale = self.quantiser(in_point).scale_zero_point()[0]
         weight, w_scale = weight_fake_quant(weight)
-        bias = bias_fake_quant(bias, torch.tensor(INPUT_SCALE), w_scale)
-        y = tokens(F.conv2d(x_in, weight, bias, stride=spec.patch_size))
+        bias = bias_fake_quant(bias, in_scale, w_scale)
+        y = conv_op(x, weight, bias)
 
         def codes() -> torch.Tensor:
-            def conv_op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-                return tokens(F.conv2d(a, w, stride=spec.patch_size))
+            acc = integer_accumulator(x, float(in_scale), weight, w_scale, bias, conv_op)
+            return linear_codes(acc, float(in_scale), w_scale, self._quants(out_point)[0], relu)
 
-            acc = integer_accumulator(x_in, INPUT_SCALE, weight, w_scale, bias, conv_op)
-            return linear_codes(acc, INPUT_SCALE, w_scale, self._quants("patch_embed")[0])
+        return self._exact(out_point, F.relu(y) if relu else y, codes)
 
-        return self._exact("patch_embed", y, codes)
+    def _tokens(self, x_in: torch.Tensor) -> torch.Tensor:
+        """Stem convs (NHWC codes, ReLU fused), the patch embedding, the class token (quantised with the
+        patch embedding's scale: CONCATENATION shares it) and pos_embed (an int8 constant over its own
+        range) added: the `tokens` point."""
+        spec, model = self.spec, self.model
+        x, in_point = x_in, "input"
+        for i, layer in enumerate(model.patch_embed.stem):
+            nhwc = self._conv(x, in_point, f"stem.{i}", layer.conv, 2, lambda t: t.permute(0, 2, 3, 1),
+                              same_pad=True, relu=True)
+            x, in_point = nhwc.permute(0, 3, 1, 2), f"stem.{i}"
+        x = self._conv(x, in_point, "patch_embed", model.patch_embed.proj, spec.patch_size,
+                       lambda t: t.flatten(2).transpose(1, 2))  # [B, E, g, g] -> [B, N, E], TF's NHWC order
+        if spec.class_token:
+            cls = self.quantiser("patch_embed")(model.cls_token.expand(x.shape[0], -1, -1), observe=False)
+            x = torch.cat([cls, x], dim=1)
+        pos = model.pos_embed if self.observing else const_fake_quant(model.pos_embed)
+        return self._add("tokens", x, pos, self._quants("patch_embed")[0], const_quant(model.pos_embed))
 
     def _norm(self, x: torch.Tensor, name: str, in_point: str) -> torch.Tensor:
         """LayerNorm without its gain and shift (folded into the next layers), every tensor quantised."""
@@ -244,6 +267,13 @@ class QuantVit(nn.Module):
         fc2 = self._linear(hidden, f"{b}.mlp.act", f"{b}.mlp.fc2", block.mlp.fc2)
         return self._add(f"{b}.add2", x, fc2, *self._quants(f"{b}.add1", f"{b}.mlp.fc2"))
 
+    def _seq_pool(self, x: torch.Tensor, in_point: str) -> torch.Tensor:
+        """Sequence pooling: a softmax over the tokens of one FC score each, then the tokens' weighted mean
+        by BATCH_MATMUL: [B, N, E] -> [B, E] (the `pool.context` point)."""
+        score = self._linear(x, in_point, "pool.score", self.model.attn_pool)  # [B, N, 1]
+        weights = self._q("pool.softmax", score.transpose(1, 2).softmax(dim=-1))  # [B, 1, N]
+        return self._mul("pool.context", weights, x, "pool.softmax", in_point, matmul=True).flatten(1)
+
     # -- the whole model ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Model input `(pixel/255 - mean)/std` NCHW -> logits; `record` collects every point's int8 codes."""
@@ -255,15 +285,14 @@ class QuantVit(nn.Module):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         spec, model, q = self.spec, self.model, self._q
-        x_in = q("input", ((x * spec.input_std + spec.input_mean) * 255.0 - 128.0) * INPUT_SCALE)
-        patches = self._patch_embed(x_in)
-        cls = self.quantiser("patch_embed")(model.cls_token.expand(x.shape[0], -1, -1), observe=False)
-        pos = model.pos_embed if self.observing else const_fake_quant(model.pos_embed)
-        x = self._add("tokens", torch.cat([cls, patches], dim=1), pos, self._quants("patch_embed")[0],
-                      const_quant(model.pos_embed))
+        x = self._tokens(q("input", ((x * spec.input_std + spec.input_mean) * 255.0 - 128.0) * INPUT_SCALE))
         for i in range(len(model.blocks)):
             x = self._block(x, i)
-        normed = self._norm(x[:, 0], "norm", f"blocks.{len(model.blocks) - 1}.add2")  # class token by slice
+        last = f"blocks.{len(model.blocks) - 1}.add2"
+        if spec.pool == "seq":  # timm's fc_norm: the final LayerNorm after pooling
+            normed = self._norm(self._seq_pool(x, last), "norm", "pool.context")
+            return self._linear(normed, "norm", "head", model.head, model.fc_norm)
+        normed = self._norm(x[:, 0], "norm", last)  # class token by slice
         return self._linear(normed, "norm", "head", model.head, model.norm)
 
 
