@@ -8,6 +8,11 @@ EDGE   := $(BIN)/edge
 RUN    ?= default
 TARGET ?= cortex-m
 PORT   ?=
+# make optimize: the battery device, lifetime target, wall-clock budget and worker processes of `edge search`
+DEVICE ?= camera-trap-nrf52840
+LIFETIME ?= 1y
+BUDGET ?= 30m
+WORKERS ?= 1
 FRAMING ?= console
 STAMP  := $(VENV)/.installed
 
@@ -16,7 +21,7 @@ STAMP  := $(VENV)/.installed
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup test test-slow lint typecheck data train prune qat export verify battery-gate report chromium flash bench devices bench-all clean
+.PHONY: help setup test test-slow lint typecheck data train prune qat export verify battery-gate optimize report chromium flash bench devices bench-all clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -61,6 +66,10 @@ verify: $(STAMP)  ## check build/$(TARGET)/model_int8.tflite (full-integer, TFLM
 
 report: $(STAMP)  ## runs/$(RUN)/report/report.html (+ .md, .json) from the run as it stands
 	$(EDGE) report --run $(RUN)
+
+optimize: $(STAMP)  ## search the model for TARGET, DEVICE, LIFETIME within BUDGET (runs/$(RUN)/search/, docs/search.md)
+	$(EDGE) search --run $(RUN) --target $(TARGET) --device $(DEVICE) --min-lifetime $(LIFETIME) --budget $(BUDGET) \
+	  --workers $(WORKERS)
 
 # The report's browser test opens report.html in Debian's chromium. Installed once, quietly; as root (CI) or
 # with sudo. Without either the test is skipped locally (CI sets EDGE_REQUIRE_BROWSER=1: missing = failure).

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.firmware_bridge.cli",
     "edge.firmware_bridge.emulation.cli",
     "edge.power.cli",
+    "edge.search.cli",
 )
 
 

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edge.errors import ConfigError
-from edge.vit_spec import Activation
+from edge.vit_spec import Activation, BlockSpec, VitSpec, family_spec
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 
@@ -77,6 +77,48 @@ class ModelConfig(Section):
     name: str = "vit_lite_s"
     act: Activation = Field("relu", description="MLP activation: relu (fused into the int8 FULLY_CONNECTED; "
                             "the default, see docs/export.md), gelu_tanh, hardswish or quick_gelu")
+    patch_size: int | None = Field(None, ge=1, le=64, description="override the family member's patch size "
+                                   "(null: model.name's); data.image_size must be a multiple of it")
+    embed_dim: int | None = Field(None, ge=8, le=1024, description="override the embedding width (null: model.name's); "
+                                  "a multiple of the head count")
+    depth: int | None = Field(None, ge=1, le=24, description="override the number of blocks (null: model.name's)")
+    num_heads: int | None = Field(None, ge=1, le=32, description="override the attention heads per block "
+                                  "(null: model.name's)")
+    mlp_ratio: float | None = Field(None, gt=0, le=8, description="override MLP width / embedding width "
+                                    "(null: model.name's)")
+
+    def spec(self, img_size: int, in_chans: int, num_classes: int, labels: list[str] | None = None) -> VitSpec:
+        """The model this section describes: the family member `name`, with any width overrides applied."""
+        base = family_spec(self.name, img_size, in_chans, num_classes, labels, act=self.act)
+        overrides = {key: getattr(self, key) for key in WIDTH_KEYS if getattr(self, key) is not None}
+        if not overrides:
+            return base
+        first = base.blocks[0]
+        member = {"patch_size": base.patch_size, "embed_dim": base.embed_dim, "depth": len(base.blocks),
+                  "num_heads": first.num_heads, "mlp_ratio": first.mlp_hidden / base.embed_dim}
+        widths = {**member, **overrides}
+        embed, heads = int(widths["embed_dim"]), int(widths["num_heads"])
+        if embed % heads:
+            raise ConfigError(f"model.embed_dim {embed} is not a multiple of model.num_heads {heads}",
+                              where="model.embed_dim", hint="pick a width that the head count divides, e.g. "
+                              f"{embed - embed % heads or heads}")
+        if img_size % int(widths["patch_size"]):
+            raise ConfigError(f"data.image_size {img_size} is not a multiple of model.patch_size "
+                              f"{widths['patch_size']}", where="model.patch_size",
+                              hint="pick a patch size that divides the image side")
+        block = BlockSpec(num_heads=heads, head_dim=embed // heads, mlp_hidden=int(embed * float(widths["mlp_ratio"])))
+        name = base.name if widths == member else "{}-p{}-e{}-d{}-h{}-r{:g}".format(
+            base.name, *(widths[k] for k in WIDTH_KEYS))
+        try:
+            return VitSpec.model_validate({**base.model_dump(), "name": name, "patch_size": int(widths["patch_size"]),
+                                           "embed_dim": embed, "blocks": [block.model_dump()] * int(widths["depth"])})
+        except ValidationError as exc:
+            raise ConfigError(f"the model widths do not make a model: {exc.errors()[0]['msg']}",
+                              where="model.patch_size", hint="see `edge config --show` for the model.* keys") from exc
+
+
+#: ModelConfig fields that override a family member's widths (edge.vit_spec.FAMILY keys).
+WIDTH_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")
 
 
 class DistillConfig(Section):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -103,8 +104,7 @@ def distributed_group() -> Iterator[None]:
 
 def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
     data = load_dataset(run.input("data", "dataset"))
-    spec = family_spec(config.model.name, data.image_size, data.channels, len(data.labels), list(data.labels),
-                       act=config.model.act)
+    spec = config.model.spec(data.image_size, data.channels, len(data.labels), list(data.labels))
     train_xy = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
     val_xy = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     resume = bool(run.options.get("resume"))
@@ -116,7 +116,8 @@ def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
         torch.manual_seed(config.train.seed)
         model = build_model(spec)
         result = fit(model, train_xy, val_xy, cfg, teacher=teacher, checkpoint=run.dir / "checkpoint.pt",
-                     resume=resume, desc=f"train {spec.name}", max_seconds=max_seconds)
+                     resume=resume, desc=f"train {spec.name}", max_seconds=max_seconds,
+                     on_epoch=epoch_logger(run.options.get("epoch_log")))
 
     model.load_state_dict(result.best_state)
     test_top1, _, _ = evaluate(model, to_input(data.test.x, spec.input_mean, spec.input_std),
@@ -132,6 +133,19 @@ def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
         "stopped_by_time_budget": result.stopped_by_time,
     })
     _compare_with_baseline(run, data, result.best_val_top1, config.train.seed)
+
+
+def epoch_logger(path: str | None) -> Callable[[dict[str, float]], None] | None:
+    """With run option `epoch_log` (a file), append each epoch's row to it as one JSON line, flushed, so
+    another process can follow the val curve while training runs (`edge search` prunes on it)."""
+    if not path:
+        return None
+
+    def log(row: dict[str, float]) -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    return log
 
 
 def _compare_with_baseline(run: StageRun, data: Any, val_top1: float, seed: int) -> None:
