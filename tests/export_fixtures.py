@@ -1,4 +1,5 @@
-"""Shared helpers for the export tests: a tiny ViT-lite run with data and train records (no TF here)."""
+"""Shared model and run helpers (no TF here): tiny ViT-lite specs, a tiny run with data and train records for the
+export tests, a one-op .tflite built with the flatbuffer schema."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from edge.vit_spec import BlockSpec, VitSpec
 
 TINY = VitSpec(name="vit_lite_tiny", img_size=32, in_chans=1, patch_size=8, embed_dim=32, num_classes=2,
                blocks=[BlockSpec(num_heads=2, head_dim=16, mlp_hidden=64)] * 2, labels=["empty", "person"])
+
+
+def tiny_spec(**changes: object) -> VitSpec:
+    """A 16 px, 3-class ViT-lite of two blocks (5,091 params) for model and pruning arithmetic, with `changes`."""
+    spec = VitSpec(name="tiny", img_size=16, in_chans=1, patch_size=4, embed_dim=16, num_classes=3,
+                   blocks=[BlockSpec(num_heads=2, head_dim=8, mlp_hidden=32)] * 2)
+    return spec.model_copy(update=changes)
 
 
 def tiny_images(n: int, seed: int = 0, size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from bridge_helpers import build_model
-from bridge_helpers import run_edge as _edge
+from bridge_helpers import build_model, emulator_ports
+from edge_cli import run_edge
 
 from edge.firmware_bridge.bench import local_results, random_inputs, run_bench
 from edge.firmware_bridge.emulation.flash import MODEL_FILE
@@ -49,14 +47,8 @@ def test_bench_detects_a_different_model_on_the_device(small_tflite_path, tmp_pa
 
 
 def test_cli_emulator_flash_bench_end_to_end(small_tflite_path, tmp_path):
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "edge", "emulator", "--seconds", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        port = emulator.stdout.readline().strip()
-        assert port.startswith("/dev/")
-        flash = _edge("flash", "--port", port, "--model", str(small_tflite_path), "--quiet")
+    with emulator_ports() as (port,):
+        flash = run_edge("flash", "--port", port, "--model", str(small_tflite_path), "--quiet")
         assert flash.returncode == 0, flash.stderr
         assert "= local file sha256" in flash.stdout
         out = tmp_path / "bench.json"
@@ -64,7 +56,7 @@ def test_cli_emulator_flash_bench_end_to_end(small_tflite_path, tmp_path):
         rows = [f"{k:.1f},{4000.0 if (k // 10) % 2 else 50.0},{'10000000' if (k // 10) % 2 else '00000000'}"
                 for k in range(80)]
         trace.write_text("Timestamp(ms),Current(uA),D0-D7\n" + "\n".join(rows) + "\n")
-        bench = _edge("bench", "--port", port, "--model", str(small_tflite_path), "--runs", "3", "--warmup", "1",
+        bench = run_edge("bench", "--port", port, "--model", str(small_tflite_path), "--runs", "3", "--warmup", "1",
                       "--inputs", "3", "--json", str(out), "--quiet", "--trace", str(trace), "--voltage", "3.0",
                       "--marker", "0")
         assert bench.returncode == 0, bench.stderr
@@ -76,14 +68,11 @@ def test_cli_emulator_flash_bench_end_to_end(small_tflite_path, tmp_path):
         assert energy["energy_per_inference_uJ"] == pytest.approx(9 * 1e-3 * 4e-3 * 3.0 * 1e6)  # 9 ms x 12 mW
         assert energy["costmodel_energy_uJ"] == pytest.approx(costmodel_estimate(small_tflite_path.read_bytes(),
                                                                                   "nrf52840")[1])
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=10)
 
 
 def test_cli_serial_errors_exit_3(small_tflite_path):
-    result = _edge("flash", "--port", "/dev/does-not-exist", "--model", str(small_tflite_path), "--quiet")
+    result = run_edge("flash", "--port", "/dev/does-not-exist", "--model", str(small_tflite_path), "--quiet")
     assert result.returncode == 3
     assert "cannot open serial port" in result.stderr and "edge devices" in result.stderr
-    missing = _edge("flash", "--port", "loop://", "--model", "no/such/model.tflite")
+    missing = run_edge("flash", "--port", "loop://", "--model", "no/such/model.tflite")
     assert missing.returncode == 2 and "model file not found" in missing.stderr

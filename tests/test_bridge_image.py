@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bridge_helpers import interrupt_after, run_edge
+from bridge_helpers import interrupt_after
+from edge_cli import run_edge
 from imgtool.image import Image, VerifyResult
 
 from edge.errors import DeviceError

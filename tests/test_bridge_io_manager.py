@@ -6,13 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
-import sys
 import time
 
 import pytest
-import serial
-from bridge_helpers import run_edge as _edge
+from bridge_helpers import emulator_ports, loop_link
+from edge_cli import run_edge
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -159,18 +157,14 @@ _TOKENS = ["[dut]: ", "m-ready", "m-dut-passthrough(", ")", "\r\n", "\n", "m-lap
 @given(st.one_of(st.binary(max_size=2000), st.lists(st.sampled_from(_TOKENS), max_size=60).map(
     lambda parts: "".join(parts).encode())))
 def test_fuzz_passthrough_reader_terminates(data):
-    port = serial.serial_for_url("loop://", timeout=0)
-    link = SerialLink("loop://")
-    link.port = port
-    port.write(data)
-    dut = mlperf.MlperfDut(link, io_manager=True)
-    start = time.monotonic()
-    with contextlib.suppress(DeviceError):
-        lines = dut.read_passthrough("infer 1 0", 0.05)
-        with contextlib.suppress(mlperf.ProtocolError):
-            mlperf.parse_infer(lines, 1, 0, timer_lines=dut.io_lines, laps_required=False)
-    assert time.monotonic() - start < 1.0
-    port.close()
+    with loop_link(data) as link:
+        dut = mlperf.MlperfDut(link, io_manager=True)
+        start = time.monotonic()
+        with contextlib.suppress(DeviceError):
+            lines = dut.read_passthrough("infer 1 0", 0.05)
+            with contextlib.suppress(mlperf.ProtocolError):
+                mlperf.parse_infer(lines, 1, 0, timer_lines=dut.io_lines, laps_required=False)
+        assert time.monotonic() - start < 1.0
 
 
 @settings(max_examples=150, deadline=None)
@@ -184,15 +178,9 @@ def test_fuzz_emulated_io_manager_never_crashes(data):
 def test_cli_bench_through_emulated_io_manager(small_tflite, tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(small_tflite)
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "edge", "emulator", "--io-manager", "--model", str(path), "--seconds", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        port = emulator.stdout.readline().strip()
-        assert port.startswith("/dev/")
+    with emulator_ports("--io-manager", "--model", str(path)) as (port,):
         out = tmp_path / "bench.json"
-        bench = _edge("bench", "--port", port, "--io-manager", "--io-timer", "--model", str(path), "--runs", "3",
+        bench = run_edge("bench", "--port", port, "--io-manager", "--io-timer", "--model", str(path), "--runs", "3",
                       "--warmup", "1", "--inputs", "3", "--json", str(out), "--quiet")
         assert bench.returncode == 0, bench.stderr
         assert re.search(r"^vs local TFLM +all equal$", bench.stdout, re.M)
@@ -200,6 +188,3 @@ def test_cli_bench_through_emulated_io_manager(small_tflite, tmp_path):
         report = json.loads(out.read_text())
         assert report["io_manager"] == NAME and report["local_match"] is True and len(report["predictions"]) == 3
         assert report["latency_ms"] == pytest.approx(costmodel_estimate(small_tflite, "nrf52840")[0], abs=0.001)
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=10)

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
-from bridge_helpers import build_model
-from bridge_helpers import run_edge as _edge
+from bridge_helpers import build_model, emulator_ports
+from edge_cli import run_edge
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,38 +190,26 @@ def test_host_refuses_a_frequency_the_monitor_lacks():
         Lpm01a(SerialLink("loop://"), freq="3k")
 
 
-def _emulator(model_path) -> tuple[subprocess.Popen, str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "emulator", "--io-manager", "--power-monitor", "--model",
-                             str(model_path), "--seconds", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    io_port, monitor_port = proc.stdout.readline().strip(), proc.stdout.readline().strip()
-    assert io_port.startswith("/dev/") and monitor_port.startswith("/dev/"), proc.stderr.read()[-2000:]
-    return proc, io_port, monitor_port
-
-
 def test_cli_bench_with_power_monitor_and_wrong_settings(tmp_path_factory, tmp_path):
     path = build_model(tmp_path_factory, "small")
-    proc, io_port, monitor_port = _emulator(path)
-    try:
+    with emulator_ports("--io-manager", "--power-monitor", "--model", str(path), seconds=50,
+                        ports=2) as (io_port, monitor_port):
         base = ["bench", "--port", io_port, "--io-manager", "--power-monitor", monitor_port, "--model", str(path),
                 "--inputs", "1", "--quiet", "--power-on-wait", "0"]
-        out = _edge(*base, "--runs", str(RUNS), "--voltage", "3.0", "--json", str(tmp_path / "b.json"))
+        out = run_edge(*base, "--runs", str(RUNS), "--voltage", "3.0", "--json", str(tmp_path / "b.json"))
         assert out.returncode == 0, out.stderr[-2000:]
         report = json.loads((tmp_path / "b.json").read_text())
         assert report["energy"]["measured_over_model"] == pytest.approx(1.0, abs=0.02)
         assert "measured_uJ/inference" in out.stdout
-        wrong_volt = _edge(*base, "--voltage", "5.0", "--json", str(tmp_path / "v.json"))
+        wrong_volt = run_edge(*base, "--voltage", "5.0", "--json", str(tmp_path / "v.json"))
         assert wrong_volt.returncode == 3
         assert (f"error: {monitor_port} (LPM01A): the power monitor rejected 'volt 5000m': "
                 "voltage out of range [1800m; 3300m]") in wrong_volt.stderr
         assert "pass --voltage in that range" in wrong_volt.stderr
-        wrong_freq = _edge(*base, "--monitor-freq", "10k", "--json", str(tmp_path / "f.json"))
+        wrong_freq = run_edge(*base, "--monitor-freq", "10k", "--json", str(tmp_path / "f.json"))
         assert wrong_freq.returncode == 3
         assert "the power monitor rejected 'start': freq 10k with ascii_dec needs acqtime <= 1 s" in wrong_freq.stderr
-        bad_freq = _edge(*base, "--monitor-freq", "3k", "--json", str(tmp_path / "g.json"))
+        bad_freq = run_edge(*base, "--monitor-freq", "3k", "--json", str(tmp_path / "g.json"))
         assert bad_freq.returncode == 2 and "sampling frequency '3k' is not one the LPM01A offers" in bad_freq.stderr
-        no_io = _edge("bench", "--port", io_port, "--power-monitor", monitor_port, "--model", str(path), "--quiet")
+        no_io = run_edge("bench", "--port", io_port, "--power-monitor", monitor_port, "--model", str(path), "--quiet")
         assert no_io.returncode == 2 and "--power-monitor needs --io-manager" in no_io.stderr
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -6,7 +6,8 @@ import hashlib
 import time
 
 import pytest
-from bridge_helpers import interrupt_after
+from bridge_helpers import emulator_ports, interrupt_after
+from edge_cli import run_edge
 
 from edge.errors import DeviceError
 from edge.firmware_bridge import smp_serial as sp
@@ -252,24 +253,13 @@ def test_raw_uploads_on_a_line_with_rare_bad_bytes(small_tflite):
 
 
 def test_flash_cli_over_the_raw_framing_of_an_emulator_process(tmp_path, tiny_tflite):
-    import subprocess
-    import sys
-
     model = tmp_path / "model_int8.tflite"
     model.write_bytes(tiny_tflite)
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "edge", "emulator", "--framing", "raw", "--line-rate", "921600", "--seconds", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        port = emulator.stdout.readline().strip()
-        flash = [sys.executable, "-m", "edge", "flash", "--port", port, "--baud", "921600", "--model", str(model),
-                 "--framing", "raw", "--quiet", "--runs-dir", str(tmp_path)]
-        done = subprocess.run(flash, capture_output=True, text=True, timeout=60)
+    with emulator_ports("--framing", "raw", "--line-rate", "921600", seconds=60) as (port,):
+        flash = ["flash", "--port", port, "--baud", "921600", "--model", str(model), "--framing", "raw", "--quiet",
+                 "--runs-dir", str(tmp_path)]
+        done = run_edge(*flash, timeout=60)
         assert done.returncode == 0, done.stderr
         assert f"device sha256 {hashlib.sha256(tiny_tflite).hexdigest()} = local file sha256" in done.stdout
-        bad = subprocess.run([*flash, "--raw-timeout-ms", "0"], capture_output=True, text=True, timeout=60)
+        bad = run_edge(*flash, "--raw-timeout-ms", "0", timeout=60)
         assert bad.returncode == 2 and "--raw-timeout-ms must be positive, got 0.0" in bad.stderr
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=10)

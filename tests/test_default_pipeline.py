@@ -7,16 +7,14 @@ built-in default exactly as a user's first command does, in a temporary folder.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from edge_cli import run_edge
 
 
 @pytest.mark.slow
 def test_default_pipeline_meets_the_acceptance_numbers(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "edge", "run", "--target", "cortex-m"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    result = run_edge("run", "--target", "cortex-m", cwd=tmp_path, timeout=3600)
     assert result.returncode == 0, result.stderr[-4000:]
     manifest = json.loads((tmp_path / "runs/default/manifest.json").read_text())
     stages = {name: rec["metrics"] for name, rec in manifest["stages"].items()}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_cli import run_edge
 from export_fixtures import single_op_tflite
 
 from edge.errors import ConfigError, ExportError
@@ -29,10 +28,6 @@ def _onnx_relu() -> bytes:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-
-
-def _edge(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_a_valid_one_op_model_parses_and_is_full_integer(tmp_path: Path) -> None:
@@ -71,25 +66,25 @@ def test_edge_verify_reports_corrupt_files_with_exit_4(tmp_path: Path) -> None:
     cut = _onnx_relu()[:-7]
     (tmp_path / "cut.onnx").write_bytes(cut)
     (tmp_path / "empty.onnx").write_bytes(b"")
-    proc = _edge("verify", str(tmp_path / "cut.tflite"))
+    proc = run_edge("verify", str(tmp_path / "cut.tflite"))
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     where = tmp_path / "cut.tflite"
     assert proc.stderr.startswith(f"error: {where}: corrupted or truncated TFLite flatbuffer (200 bytes)")
-    proc = _edge("verify", str(tmp_path / "cut.onnx"))
+    proc = run_edge("verify", str(tmp_path / "cut.onnx"))
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     where = tmp_path / "cut.onnx"
     assert proc.stderr.startswith(f"error: {where}: corrupted or truncated ONNX protobuf ({len(cut)} bytes)")
-    proc = _edge("verify", str(tmp_path / "empty.onnx"))
+    proc = run_edge("verify", str(tmp_path / "empty.onnx"))
     assert proc.returncode == 4
     assert proc.stderr.startswith(f"error: {tmp_path / 'empty.onnx'}: file is empty (0 bytes)")
-    proc = _edge("verify", str(tmp_path / "missing.tflite"))
+    proc = run_edge("verify", str(tmp_path / "missing.tflite"))
     where = tmp_path / "missing.tflite"
     assert (proc.returncode, proc.stderr.splitlines()[0]) == (4, f"error: {where}: model file not found")
 
 
 def test_edge_verify_runs_a_good_model_in_tflm(tmp_path: Path) -> None:
     (tmp_path / "relu.tflite").write_bytes(single_op_tflite("RELU"))
-    proc = _edge("verify", "--json", "--full-integer", str(tmp_path / "relu.tflite"))
+    proc = run_edge("verify", "--json", "--full-integer", str(tmp_path / "relu.tflite"))
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["tflm_resolver"] == ["AddRelu"] and info["full_integer"] is True
@@ -117,7 +112,7 @@ def test_op_without_tflm_kernel_is_named(tmp_path: Path) -> None:
     with pytest.raises(ExportError) as err:
         require_tflm_ops(read_tflite(path))
     assert err.value.message == "TFLite Micro cannot run this model: op 0 GELU: TFLite Micro has no kernel for GELU"
-    proc = _edge("verify", str(path))
+    proc = run_edge("verify", str(path))
     assert proc.returncode == 4 and "op 0 GELU: TFLite Micro has no kernel for GELU" in proc.stderr
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_cli import run_edge
 from export_fixtures import make_run
 
 from edge.config import RunConfig
@@ -78,8 +79,7 @@ def test_export_after_qat_uses_its_ranges_and_reference(tmp_path: Path) -> None:
     manifest.config = RunConfig.model_validate(tree).model_dump(mode="json")
     manifest.save()
     for stage in ("qat", "export"):
-        proc = subprocess.run([sys.executable, "-m", "edge", "stage", stage, "--run-dir", str(run_dir)],
-                              capture_output=True, text=True)
+        proc = run_edge("stage", stage, "--run-dir", str(run_dir))
         assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "build" / "cortex-m" / "report.json").read_text())
     assert report["model"]["source_stage"] == "qat"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from edge_cli import run_edge
 
 from edge.errors import ConfigError, ExportError
 from edge.export.targets import check_fit, known_targets, resolve_target
@@ -49,10 +50,7 @@ def test_a_model_that_fits_reports_its_share() -> None:
 
 
 def test_edge_targets_lists_families_and_boards() -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "edge", "targets"], capture_output=True, text=True, timeout=120)
+    proc = run_edge("targets")
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()}
     assert {"cortex-m", "cortex-m0plus", "ethos-u55", "linux", "nrf52840"} <= set(rows)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_cli import run_edge
 from PIL import Image
 
 TINY = [
@@ -21,9 +22,9 @@ TINY = [
 ]
 
 
-def edge(tmp_path: Path, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge", *args, "--runs-dir", str(tmp_path / "runs")],
-                          capture_output=True, text=True, cwd=tmp_path, **kwargs)
+def edge(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`edge ARGS` run in tmp_path on the runs folder tmp_path/runs."""
+    return run_edge(*args, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
 
 
 def manifest(tmp_path: Path, run: str) -> dict:
@@ -48,8 +49,7 @@ def test_tampered_artifact_is_refused_by_a_stage_and_rebuilt_by_the_pipeline(tmp
     npz = tmp_path / "runs/default/data/dataset.npz"
     good = npz.read_bytes()
     npz.write_bytes(good[:-10] + b"0123456789")
-    direct = subprocess.run([sys.executable, "-m", "edge", "stage", "train", "--run-dir", "runs/default"],
-                            capture_output=True, text=True, cwd=tmp_path)
+    direct = run_edge("stage", "train", "--run-dir", "runs/default", cwd=tmp_path)
     assert direct.returncode == 2
     assert "output 'dataset' of stage 'data' changed after it was written" in direct.stderr
     rebuilt = edge(tmp_path, "data")

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from edge_cli import run_edge
 
 from edge.config import RunConfig
 from edge.errors import ConfigError
 from edge.manifest import Manifest
 from edge.pipeline import config_fingerprint, run_stage_here, stage_spec
 from edge.power.durations import parse_duration_days
-
-
-def edge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=600, check=False)
 
 
 def test_durations() -> None:
@@ -33,9 +26,9 @@ def test_durations() -> None:
 
 
 def test_default_device_with_the_pruned_int8_model_passes(power_models: dict[str, Path], tmp_path: Path) -> None:
-    proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_pruned_int8"]),
-                "--min-lifetime", "1y", "--confidence", "0.95", "--runs", "100", "--max-years", "3",
-                "--out", str(tmp_path))
+    proc = run_edge("battery", "check", "--device", "camera-trap-nrf52840",
+                    "--model", str(power_models["vit_pruned_int8"]), "--min-lifetime", "1y", "--confidence", "0.95",
+                    "--runs", "100", "--max-years", "3", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("PASS: P5 lifetime >1096 d (3.00 y) meets the target 365 d (1.00 y)")
     suite = ET.parse(tmp_path / "junit.xml").getroot()
@@ -47,7 +40,7 @@ def test_default_device_with_the_pruned_int8_model_passes(power_models: dict[str
 def test_float_model_at_a_high_rate_fails_and_says_by_how_much(power_models: dict[str, Path], tmp_path: Path) -> None:
     busy = ("--min-lifetime", "1y", "--runs", "50", "--rate-per-day", "200", "--frames-per-event", "10",
             "--max-years", "1.5")
-    proc = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_float"]),
+    proc = run_edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_float"]),
                 *busy, "--out", str(tmp_path / "float"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     first, second = proc.stdout.splitlines()[:2]
@@ -58,13 +51,13 @@ def test_float_model_at_a_high_rate_fails_and_says_by_how_much(power_models: dic
     assert failure is not None and failure.get("message") == first
     # the pruned int8 model passes at a tenth of that rate (its measured-kernel cost is ~16 mJ per inference)
     calmer = tuple("20" if arg == "200" else arg for arg in busy)
-    ok = edge("battery", "check", "--device", "camera-trap-nrf52840", "--model", str(power_models["vit_pruned_int8"]),
-              *calmer, "--out", str(tmp_path / "int8"))
+    ok = run_edge("battery", "check", "--device", "camera-trap-nrf52840", "--model",
+                  str(power_models["vit_pruned_int8"]), *calmer, "--out", str(tmp_path / "int8"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
 def test_coin_cell_under_heavy_pulses_fails_with_a_peak_warning(power_models: dict[str, Path], tmp_path: Path) -> None:
-    proc = edge("battery", "check", "--device", "doorbell-cr2032-ov2640",
+    proc = run_edge("battery", "check", "--device", "doorbell-cr2032-ov2640",
                 "--model", str(power_models["vit_pruned_int8"]), "--min-lifetime", "1y", "--runs", "100",
                 "--out", str(tmp_path))
     assert proc.returncode == 1
@@ -79,17 +72,17 @@ def test_coin_cell_under_heavy_pulses_fails_with_a_peak_warning(power_models: di
     (("--confidence", "1.5"), "argument --confidence: must be at most 0.9999 (got 1.5)"),
 ])
 def test_bad_input_exits_2(power_models: dict[str, Path], tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    proc = edge("battery", "check", "--model", str(power_models["tiny_int8"]), "--runs", "5", "--out", str(tmp_path),
-                *args)
+    proc = run_edge("battery", "check", "--model", str(power_models["tiny_int8"]), "--runs", "5",
+                    "--out", str(tmp_path), *args)
     assert proc.returncode == 2
     assert message in proc.stderr
 
 
 def test_profile_command(power_models: dict[str, Path]) -> None:
-    proc = edge("profile", "--model", str(power_models["tiny_int8"]), "--mcu", "stm32l4r5")
+    proc = run_edge("profile", "--model", str(power_models["tiny_int8"]), "--mcu", "stm32l4r5")
     assert proc.returncode == 0, proc.stderr
     assert "92,192 MACs" in proc.stdout and "| 0 | CONV_2D | conv | int8 | 1x32x32x8 | 73,728 |" in proc.stdout
-    bad = edge("profile", "--model", str(power_models["tiny_int8"]), "--mcu", "stm32l4")
+    bad = run_edge("profile", "--model", str(power_models["tiny_int8"]), "--mcu", "stm32l4")
     assert bad.returncode == 2 and "did you mean 'stm32l4r5'?" in bad.stderr
 
 
@@ -123,7 +116,7 @@ def test_profile_and_battery_stages_and_run_gate(power_models: dict[str, Path], 
     assert {"lifetime", "soc_plot", "breakdown_plot", "junit", "summary"} <= set(battery.outputs)
     assert battery.metrics["gate_passed"] is True and battery.metrics["lifetime_p5_days"] > 365
     assert "power_profiles.devices.camera-trap-nrf52840" in battery.inputs
-    proc = edge("battery", "check", "--run", "t", "--runs-dir", str(tmp_path / "runs"))
+    proc = run_edge("battery", "check", "--run", "t", "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (run_dir / "battery-check" / "junit.xml").is_file()
 

@@ -7,10 +7,9 @@ images of 10 classes, written as `train/ val/ test/` folders (the user's own spl
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from edge_cli import run_edge
 
 
 @pytest.mark.slow
@@ -18,8 +17,7 @@ def test_digits_with_the_defaults_meet_the_real_data_targets(tmp_path):
     from edge.training.digits import write_digits_imagefolder
 
     tree = write_digits_imagefolder(tmp_path / "digits", size=32)
-    result = subprocess.run([sys.executable, "-m", "edge", "run", "--run", "digits", "--data", f"imagefolder:{tree}"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    result = run_edge("run", "--run", "digits", "--data", f"imagefolder:{tree}", cwd=tmp_path, timeout=3600)
     assert result.returncode == 0, result.stderr[-4000:]
     manifest = json.loads((tmp_path / "runs/digits/manifest.json").read_text())
     stages = {name: rec["metrics"] for name, rec in manifest["stages"].items()}
