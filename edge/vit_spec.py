@@ -16,10 +16,20 @@ Weight names (safetensors keys) are the torch state_dict keys of `edge.training.
     blocks.{i}.mlp.fc2.weight [E, M_i]      blocks.{i}.mlp.fc2.bias [E]
     norm.weight/.bias [E]                   head.weight [K, E]   head.bias [K]
 
+With a convolutional tokenizer (`stem_channels` [C1, C2, ...]) the patch embedding sees the last
+stem layer's output (C = C_last) and there are also
+    patch_embed.stem.{j}.conv.weight [C_j, C_{j-1}, 3, 3]   patch_embed.stem.{j}.conv.bias [C_j]
+With sequence pooling (`pool` "seq") there is no cls_token, T = N, the final norm is timm's
+`fc_norm` (after pooling) instead of `norm`, and
+    seq_pool.score.weight [1, E]            seq_pool.score.bias [1]
+
 The forward pass (pre-norm ViT, class token taken by slice `x[:, 0:1]`):
     x = conv(img, patch_embed, stride P) -> [B, N, E]; x = concat(cls, x) + pos_embed
     per block: x += proj(softmax(q k^T * D^-0.5) v) on norm1(x);  x += fc2(act(fc1(norm2(x))))
     logits = head(norm(x)[:, 0:1])
+or, with a convolutional tokenizer and sequence pooling (the cct_lite_* members):
+    img -> per stem layer: relu(conv3x3(pad SAME, stride 2)) -> patch conv -> [B, N, E] + pos_embed
+    blocks as above; w = softmax over tokens of score(x) [B, N, 1]; logits = head(fc_norm(w^T x))
 LayerNorm is exact (biased variance, eps `norm_eps`); `act` is one of ACTIVATIONS.
 """
 

@@ -123,7 +123,7 @@ class TfVit:
     def _seq_pool(self, x: tf.Tensor) -> tf.Tensor:
         """Sequence pooling: a softmax over the tokens of one FC score each, then the tokens' weighted mean
         by BATCH_MATMUL: [B, N, E] -> [B, E]."""
-        score = self._fq(self._dense(x, "attn_pool"), "pool.score")  # [B, N, 1]
+        score = self._fq(self._dense(x, "seq_pool.score"), "pool.score")  # [B, N, 1]
         weights = self._fq(tf.nn.softmax(tf.reshape(score, [-1, 1, x.shape[1]]), axis=-1), "pool.softmax")
         return tf.reshape(self._fq(tf.matmul(weights, x), "pool.context"), [-1, self.spec.embed_dim])
 

@@ -116,6 +116,19 @@ class ConvTokenizer(PatchEmbed):
         return super().forward(self.stem(x))
 
 
+class SeqPool(nn.Module):
+    """Sequence pooling: a softmax over the tokens of one linear score each, then the tokens' weighted mean,
+    [B, N, E] -> [B, E] (one module, so that pruning sees E channels in and the same E out)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.score(x).softmax(dim=1)  # [B, N, 1]
+        return torch.matmul(weights.transpose(1, 2), x).flatten(1)
+
+
 class VitLite(VisionTransformer):
     """timm VisionTransformer with LiteAttention and a TFLite-friendly head: the class token by slice, or
     sequence pooling (a softmax over the tokens of one linear score, then the weighted mean)."""
@@ -124,7 +137,7 @@ class VitLite(VisionTransformer):
         super().__init__(*args, class_token=pool == "token", global_pool="token" if pool == "token" else "avg",
                          **kwargs)
         self.pool = pool
-        self.attn_pool = nn.Linear(self.embed_dim, 1) if pool == "seq" else None
+        self.seq_pool = SeqPool(self.embed_dim) if pool == "seq" else None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -135,11 +148,8 @@ class VitLite(VisionTransformer):
         return first.in_channels, side, side
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.attn_pool is not None:
-            weights = self.attn_pool(x).softmax(dim=1)  # [B, N, 1]
-            x = torch.matmul(weights.transpose(1, 2), x).flatten(1)
-        else:
-            x = x[:, 0:1, :].flatten(1)  # class token by slice: STRIDED_SLICE, not GATHER
+        # the class token by slice (STRIDED_SLICE, not GATHER), or sequence pooling
+        x = x[:, 0:1, :].flatten(1) if self.seq_pool is None else self.seq_pool(x)
         x = self.fc_norm(x)
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)

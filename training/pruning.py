@@ -8,7 +8,8 @@ coupled slice elsewhere. Traced on `VitLite` (checked in tests/test_prune.py) it
 - an MLP group per block: fc1 output units and fc2 input units;
 - one embedding group: patch_embed conv outputs, cls_token and pos_embed (registered as
   unwrapped parameters), every LayerNorm, the q/k/v/fc1/head inputs and proj/fc2 outputs
-  (every residual add).
+  (every residual add), and the sequence pooling's score inputs (`SeqPoolPruner`) when the
+  model pools that way. A convolutional tokenizer's stem convs are never pruned.
 Importance is torch-pruning's group importance (`GroupTaylorImportance`: |w * dL/dw| summed
 over the group's slices, gradients from a few training batches; or `GroupMagnitudeImportance`,
 L2), without normalisation so that blocks compare with each other. Which units go is decided
@@ -28,10 +29,27 @@ import torch.nn.functional as F
 import torch_pruning as tp
 
 from edge.errors import ConfigError
-from edge.training.models import VitLite, spec_of
+from edge.training.models import SeqPool, VitLite, spec_of
 from edge.vit_spec import VitSpec
 
 Importance = Literal["taylor", "magnitude"]
+
+
+class SeqPoolPruner(tp.pruner.function.BasePruningFunc):
+    """Sequence pooling maps embedding channel i in to channel i out: pruning one prunes its score weight."""
+
+    def prune_out_channels(self, layer: SeqPool, idxs: list[int]) -> SeqPool:
+        keep = torch.tensor(sorted(set(range(layer.score.in_features)) - set(idxs)))
+        layer.score.weight = self._prune_parameter_and_grad(layer.score.weight, keep, 1)
+        layer.score.in_features = len(keep)
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: SeqPool) -> int:
+        return layer.score.in_features
+
+    get_in_channels = get_out_channels
 
 
 def dependency_graph(model: VitLite) -> tp.DependencyGraph:
@@ -40,7 +58,8 @@ def dependency_graph(model: VitLite) -> tp.DependencyGraph:
     was_training = model.training
     model.eval()
     unwrapped = [(p, 2) for p in (model.cls_token, model.pos_embed) if p is not None]
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, unwrapped_parameters=unwrapped)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, unwrapped_parameters=unwrapped,
+                                                  customized_pruners={SeqPool: SeqPoolPruner()})
     model.train(was_training)
     return graph
 

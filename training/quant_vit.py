@@ -270,7 +270,7 @@ class QuantVit(nn.Module):
     def _seq_pool(self, x: torch.Tensor, in_point: str) -> torch.Tensor:
         """Sequence pooling: a softmax over the tokens of one FC score each, then the tokens' weighted mean
         by BATCH_MATMUL: [B, N, E] -> [B, E] (the `pool.context` point)."""
-        score = self._linear(x, in_point, "pool.score", self.model.attn_pool)  # [B, N, 1]
+        score = self._linear(x, in_point, "pool.score", self.model.seq_pool.score)  # [B, N, 1]
         weights = self._q("pool.softmax", score.transpose(1, 2).softmax(dim=-1))  # [B, 1, N]
         return self._mul("pool.context", weights, x, "pool.softmax", in_point, matmul=True).flatten(1)
 
