@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 from export_fixtures import tiny_spec
@@ -36,6 +37,23 @@ def test_size_figures_match_a_hand_count():
     assert models.count_params(model) == expected == 142530
 
 
+def test_conv_tokenizer_member_makes_16_tokens_and_counts_like_a_hand_count():
+    model = timm.create_model("cct_lite_xs", img_size=64, in_chans=1, num_classes=2)
+    assert model.patch_embed.grid_size == (4, 4) and model.pos_embed.shape == (1, 16, 64) and model.cls_token is None
+    tokens, embed, hidden, heads, head_dim = 16, 64, 128, 2, 32
+    stem = 32 * 32 * 16 * 9 * 1 + 16 * 16 * 32 * 9 * 16  # 3x3 stride-2 convs: 64 -> 32 px (16 ch) -> 16 px (32 ch)
+    patch = 16 * embed * (4 * 4 * 32)  # 16 patches of 4x4x32
+    pool = 2 * tokens * embed  # sequence pooling: one score per token, then the weighted mean
+    block = (4 * tokens * embed * embed + 2 * heads * tokens * tokens * head_dim + 2 * tokens * embed * hidden)
+    assert models.count_macs(model, (1, 64, 64)) == stem + patch + 4 * block + pool + embed * 2
+
+
+def test_family_members_pick_as_many_stem_layers_as_keep_a_4x4_grid():
+    stems = {size: family_spec("cct_lite_s", size, 1, 2).stem_channels for size in (16, 24, 32, 48, 64, 96)}
+    assert stems == {16: [], 24: [], 32: [16], 48: [16], 64: [16, 32], 96: [16, 32]}
+    assert family_spec("cct_lite_s", 64, 1, 2).num_tokens == 16 == family_spec("cct_lite_s", 32, 1, 2).num_tokens
+
+
 class MaxRank(TorchFunctionMode):
     """Records the highest tensor rank any op produces."""
 
@@ -52,8 +70,9 @@ class MaxRank(TorchFunctionMode):
         return out
 
 
-def test_forward_uses_at_most_4d_tensors_and_no_gather_or_erf():
-    model = models.build_model(family_spec("vit_lite_s", 64, 1, 2, act="gelu_tanh")).eval()
+@pytest.mark.parametrize("name", ["vit_lite_s", "cct_lite_s"])
+def test_forward_uses_at_most_4d_tensors_and_no_gather_or_erf(name):
+    model = models.build_model(family_spec(name, 64, 1, 2, act="gelu_tanh")).eval()
     with torch.no_grad(), MaxRank() as mode:
         model(torch.randn(1, 1, 64, 64))
     assert mode.max_rank == 4

@@ -42,12 +42,30 @@ def tiny_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_spec_arithmetic_matches_the_model_for_pruned_widths():
-    for spec in (tiny_spec(), family_spec("vit_lite_s", 64, 1, 2),
+    for spec in (tiny_spec(), family_spec("vit_lite_s", 64, 1, 2), family_spec("cct_lite_s", 64, 1, 2),
+                 family_spec("cct_lite_xs", 32, 3, 5),
                  tiny_spec(embed_dim=11, blocks=[BlockSpec(num_heads=1, head_dim=8, mlp_hidden=5),
                                                  BlockSpec(num_heads=2, head_dim=8, mlp_hidden=1)])):
         model = build_model(spec)
         assert spec_params(spec) == count_params(model)
         assert spec_macs(spec) == count_macs(model, (spec.in_chans, spec.img_size, spec.img_size))
+
+
+def test_conv_tokenizer_model_prunes_its_transformer_and_keeps_its_stem(tmp_path):
+    spec = family_spec("cct_lite_xs", 32, 1, 3)
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    target = spec.model_copy(update={"embed_dim": 40, "blocks": [BlockSpec(num_heads=1, head_dim=32, mlp_hidden=50)]
+                                     * len(spec.blocks)})
+    prune_to(model, target, "taylor", [(torch.randn(8, 1, 32, 32), torch.randint(0, 3, (8,)))])
+    pruned = spec_of(model, spec)
+    assert pruned == target and pruned.stem_channels == [16] and pruned.pool == "seq"
+    assert model.patch_embed.stem[0].conv.out_channels == 16 and model.seq_pool.score.in_features == 40
+    assert spec_params(pruned) == count_params(model)
+    save_model(model, pruned, tmp_path / "m.safetensors", tmp_path / "m.json")
+    rebuilt, _ = load_model(tmp_path / "m.safetensors", tmp_path / "m.json")
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.allclose(rebuilt.eval()(x), model(x), atol=1e-5)
 
 
 def test_pruned_model_is_dense_and_rebuilds_from_its_spec(tmp_path):
