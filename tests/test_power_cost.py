@@ -62,9 +62,10 @@ def test_reference_and_float_kernels_cost_more(power_models: dict[str, Path]) ->
     ref = estimate_file(power_models["tiny_int8"], mcu, "reference")
     flt = estimate_file(power_models["tiny_float"], mcu)
     assert flt.kernels == "float32" and {r.kernels for r in flt.layers} == {"float32"}
-    # reference kernels cost more than CMSIS-NN (instruction-level figures where committed, else estimates);
-    # float32 figures are per-class estimates of the MCU profile, not compared here
-    assert ref.cycles > 1.3 * fast.cycles and flt.cycles > 0
+    # reference kernels cost more than CMSIS-NN (instruction-level figures where committed, else estimates); float32
+    # runs on TFLM's reference kernels too: the profile's estimates (int8 reference counts + 2 cycles per MAC) put
+    # it 3.1x above CMSIS-NN int8 here (conv 29.2, depthwise 65.7 cycles/MAC against 1.2 and 3.0)
+    assert ref.cycles > 1.3 * fast.cycles and flt.cycles > 2 * fast.cycles
     assert op_cycles(mcu.kernels.optimized, "conv", 1000, 0) == 1000 * 1.2 + 2000
 
 
@@ -72,7 +73,7 @@ def test_vit_models_in_the_expected_range(power_models: dict[str, Path]) -> None
     pruned = estimate_file(power_models["vit_pruned_int8"], load_mcu("nrf52840"))
     full = estimate_file(power_models["vit_float"], load_mcu("nrf52840"))
     assert 5e6 < pruned.macs < 15e6 and pruned.fits_flash
-    assert full.macs > 2 * pruned.macs and full.energy_uJ > 0  # float32: a per-class estimate, int8: measured figures
+    assert full.macs > 2 * pruned.macs and full.energy_uJ > pruned.energy_uJ  # float32: per-class estimates
     assert not full.fits_flash  # 1.26 MB of float weights do not fit the nRF52840's 1 MB
 
 

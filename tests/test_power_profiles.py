@@ -35,6 +35,50 @@ def test_mcu_api_for_the_export_stage() -> None:
     assert load_mcu("alif-e3-he").core == "cortex-m55"
 
 
+# float32 (TFLM's reference kernels): int8 reference figure + 2 cycles per MAC (VLDR + VMLA 2 + 3 against LDRSB + MLA
+# 2 + 1, Cortex-M4 TRM table 3-1); per element below int8, which requantises, but MEAN (the same generic reduce loop)
+FLOAT_FROM_INT8 = {"conv_cycles_per_mac": ("CONV_2D", "macs"), "depthwise_cycles_per_mac": ("CONV_2D_depth1", "macs"),
+                   "fully_connected_cycles_per_mac": ("FULLY_CONNECTED", "macs"),
+                   "matmul_cycles_per_mac": ("BATCH_MATMUL", "macs")}
+FLOAT_BELOW_INT8 = {"elementwise_cycles_per_element": ("MUL", "out_elements"),
+                    "activation_cycles_per_element": ("RSQRT", "out_elements"),
+                    "softmax_cycles_per_element": ("SOFTMAX", "out_elements")}
+
+
+@pytest.mark.parametrize("name", ["nrf52840", "stm32l4r5", "stm32u575", "alif-e3-he"])
+def test_float32_figures_start_from_the_int8_reference_kernel_counts(name: str) -> None:
+    from edge.power.kernel_files import load_kernel_file
+    from edge.power.provenance import field_status
+
+    mcu = load_mcu(name)
+    ref = load_kernel_file("tflm-reference", mcu.core)
+    assert ref is not None
+    flt = mcu.kernels.float32
+    for field, (op, feature) in FLOAT_FROM_INT8.items():
+        assert getattr(flt, field) == pytest.approx(ref.coefficients[op][feature] + 2, abs=0.051), field
+    for field, (op, feature) in FLOAT_BELOW_INT8.items():
+        assert getattr(flt, field) < ref.coefficients[op][feature], field
+    assert flt.reduce_cycles_per_element == pytest.approx(ref.coefficients["MEAN"]["in_elements"], abs=0.51)
+    assert flt.data_movement_cycles_per_element == pytest.approx(4 * ref.coefficients["RESHAPE"]["out_elements"],
+                                                                 abs=0.051)  # 4 bytes per element
+    for field in type(flt).model_fields:  # every figure an estimate, none read as measured
+        assert field_status("mcus", name, ("kernels", "float32", field))[0] == "estimated", field
+    text = (profiles_dir() / "mcus" / f"{name}.yaml").read_text()
+    assert "nothing here counts a float kernel itself" in text and "ARM DDI 0439, table 3-1" in text
+
+
+def test_float32_on_a_core_without_counts_is_its_int8_reference_estimate_plus_the_fpu() -> None:
+    from edge.power.provenance import field_status
+
+    k = load_mcu("esp32s3").kernels
+    for field in FLOAT_FROM_INT8:
+        assert getattr(k.float32, field) == getattr(k.reference, field) + 2, field
+        assert field_status("mcus", "esp32s3", ("kernels", "float32", field))[0] == "estimated"
+    m4 = load_mcu("nrf52840").kernels.float32
+    assert (k.float32.elementwise_cycles_per_element, k.float32.reduce_cycles_per_element) == (
+        m4.elementwise_cycles_per_element, m4.reduce_cycles_per_element)
+
+
 def test_devices_compose_existing_parts() -> None:
     for name in list_profiles("devices"):
         load_device(name)
