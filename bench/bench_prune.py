@@ -22,10 +22,10 @@ import torch
 from edge.config import PruneConfig
 from edge.manifest import Manifest
 from edge.paths import DEFAULT_RUN, RUNS_DIR
-from edge.training.data import load_dataset
+from edge.training.dataset import load_dataset
 from edge.training.loop import set_threads, to_input
 from edge.training.models import load_model
-from edge.training.prune import iterative_prune
+from edge.training.stages.prune import iterative_prune
 
 SEED_CLAIM = "seed claim: 90 % smaller model, accuracy within 8 %"
 

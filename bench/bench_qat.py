@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from edge.config import QATConfig
 from edge.manifest import Manifest
 from edge.paths import DEFAULT_RUN, RUNS_DIR
-from edge.training.data import load_dataset
+from edge.training.dataset import load_dataset
 from edge.training.loop import set_threads, to_input
 from edge.training.models import load_model
 from edge.training.qat import learned_ranges, quantizers
-from edge.training.qat_stage import quantize_and_finetune
 from edge.training.quant_vit import QuantVit, weight_layers
+from edge.training.stages.qat import quantize_and_finetune
 
 
 def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3) -> float:

@@ -40,11 +40,11 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("data", "edge.training.data:run_stage", ("data",), ("numpy", "pillow"),
-              source_fingerprint="edge.training.data:source_fingerprint"),
-    StageSpec("train", "edge.training.train:run_stage", ("model", "train"), ("torch", "timm", "codecarbon")),
-    StageSpec("prune", "edge.training.prune:run_stage", ("prune",), ("torch", "timm", "torch-pruning")),
-    StageSpec("qat", "edge.training.qat_stage:run_stage", ("prune", "qat"),
+    StageSpec("data", "edge.training.stages.data:run_stage", ("data",), ("numpy", "pillow"),
+              source_fingerprint="edge.training.stages.data:source_fingerprint"),
+    StageSpec("train", "edge.training.stages.train:run_stage", ("model", "train"), ("torch", "timm", "codecarbon")),
+    StageSpec("prune", "edge.training.stages.prune:run_stage", ("prune",), ("torch", "timm", "torch-pruning")),
+    StageSpec("qat", "edge.training.stages.qat:run_stage", ("prune", "qat"),
               ("torch", "timm", "nncf", "onnx", "onnxruntime")),
     StageSpec(
         "export",

@@ -160,7 +160,7 @@ def _fresh_build_dir(run: StageRun, config: RunConfig) -> Path:
 def _model_inputs(run: StageRun, cfg: ExportConfig) -> _Model:
     """The newest model of the run, its QAT files and the test images (first export.eval_images); writes the
     calibration and test images as .npy for the children."""
-    from edge.training.data import load_dataset
+    from edge.training.dataset import load_dataset
 
     source, weights, spec_path = upstream_model(run, cfg.require_qat)
     spec = VitSpec.load(spec_path)

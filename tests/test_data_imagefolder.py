@@ -12,8 +12,8 @@ from PIL import Image
 
 from edge.config import DataConfig
 from edge.errors import DataError
-from edge.training.data import build, parse_source
 from edge.training.images import load_image
+from edge.training.stages.data import build, parse_source
 
 MODES = ("RGB", "L", "RGBA", "P")
 

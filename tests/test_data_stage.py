@@ -15,7 +15,8 @@ from edge.config import RunConfig, load_config
 from edge.errors import DataError
 from edge.manifest import Manifest
 from edge.pipeline import config_fingerprint, stage_spec
-from edge.training.data import load_dataset, run_stage
+from edge.training.dataset import load_dataset
+from edge.training.stages.data import run_stage
 
 SMALL = ["data.n_train=24", "data.n_val=10", "data.n_test=12", "data.n_calib=8", "data.image_size=32"]
 

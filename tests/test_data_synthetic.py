@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from edge.config import DataConfig
-from edge.training.data import build
 from edge.training.raster import LUMA
+from edge.training.stages.data import build
 from edge.training.synthetic import LABELS, generate, recipe_dict, render
 
 RECIPE_YAML = Path(__file__).resolve().parents[1] / "datasets" / "synthetic-motion.yaml"

@@ -11,8 +11,8 @@ from PIL import Image
 
 from edge.config import DataConfig
 from edge.errors import DataError
-from edge.training.data import build
 from edge.training.loaders import vww_labels
+from edge.training.stages.data import build
 
 W, H = 80, 60  # image area 4800 px; 0.5 % of it is 24 px
 

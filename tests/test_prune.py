@@ -187,7 +187,7 @@ def test_the_default_budget_keeps_at_most_30_percent_of_vit_lite_s():
 
 def test_the_default_config_targets_int8_under_10_percent_of_float32():
     from edge.config import PruneConfig
-    from edge.training.prune import budget_of
+    from edge.training.stages.prune import budget_of
 
     base = family_spec("vit_lite_s", 64, 1, 2)
     plan = solve_plan(base, budget_of(PruneConfig()).limits(base), Dims())
@@ -341,7 +341,7 @@ def test_accuracy_aware_pruning_stops_at_the_last_step_within_max_drop(tmp_path)
     run_stage_here(tmp_path, "prune")
     metrics = Manifest(tmp_path).stages["prune"].metrics
     steps = json.loads((tmp_path / "prune/steps.json").read_text())
-    from edge.training.prune import NOISE_Z
+    from edge.training.stages.prune import NOISE_Z
 
     assert steps[0]["val_top1"] == 1.0
     rejected = [s for s in steps if s.get("accepted") is False]
@@ -359,7 +359,7 @@ def test_accuracy_aware_pruning_stops_at_the_last_step_within_max_drop(tmp_path)
 
 def test_fine_tuning_follows_the_training_schedule():
     from edge.config import PruneConfig
-    from edge.training.prune import finetune_epochs
+    from edge.training.stages.prune import finetune_epochs
 
     assert finetune_epochs(PruneConfig(), 15) == (1, 3)
     assert finetune_epochs(PruneConfig(), 45) == (3, 9)
@@ -367,7 +367,7 @@ def test_fine_tuning_follows_the_training_schedule():
 
 
 def test_paired_drop_counts_only_the_images_that_changed():
-    from edge.training.prune import paired_drop
+    from edge.training.stages.prune import paired_drop
 
     before = torch.tensor([True] * 90 + [False] * 10)
     after = before.clone()

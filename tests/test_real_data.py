@@ -26,7 +26,7 @@ def test_digits_with_the_defaults_meet_the_real_data_targets(tmp_path):
     assert train["val_top1"] >= 0.95
     assert train["baseline_val_top1"] > 0.9 and {"baseline", "beats_baseline"} <= set(train)
     kept = json.loads((tmp_path / "runs/digits/prune/steps.json").read_text())[prune["kept_step"]]
-    if kept["step"]:  # within prune.max_drop, allowing for the val split's noise (training/prune.py NOISE_Z)
+    if kept["step"]:  # within prune.max_drop, allowing for the val split's noise (training/stages/prune.py NOISE_Z)
         assert kept["drop"] <= 0.01 + 1.28 * kept["drop_se"] + 1e-9
     assert export["tflm_vs_qat_top1"] >= 0.99
     assert train["test_top1"] - export["test_top1_tflm_int8"] <= 0.02

@@ -96,7 +96,7 @@ def test_hflip_off_never_mirrors():
 def test_schedule_and_patience_follow_the_data():
     """epochs=null: about train.target_steps optimizer steps, 15..max_epochs; patience 30 % of it, >= 6."""
     from edge.config import TrainConfig
-    from edge.training.train import epochs_for, patience_for
+    from edge.training.stages.train import epochs_for, patience_for
 
     train = TrainConfig()
     assert [epochs_for(train, n) for n in (4000, 1259, 318, 100_000)] == [15, 45, 150, 15]

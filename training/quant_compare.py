@@ -128,7 +128,7 @@ def format_table(diffs: dict[str, StepDiff]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Compare a run's QAT model (qat/ of RUN_DIR with its quant_ranges.json) with an int8 .tflite."""
     from edge.quant_ranges import read_ranges
-    from edge.training.data import load_dataset
+    from edge.training.dataset import load_dataset
     from edge.training.models import load_model
     from edge.training.quant_vit import QuantVit
 

@@ -232,7 +232,7 @@ def _check_budget(spec: VitSpec, base: VitSpec, budget: Budget) -> None:
 
 def run_stage(run: StageRun, config: RunConfig) -> None:
     """Prune the run's trained model and record the pruned model, its steps and plot."""
-    from edge.training.data import load_dataset
+    from edge.training.dataset import load_dataset
 
     set_threads(config.train.threads)
     data = load_dataset(run.input("data", "dataset"))
@@ -241,7 +241,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     val = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     cfg = config.prune
     if cfg.enabled:
-        from edge.training.train import epochs_for
+        from edge.training.stages.train import epochs_for
 
         result = iterative_prune(model, spec, train, val, cfg, epochs_for(config.train, len(data.train)),
                                  config.train.hflip)

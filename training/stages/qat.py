@@ -1,7 +1,7 @@
 """The `qat` stage: quantisation + QAT fine-tuning of the pruned (or trained) model.
 
-`qat.scheme` picks the fake quantisation: `tflite` (`quant_vit.py`: the int8 TFLite graph op by op,
-int8 with the ReLU MLP) or `nncf` (`qat.py`: NNCF quantizers, also int16 and other MLP activations);
+`qat.scheme` picks the fake quantisation: `tflite` (`training/quant_vit.py`: the int8 TFLite graph op by op,
+int8 with the ReLU MLP) or `nncf` (`training/qat.py`: NNCF quantizers, also int16 and other MLP activations);
 `auto` takes tflite where it applies.
 
 Reads `prune.weights`/`prune.spec` (or `train.*` when pruning is off) and `data.dataset`; writes
@@ -69,7 +69,7 @@ def qat_fit_config(qat: QATConfig, hflip: bool = True) -> FitConfig:
 
 def run_stage(run: StageRun, config: RunConfig) -> None:
     """Quantise, fine-tune and record the QAT model and everything the export stage reads from it."""
-    from edge.training.data import load_dataset
+    from edge.training.dataset import load_dataset
 
     qat = config.qat
     if not qat.enabled:

@@ -78,7 +78,7 @@ def carbon_tracker(country: str, metrics: dict[str, Any], notes: list[str]) -> I
 
 def run_stage(run: StageRun, config: RunConfig) -> None:
     """Train the configured ViT-lite on the run's data set and record it in the manifest."""
-    from edge.training.data import load_dataset
+    from edge.training.dataset import load_dataset
 
     set_threads(config.train.threads)
     with distributed_group():
