@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -96,6 +97,6 @@ def test_a_killed_search_continues_and_its_best_trial_becomes_a_normal_run(tmp_p
     assert "build_dir" not in run["settings"].get("export", {})
     assert {"export", "profile", "battery", "report"} <= set(run["stages"])
     assert (tmp_path / "build" / "cortex-m" / "model_int8.tflite").is_file()  # build/ next to runs/
-    check = subprocess.run(["python", "-m", "edge", "battery", "check", "--run", "best", "--runs-dir",
+    check = subprocess.run([sys.executable, "-m", "edge", "battery", "check", "--run", "best", "--runs-dir",
                             str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert check.returncode == 0, check.stderr
