@@ -41,6 +41,7 @@ SPACE: tuple[Dim, ...] = (
     Dim("mlp_ratio", "model.mlp_ratio", (1.0, 2.0, 3.0), 2.0),
     Dim("max_drop", "prune.max_drop", (0.0, 0.01, 0.02, 0.03), 0.01),
     Dim("activation_bits", "qat.activation_bits", (8, 16), 8),
+    Dim("tokenizer", "model.name", {"patches": "vit_lite_s", "conv": "cct_lite_s"}, "patches"),  # conv: stem + seq pool
 )
 
 
@@ -57,7 +58,8 @@ def settings_of(params: Mapping[str, Choice], space: tuple[Dim, ...] = SPACE) ->
     for dim in space:
         if dim.name in params:
             value = dim.value(params[dim.name])
-            out.append(f"{dim.key}={'null' if value is None else json.dumps(value)}")
+            text = value if isinstance(value, str) else "null" if value is None else json.dumps(value)
+            out.append(f"{dim.key}={text}")  # a text field's value is taken literally (edge.config)
     return out
 
 
