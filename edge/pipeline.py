@@ -52,8 +52,8 @@ STAGES: tuple[StageSpec, ...] = (
         ("target", "export"),
         ("tensorflow-cpu", "onnx", "onnxruntime", "ai-edge-litert", "tflite-micro"),
     ),
-    StageSpec("profile", "edge.power.stages:run_profile", ("target", "battery"), ("ai-edge-litert",)),
-    StageSpec("battery", "edge.power.stages:run_battery", ("battery",), ("numpy", "matplotlib")),
+    StageSpec("profile", "edge.power.stages.profile:run_stage", ("target", "battery"), ("ai-edge-litert",)),
+    StageSpec("battery", "edge.power.stages.battery:run_stage", ("battery",), ("numpy", "matplotlib")),
     StageSpec("report", "edge.report.build:run_stage", (), ("ai-edge-litert", "tflite-micro", "numpy", "matplotlib")),
 )
 STAGE_NAMES = tuple(spec.name for spec in STAGES)

@@ -21,9 +21,9 @@ def _out_dir(path: Path, flag: str = "--out") -> Path:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    from edge.power.assess import write_profile
     from edge.power.cost import estimate_file, layer_table_markdown
     from edge.power.profiles import load_mcu
-    from edge.power.stages import write_profile
 
     out = _out_dir(args.out) if args.out else None
     cost = estimate_file(args.model, load_mcu(args.mcu), args.kernels)
@@ -72,8 +72,8 @@ def _run_inputs(args: argparse.Namespace) -> tuple[Path, dict]:
 
 def _inference(args: argparse.Namespace, battery):
     """Energy (uJ), latency (ms), model name and source of one inference: cost model, or given."""
+    from edge.power.assess import cost_source, profile_model
     from edge.power.provenance import InferenceSource
-    from edge.power.stages import cost_source, profile_model
 
     if getattr(args, "measured", None) is not None:
         from edge.power.measured import read_bench
@@ -92,7 +92,7 @@ def _inference(args: argparse.Namespace, battery):
 
 
 def _evaluate(args: argparse.Namespace):
-    from edge.power.stages import evaluate_battery
+    from edge.power.assess import evaluate_battery
 
     base = None
     if args.run is not None:

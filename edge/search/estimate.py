@@ -56,8 +56,8 @@ def lifetime_budget_uJ(battery: BatteryConfig, out_dir: Path) -> float:
     """The largest energy per inference that still meets battery.min_lifetime at battery.confidence
     (the simulator's headroom; inf when the inference does not matter, 0 when nothing meets it).
     Writes the simulation's reports to `out_dir`."""
+    from edge.power.assess import evaluate_battery
     from edge.power.provenance import InferenceSource
-    from edge.power.stages import evaluate_battery
 
     out_dir.mkdir(parents=True, exist_ok=True)
     source = InferenceSource("given", "edge search: a reference inference, scaled by the lifetime headroom")

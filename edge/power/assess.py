@@ -1,19 +1,19 @@
-"""Pipeline stages `profile` and `battery` (entries in edge.pipeline.STAGES).
+"""Profile a model on an MCU and assess a device's battery life with it: what the `profile` and `battery`
+stages (edge/power/stages/), `edge profile` and `edge battery check` share.
 
-profile: export.tflite_int8 -> profile/profile.json (+ per-layer CSV/Markdown) on the device's MCU.
-battery: profile.profile -> battery/lifetime.json, plots, JUnit XML and a Markdown summary. The
-stage records the gate's verdict but never fails the pipeline; `edge battery check` is the gate.
+`profile_model`/`write_profile`: a model's cost on the MCU and profile/profile.json with the per-layer tables.
+`evaluate_battery`: the lifetime distribution, the gate's verdict and the battery reports (lifetime.json,
+plots, JUnit XML, Markdown summary).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.atomic import atomic_write_json, atomic_write_text
-from edge.config import BatteryConfig, RunConfig
+from edge.config import BatteryConfig
 from edge.manifest import StageRun
 from edge.power.cost import InferenceCost, estimate_file, layer_table_csv, layer_table_markdown
 from edge.power.device import DeviceModel, build_device
@@ -139,8 +139,8 @@ def lifetime_json(gate: GateResult, sim: SimResult, model: DeviceModel, battery:
     }
 
 
-def _record_profiles(run: StageRun, battery: BatteryConfig) -> None:
-    """Record the device profile and its parts as inputs, so editing a profile reruns the stage."""
+def record_profiles(run: StageRun, battery: BatteryConfig) -> None:
+    """Record the device profile and its parts as a stage's inputs, so editing a profile reruns the stage."""
     device = load_device(battery.device)
     parts = {"devices": device.name, "mcus": battery.mcu or device.mcu, "cameras": device.camera,
              "motion": device.motion, "cells": device.cell}
@@ -153,76 +153,7 @@ def _record_profiles(run: StageRun, battery: BatteryConfig) -> None:
         run.external_input(f"power_profiles.kernels.{path.stem}", path)
 
 
-def _target_mcu(run: StageRun) -> str | None:
-    """The MCU profile of the export target, from the export stage's report.json (None if unknown)."""
-    export = run.manifest.stages.get("export")
-    if export is None or "report" not in export.outputs:
-        return None
-    report = json.loads(run.input("export", "report").read_text(encoding="utf-8"))
-    return (report.get("target") or {}).get("mcu")
-
-
-def run_profile(run: StageRun, config: RunConfig) -> None:
-    """Stage `profile`: cost of the exported int8 model on the export target's MCU (else the device's),
-    plus, when it differs, on the MCU the battery stage simulates (`battery_mcu` in profile.json)."""
-    model = run.input("export", "tflite_int8")
-    _record_profiles(run, config.battery)
-    battery_mcu = config.battery.mcu or load_device(config.battery.device).mcu
-    main_mcu = _target_mcu(run) or battery_mcu
-    cost = estimate_file(model, load_mcu(main_mcu), config.battery.kernels)
-    paths = write_profile(cost, run.dir)
-    if main_mcu != battery_mcu:
-        other = estimate_file(model, load_mcu(battery_mcu), config.battery.kernels)
-        data = json.loads(paths["profile"].read_text(encoding="utf-8"))
-        data["battery_mcu"] = {"mcu": other.mcu, "latency_ms": other.latency_ms, "energy_uJ": other.energy_uJ,
-                               "cycles": other.cycles, "band": list(other.band), "kernel_set": other.kernel_set}
-        atomic_write_json(paths["profile"], data)
-        run.notes.append(f"costed on the target MCU {main_mcu}; the battery stage uses {battery_mcu} "
-                         f"({other.latency_ms:.1f} ms, {other.energy_uJ:.0f} uJ)")
-    for key, path in paths.items():
-        run.output(key, path)
-    run.metrics.update({
-        "mcu": cost.mcu, "macs": cost.macs, "latency_ms": round(cost.latency_ms, 3),
-        "energy_uJ": round(cost.energy_uJ, 2), "model_bytes": cost.model_bytes, "fits_flash": cost.fits_flash,
-        "kernel_set": cost.kernel_set or "profile estimates", "band": [round(b, 3) for b in cost.band],
-        "measured_points": len(cost.measured_points),
-    })
-    run.notes.append(f"latency/energy are cost-model estimates (band x{cost.band[0]:.2f}-x{cost.band[1]:.2f}; "
-                     f"{cost.basis}), not measurements; see docs/power.md")
-
-
-def _profile_source(profile: dict[str, Any], cost: dict[str, Any]) -> InferenceSource:
-    """The inference figures of profile.json: a cost-model estimate with its band."""
-    band = cost.get("band", profile.get("band"))
-    return InferenceSource("estimated", f"cost model on {cost.get('mcu', profile.get('mcu'))}, "
-                           f"kernel set {profile.get('kernel_set') or 'profile estimates'}",
-                           (float(band[0]), float(band[1])) if band else None)
-
-
 def cost_source(cost: InferenceCost) -> InferenceSource:
     """The inference figures of a cost-model estimate, with its band."""
     return InferenceSource("estimated", f"cost model on {cost.mcu}, kernel set {cost.kernel_set or 'profile estimates'}"
                            f"{'' if cost.measured_points else ', no measured point of this MCU'}", cost.band)
-
-
-def run_battery(run: StageRun, config: RunConfig) -> None:
-    """Stage `battery`: lifetime distribution and gate verdict (recorded, never fails the pipeline)."""
-    profile = json.loads(run.input("profile", "profile").read_text(encoding="utf-8"))
-    _record_profiles(run, config.battery)
-    cost = profile.get("battery_mcu", profile)  # the device's MCU when the export target differs
-    outcome = evaluate_battery(config.battery, float(cost["energy_uJ"]), float(cost["latency_ms"]),
-                               profile["model"], run.dir, _profile_source(profile, cost))
-    for key, path in outcome.files.items():
-        run.output(key, path)
-    g = outcome.gate
-    run.metrics.update({
-        "device": g.device,
-        "lifetime_p5_days": round(g.lifetime_p5_days, 1),
-        "lifetime_p50_days": round(g.lifetime_p50_days, 1),
-        "lifetime_p95_days": round(g.lifetime_p95_days, 1),
-        "target_days": round(g.target_days, 1),
-        "avg_current_uA": round(g.avg_current_uA, 3),
-        "gate_passed": g.passed,
-    })
-    run.notes.append(g.message.splitlines()[0])
-    run.notes.extend(g.warnings)
