@@ -54,7 +54,7 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec("profile", "edge.power.stages.profile:run_stage", ("target", "battery"), ("ai-edge-litert",)),
     StageSpec("battery", "edge.power.stages.battery:run_stage", ("battery",), ("numpy", "matplotlib")),
-    StageSpec("report", "edge.report.build:run_stage", (), ("ai-edge-litert", "tflite-micro", "numpy", "matplotlib")),
+    StageSpec("report", "edge.report.stage:run_stage", (), ("ai-edge-litert", "tflite-micro", "numpy", "matplotlib")),
 )
 STAGE_NAMES = tuple(spec.name for spec in STAGES)
 

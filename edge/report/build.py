@@ -1,4 +1,4 @@
-"""Build runs/<run>/report/: report.html, report.md and report.json, and the `report` stage around it."""
+"""Build runs/<run>/report/: report.html, report.md and report.json (the `report` stage is edge/report/stage.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import atomic_write_json, atomic_write_text
-from edge.config import RunConfig
-from edge.manifest import ArtifactRef, StageRun
+from edge.manifest import ArtifactRef
 from edge.report import card, device, html, markdown
-from edge.report.content import Basis, Check, Figure, Section
+from edge.report.content import Basis, Figure, Section
 from edge.report.gather import RunView
 from edge.report.provenance import provenance
 
@@ -112,23 +111,3 @@ def report_json(view: RunView, sections: list[Section], res: card.Int8Results | 
         "artifacts_not_current": dict(view.problems),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-
-
-def _counts(checks: list[Check]) -> dict[str, int]:
-    return {m: sum(c.mark == m for c in checks) for m in ("pass", "warn", "n/a")}
-
-
-def run_stage(run: StageRun, config: RunConfig) -> None:
-    """Stage `report`: build the report from the run's records; records what it read as inputs."""
-    del config  # the report reads the run as the stages recorded it
-    built = build_report(run.manifest.run_dir, run.dir)
-    for key, path in built.files.items():
-        run.output(key, path)
-    run.inputs.update(built.read)
-    if built.missing_stages:
-        # a partial run: a stage recorded later must rerun the report, so the manifest itself is an input
-        run.external_input("manifest", run.manifest.file)
-    checks = [c for s in built.sections if s.id != "overview" for c in s.checks]
-    run.metrics.update({f"checks_{k.replace('/', '')}": v for k, v in _counts(checks).items()})
-    run.metrics.update({f"{k}_s": v for k, v in built.timings_s.items()})
-    run.notes += [f"{c.name}: {c.mark} ({c.threshold})" for c in checks if c.mark == "warn"]
