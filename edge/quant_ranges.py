@@ -2,7 +2,7 @@
 
 The qat stage (torch) writes the file and the export's TensorFlow child reads it, so this module
 imports neither: pydantic and the standard library only. Naming NNCF's quantizers lives in
-`training/quant_ranges.py`, applying weight ranges to float weights in `export/quant_ranges.py`.
+`training/nncf_points.py`, applying weight ranges to float weights in `export/apply_ranges.py`.
 
 Format 1 (`qat.scheme=nncf`) names the tensors of the torch model: `attn.q` before the D^-0.5
 scale, `norm*` after the LayerNorm's gain and shift. Format 2 (`qat.scheme=tflite`) names the

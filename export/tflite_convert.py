@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from edge.atomic import atomic_write_bytes, atomic_write_json
+from edge.export.apply_ranges import clip_weights, graph_ranges
 from edge.export.child import child_main
 from edge.export.pixels import INPUT_POINT, centred_pixels
-from edge.export.quant_ranges import clip_weights, graph_ranges
 from edge.export.tf_vit import KERNEL_FIXED_SUFFIX, TfVit, load_weights
 from edge.export.tflite_strip import strip_for_mcu
 from edge.paths import MODEL_INT8

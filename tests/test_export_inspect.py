@@ -11,8 +11,8 @@ from edge_cli import run_edge
 from export_fixtures import single_op_tflite
 
 from edge.errors import ConfigError, ExportError
+from edge.export.apply_ranges import clip_weights
 from edge.export.onnx_check import read_onnx
-from edge.export.quant_ranges import clip_weights
 from edge.export.tflite_inspect import read_tflite, require_full_integer
 from edge.export.tflm_check import _works, require_tflm_ops, smallest_arena
 from edge.quant_ranges import QuantRangesFile, WeightRange, read_ranges

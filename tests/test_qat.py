@@ -158,7 +158,7 @@ def test_every_documented_point_has_exactly_one_producing_op(act: str) -> None:
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
     from nncf.torch.function_hook.wrapper import wrap_model
 
-    from edge.training.quant_ranges import locate
+    from edge.training.nncf_points import locate
 
     spec = SPEC.model_copy(update={"act": act})
     graph = build_nncf_graph(wrap_model(build_model(spec).eval()), torch.zeros(1, 1, 16, 16))

@@ -119,14 +119,14 @@ def test_a_format_1_file_still_reads() -> None:
 
 
 def test_the_module_imports_neither_torch_nor_tensorflow() -> None:
-    code = ("import sys, edge.quant_ranges, edge.export.quant_ranges; "
+    code = ("import sys, edge.quant_ranges, edge.export.apply_ranges; "
             "print(sorted(m for m in ('torch', 'tensorflow', 'nncf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_graph_ranges_turn_format_1_names_into_the_int8_graph_tensors() -> None:
-    from edge.export.quant_ranges import graph_ranges
+    from edge.export.apply_ranges import graph_ranges
 
     v1 = QuantRangesFile.model_validate(VALID | {"activations": {
         "input": {"min": -1, "max": 1}, "blocks.0.attn.q": {"min": -2, "max": 4},

@@ -24,7 +24,7 @@ from torch import nn
 
 from edge.quant_ranges import FORMAT_V1, ActivationRange, QuantRangesFile, WeightRange
 from edge.training.models import VitLite, build_model
-from edge.training.quant_ranges import locate, merge_activation
+from edge.training.nncf_points import locate, merge_activation
 from edge.vit_spec import VitSpec
 
 HOOKS_PREFIX = "__nncf_hooks."
