@@ -151,8 +151,10 @@ class TrainConfig(Section):
         "learning rate is still high)")
     target_val_top1: float | None = Field(None, gt=0, le=1, description="stop once val_top1 reaches this")
     augment: bool = True
-    hflip: bool = Field(True, description="augmentation mirrors images left-right (train, prune and QAT); "
-                        "false for digits, text or anything whose mirror image is another class")
+    hflip: bool | None = Field(None, description="augmentation mirrors images left-right (train, prune and QAT); "
+                               "null: decided from the data (off when training the pixel baseline on mirrored "
+                               "copies too costs it val accuracy: digits, text); false for anything whose mirror "
+                               "image is another class")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     distill: DistillConfig = DistillConfig()

@@ -241,10 +241,10 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
     val = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     cfg = config.prune
     if cfg.enabled:
-        from edge.training.stages.train import epochs_for
+        from edge.training.stages.train import epochs_for, mirroring
 
         result = iterative_prune(model, spec, train, val, cfg, epochs_for(config.train, len(data.train)),
-                                 config.train.hflip)
+                                 mirroring(run, config.train))
     else:
         result = PruneResult(model, spec, [_record(0, spec, None, evaluate(model, *val)[0], 0, 0.0)])
         run.notes.append("prune.enabled is false: the trained model is passed through unchanged")

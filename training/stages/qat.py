@@ -36,6 +36,7 @@ from edge.training.qat import (
 )
 from edge.training.quant_vit import QuantVit, calibrate, weight_layers
 from edge.training.quant_vit import export_qdq_onnx as export_quant_vit_onnx
+from edge.training.stages.train import mirroring
 from edge.vit_spec import VitSpec
 
 
@@ -97,7 +98,7 @@ def run_stage(run: StageRun, config: RunConfig) -> None:
                          f"{tflite_unsupported(qat, spec)}")
     run.metrics["scheme"] = scheme
     qmodel, result = quantize_and_finetune(teacher, calib_x, train_xy, val_xy, qat, run.metrics, f"qat {spec.name}",
-                                           scheme=scheme, spec=spec, hflip=config.train.hflip)
+                                           scheme=scheme, spec=spec, hflip=mirroring(run, config.train))
     if result is not None:
         _write_history(run, result)
     _record(run, qmodel, spec, qat, val_xy, test_xy)

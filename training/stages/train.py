@@ -47,7 +47,7 @@ def fit_config(train: TrainConfig, n_train: int, **changes: Any) -> FitConfig:
         epochs=epochs, batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
         warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
         patience=patience_for(train, epochs), target_val_top1=train.target_val_top1, augment=train.augment,
-        hflip=train.hflip, seed=train.seed, distill_alpha=train.distill.alpha,
+        hflip=train.hflip is not False, seed=train.seed, distill_alpha=train.distill.alpha,
         distill_temperature=train.distill.temperature,
     )
     return FitConfig(**{**base.__dict__, **changes})
@@ -108,7 +108,7 @@ def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
     train_xy = (to_input(data.train.x, spec.input_mean, spec.input_std), torch.as_tensor(data.train.y))
     val_xy = (to_input(data.val.x, spec.input_mean, spec.input_std), torch.as_tensor(data.val.y))
     resume = bool(run.options.get("resume"))
-    cfg = fit_config(config.train, len(data.train))
+    cfg = fit_config(config.train, len(data.train), hflip=decide_mirroring(run, config.train, data))
     max_seconds = config.train.max_minutes * 60 if config.train.max_minutes else None
 
     with carbon_tracker(config.train.carbon_country, run.metrics, run.notes):
@@ -133,6 +133,31 @@ def _train(run: StageRun, config: RunConfig, load_dataset: Any) -> None:
         "stopped_by_time_budget": result.stopped_by_time,
     })
     _compare_with_baseline(run, data, result.best_val_top1, config.train.seed)
+
+
+def decide_mirroring(run: StageRun, train: TrainConfig, data: Any) -> bool:
+    """`train.hflip`, or (null) the data's answer (`check_mirroring`, seconds), recorded in the metrics."""
+    if train.hflip is not None:
+        run.metrics.update({"hflip": train.hflip, "hflip_source": "config"})
+        return train.hflip
+    from edge.training.baseline import check_mirroring
+
+    check = check_mirroring((data.train.x, data.train.y), (data.val.x, data.val.y), train.seed)
+    run.metrics.update({"hflip": check.keeps_labels, "hflip_source": "data",
+                        "mirror_check": {"baseline_val_top1": round(check.val_top1, 4),
+                                         "baseline_val_top1_with_mirror_images": round(check.mirrored_val_top1, 4),
+                                         "tolerance": round(check.tolerance, 4)}})
+    run.notes.append(check.describe())
+    print(f"[edge] {check.describe()}", file=sys.stderr)
+    return check.keeps_labels
+
+
+def mirroring(run: StageRun, train: TrainConfig) -> bool:
+    """The mirror augmentation the train stage used, for prune and QAT to fine-tune with the same."""
+    if train.hflip is not None:
+        return train.hflip
+    record = run.manifest.stages.get("train")
+    return bool(record.metrics.get("hflip", True)) if record else True
 
 
 def epoch_logger(path: str | None) -> Callable[[dict[str, float]], None] | None:
