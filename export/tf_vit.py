@@ -1,17 +1,19 @@
 """The ViT-lite forward pass in plain TensorFlow ops, rebuilt from a VitSpec and numpy weights.
 
 No torch here: weights come from safetensors via `safetensors.numpy`. The graph is written in the
-form TensorFlow Lite Micro runs (docs/export.md): tanh GELU, <= 4-D tensors, class token by slice,
-LayerNorm as d * rsqrt(mean(d*d) + eps). Two exact rewrites make the int8 model cheaper:
+form TensorFlow Lite Micro runs (docs/export.md): tanh GELU, <= 4-D tensors, class token by slice
+(or sequence pooling: FC score, SOFTMAX over the tokens, BATCH_MATMUL), a convolutional tokenizer's
+stem as 3x3 stride-2 SAME CONV_2D + ReLU, LayerNorm as d * rsqrt(mean(d*d) + eps). Two exact rewrites make the int8 model cheaper:
 
 * The graph input is *centred pixels* `x_in = (pixel - 128) / 127.5`, so the int8 input tensor
   (scale 1/127.5, zero point 0) is exactly `pixel - 128` (a firmware XORs each byte with 0x80).
   The affine map to the model's own normalisation `(pixel/255 - mean)/std` is folded into the
-  patch-embedding convolution's weights and bias.
+  weights and bias of the convolution that sees the input (`first_conv`: the stem's or the patch
+  embedding's); SAME padding pads the int8 zero, pixel 128, which the torch stem pads with too.
 * The attention scale D^-0.5 is folded into the q projection (and into q's learned range).
 
 `ranges` (point name -> (min, max), names of the int8 graph: `quant_ranges.json` format 2, see
-`graph_ranges` in export/quant_ranges.py for format 1) inserts
+`graph_ranges` in export/apply_ranges.py for format 1) inserts
 `tf.quantization.fake_quant_with_min_max_vars` at the named points (`integer_points` in
 edge/quant_ranges.py lists them; `points` records those this graph has); the TFLite converter keeps
 those ranges and calibrates every other tensor on the representative data set. LayerNorm is
