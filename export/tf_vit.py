@@ -3,7 +3,8 @@
 No torch here: weights come from safetensors via `safetensors.numpy`. The graph is written in the
 form TensorFlow Lite Micro runs (docs/export.md): tanh GELU, <= 4-D tensors, class token by slice
 (or sequence pooling: FC score, SOFTMAX over the tokens, BATCH_MATMUL), a convolutional tokenizer's
-stem as 3x3 stride-2 SAME CONV_2D + ReLU, LayerNorm as d * rsqrt(mean(d*d) + eps). Two exact rewrites make the int8 model cheaper:
+stem as 3x3 stride-2 SAME CONV_2D + ReLU, LayerNorm as d * rsqrt(mean(d*d) + eps).
+Two exact rewrites make the int8 model cheaper:
 
 * The graph input is *centred pixels* `x_in = (pixel - 128) / 127.5`, so the int8 input tensor
   (scale 1/127.5, zero point 0) is exactly `pixel - 128` (a firmware XORs each byte with 0x80).
