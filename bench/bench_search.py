@@ -29,7 +29,6 @@ ENERGY_SHARE, BYTES_SHARE = 0.5, 0.05
 
 ROWS = (
     ("trial", "number", "{}"),
-    ("settings", "params", None),
     ("params (pruned)", "figures.params", "{:,}"),
     ("MACs", "figures.macs", "{:,}"),
     ("int8 TFLite bytes (measured)", "figures.tflite_int8_bytes", "{:,}"),
@@ -50,15 +49,11 @@ def _get(row: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def _cell(row: dict[str, Any] | None, key: str, fmt: str | None) -> str:
+def _cell(row: dict[str, Any] | None, key: str, fmt: str) -> str:
     if row is None:
         return "-"
     value = _get(row, key)
-    if value is None:
-        return "?"
-    if fmt is None:
-        return " ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
-    return fmt.format(value)
+    return "?" if value is None else fmt.format(value)
 
 
 def winners(rows: list[dict[str, Any]], default: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -112,6 +107,9 @@ def main() -> int:
     print(f"{'':{width}}  {'default pipeline':>22}  {'search':>22}")
     for label, key, fmt in ROWS:
         print(f"{label:{width}}  {_cell(default, key, fmt):>22}  {_cell(best, key, fmt):>22}")
+    for name, row in (("default pipeline", default), ("search", best)):
+        if row is not None:
+            print(f"{name}: {' '.join(f'{k}={v}' for k, v in row['params'].items())}")
     if best is None:
         print("verdict: NOT MET: no feasible trial was as accurate with half the energy or 5 % of the bytes")
         return 1
