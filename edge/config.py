@@ -72,9 +72,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """Which ViT-lite to build (a timm model name registered by edge.training.models)."""
+    """Which family member to build (a timm model name registered by edge.training.models; docs/models.md)."""
 
-    name: str = "vit_lite_s"
+    name: str = "cct_lite_s"
     act: Activation = Field("relu", description="MLP activation: relu (fused into the int8 FULLY_CONNECTED; "
                             "the default, see docs/export.md), gelu_tanh, hardswish or quick_gelu")
     patch_size: int | None = Field(None, ge=1, le=64, description="override the family member's patch size "

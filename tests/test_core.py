@@ -121,7 +121,7 @@ def test_corrupt_manifest_is_reported_with_its_path(tmp_path):
 def test_config_defaults_and_overrides():
     config = load_config(overrides=["train.epochs=3", "data.channels=3", "target=cortex-m4"])
     assert (config.train.epochs, config.data.channels, config.target) == (3, 3, "cortex-m4")
-    assert config.model.name == "vit_lite_s"
+    assert config.model.name == "cct_lite_s"
 
 
 def test_config_unknown_key_is_named():
