@@ -160,15 +160,9 @@ def fit(
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_top1": val_top1,
                    "lr": optimizer.param_groups[0]["lr"]}
             result.history.append(row)
-            if val_top1 > result.best_val_top1 or result.best_epoch < 0:
-                result.best_val_top1, result.best_epoch, bad_epochs = val_top1, epoch, 0
-                result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
+            bad_epochs = _keep_best(result, model, epoch, bad_epochs)
             bar.set_postfix(loss=f"{train_loss:.3f}", val_top1=f"{val_top1:.3f}", best=f"{result.best_val_top1:.3f}")
-            done = bad_epochs >= cfg.patience or (
-                cfg.target_val_top1 is not None and result.best_val_top1 >= cfg.target_val_top1
-            )
+            done = _converged(cfg, result, bad_epochs)
             if checkpoint is not None and rank == 0:
                 _save_checkpoint(checkpoint, cfg, epoch, bad_epochs, done, model, optimizer, scheduler, result)
             if on_epoch is not None:
@@ -182,6 +176,23 @@ def fit(
     finally:
         bar.close()
     return result
+
+
+def _keep_best(result: FitResult, model: nn.Module, epoch: int, bad_epochs: int) -> int:
+    """Keep the model's state when the epoch's val top-1 (the last history row) is the best so far;
+    returns the count of epochs since the best."""
+    val_top1 = result.history[-1]["val_top1"]
+    if val_top1 > result.best_val_top1 or result.best_epoch < 0:
+        result.best_val_top1, result.best_epoch = val_top1, epoch
+        result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return 0
+    return bad_epochs + 1
+
+
+def _converged(cfg: FitConfig, result: FitResult, bad_epochs: int) -> bool:
+    """Early stop: `patience` epochs without a better val top-1, or the target reached."""
+    return bad_epochs >= cfg.patience or (cfg.target_val_top1 is not None
+                                          and result.best_val_top1 >= cfg.target_val_top1)
 
 
 def _train_epoch(

@@ -99,6 +99,23 @@ def finetune_epochs(cfg: PruneConfig, train_epochs: int) -> tuple[int, int]:
     return each, final
 
 
+def _finetune_with_recovery(student: VitLite, teacher: VitLite, train: Tensors, val: Tensors, cfg: PruneConfig,
+                            epochs: tuple[int, int], reference_top1: float, hflip: bool, label: str,
+                            pruned_top1: float) -> tuple[float, int]:
+    """Fine-tune a pruned step for `epochs[0]` epochs; when it is still more than `cfg.max_drop` below the
+    reference, recover with up to (RECOVERY_FACTOR - 1) x `epochs[1]` more, ending as soon as it is back
+    within. Returns (val top-1, epochs run)."""
+    planned, each = epochs
+    top1, ran = _finetune(student, teacher, train, val, finetune_config(cfg, planned, hflip=hflip),
+                          f"{label} fine-tune", pruned_top1)
+    if cfg.max_drop is not None and reference_top1 - top1 > cfg.max_drop and each:
+        top1, extra = _finetune(student, teacher, train, val,
+                                finetune_config(cfg, each * (RECOVERY_FACTOR - 1), reference_top1 - cfg.max_drop,
+                                                hflip), f"{label} recovery", top1)
+        ran += extra
+    return top1, ran
+
+
 def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors, cfg: PruneConfig,
                     train_epochs: int = 15, hflip: bool = True) -> PruneResult:
     """Prune a trained model in `cfg.steps` steps with distillation fine-tuning; `model` is left as is.
@@ -130,14 +147,8 @@ def iterative_prune(model: VitLite, spec: VitSpec, train: Tensors, val: Tensors,
         current = spec_of(student, spec)
         pruned_top1 = evaluate(student, *val)[0]
         epochs = each_epochs + (final_epochs if step == cfg.steps else 0)
-        top1, epochs = _finetune(student, teacher, train, val, finetune_config(cfg, epochs, hflip=hflip),
-                                 f"prune step {step}/{cfg.steps} fine-tune", pruned_top1)
-        if max_drop is not None and reference_top1 - top1 > max_drop and each_epochs:
-            top1, extra = _finetune(  # recovery: more epochs, ending as soon as it is back within max_drop
-                student, teacher, train, val,
-                finetune_config(cfg, each_epochs * (RECOVERY_FACTOR - 1), reference_top1 - max_drop, hflip),
-                f"prune step {step}/{cfg.steps} recovery", top1)
-            epochs += extra
+        top1, epochs = _finetune_with_recovery(student, teacher, train, val, cfg, (epochs, each_epochs),
+                                               reference_top1, hflip, f"prune step {step}/{cfg.steps}", pruned_top1)
         record = _record(step, current, pruned_top1, top1, epochs, time.perf_counter() - started)
         result.steps.append(record)
         tqdm.write(f"[prune] step {step}/{cfg.steps}: {count_params(student):,} params, "
