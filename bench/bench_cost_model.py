@@ -37,7 +37,7 @@ from edge.power.tflite_graph import CLASS_OF
 THRESHOLDS = {"lobo_latency_median": 0.15, "lobo_latency_worst": 0.35, "lobo_energy_median": 0.20}
 MIN_COVERAGE = 0.80
 # issue 16: the cost model against the committed instruction-level figures of the default model
-DEFAULT_MODEL = Path("kernels/models/vit_lite_s_default_pruned_int8.tflite")  # under power_profiles/
+DEFAULT_MODEL = Path("kernels/models/cct_lite_s_default_int8.tflite")  # under power_profiles/
 MUST_SHOW = "tflm-cmsis-nn-cortex-m4.yaml"  # Cortex-M4 with CMSIS-NN
 MAX_ERROR = 0.15  # in total, and per op class ...
 MIN_SHARE = 0.05  # ... for the classes above this share of the cycles

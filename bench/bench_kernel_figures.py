@@ -3,7 +3,8 @@
 For every kernel file with a whole-model measurement, prints per op class the instruction-level
 cycles measured on the emulated core (qemu, TCG plugin, instructions weighted by the core's
 timing table; see power_profiles/kernels/README.md) next to what the fitted per-op coefficients
-predict from the same graph features, and the share of cycles. Pure data: no TensorFlow, no
+predict from the same graph features, and the share of cycles; whether the model's ops were in the
+fit or it is an out-of-sample check (in_fit). Pure data: no TensorFlow, no
 emulator. Run: .venv/bin/python bench/bench_kernel_figures.py
 """
 
@@ -23,7 +24,8 @@ def main() -> None:
         for model in data["models"]:
             measured, feats = model["cycles_by_op"], model["features_by_op"]
             total = model["total_cycles"]
-            print(f"\n{path.stem}: {model['description']}")
+            role = "in the fit" if model["in_fit"] else "out-of-sample check"
+            print(f"\n{path.stem} ({role}): {model['description']}")
             print(f"  {model['instructions']:,} instructions, {total:,} cycles "
                   f"({sum(measured.values()) / total:.1%} inside op kernels)")
             print(f"  {'op':22s} {'ops':>4s} {'instructions':>13s} {'cycles':>12s} {'share':>6s} "

@@ -4,7 +4,9 @@ Pure data checks, no pydantic and no TensorFlow: every file has the schema the c
 against, every coefficient is a finite non-negative number, every fit records its error, and each
 whole-model measurement is reproduced by the coefficients: for every op class, the sum over the
 model's ops of coef . features (the summed features are stored with the measurement) is within the
-fit's stated max_rel_error of the measured cycles.
+fit's stated max_rel_error of the measured cycles when the model's ops were in the fit (in_fit:
+true), and within the out-of-sample bounds below (per op class and in total) when it is a check
+on a model the grid was not built around (in_fit: false; docs/power.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ KERNELS = Path(__file__).resolve().parent.parent / "power_profiles" / "kernels"
 FILES = sorted(KERNELS.glob("*.yaml"))
 FEATURES = {"const", "macs", "out_elements", "in_elements", "rows", "channels"}
 METHOD_KEYS = {"tflm_commit", "cmsis_nn_commit", "compiler", "flags", "emulator", "timing"}
-VARIANTS = ("_broadcast_samesize", "_broadcast", "_keepdims", "_depth1")  # README.md: op keys and variants
+VARIANTS = ("_broadcast_samesize", "_broadcast", "_keepdims", "_depth1", "_deep")  # README.md: op keys, variants
+# Out-of-sample bounds, from the numbers: the default cct_lite_s model (in_fit: false) is reproduced to at worst
+# 8.7 % per op class (CONV_2D_deep, reference kernels on the M55) and 3.5 % in total (same file): rounded up.
+OUT_OF_SAMPLE_PER_OP = 0.09
+OUT_OF_SAMPLE_TOTAL = 0.04
 
 
 def _load(path: Path) -> dict:
@@ -61,16 +67,25 @@ def test_schema(path: Path) -> None:
 def test_models_reproduced_by_coefficients(path: Path) -> None:
     data = _load(path)
     assert data["models"], "no whole-model measurement"
+    assert any(not m["in_fit"] for m in data["models"]), "no out-of-sample check"
     for model in data["models"]:
         assert len(model["model_sha256"]) == 64
+        assert isinstance(model["in_fit"], bool), model["model_sha256"]
         measured, feats = model["cycles_by_op"], model["features_by_op"]
         assert set(measured) <= set(data["ops"]), sorted(set(measured) - set(data["ops"]))
         assert _finite_nonneg(model["total_cycles"]) and _finite_nonneg(model["instructions"])
         assert sum(measured.values()) <= model["total_cycles"]  # the rest is the interpreter between ops
+        predicted_total = 0.0
         for key, cycles in measured.items():
             op = data["ops"][key]
             predicted = sum(c * feats[key][f] for f, c in op["coefficients"].items())
+            predicted_total += predicted
             rel = abs(predicted - cycles) / cycles
-            assert rel <= op["fit"]["max_rel_error"] + 1e-9, (
+            bound = op["fit"]["max_rel_error"] if model["in_fit"] else OUT_OF_SAMPLE_PER_OP
+            assert rel <= bound + 1e-9, (
                 f"{path.stem} {key}: coefficients give {predicted:.0f} cycles, measured {cycles} "
-                f"({rel:.1%} off, fit error {op['fit']['max_rel_error']:.1%})")
+                f"({rel:.1%} off, bound {bound:.1%}, in_fit {model['in_fit']})")
+        if not model["in_fit"]:
+            inside = sum(measured.values())
+            assert abs(predicted_total - inside) / inside <= OUT_OF_SAMPLE_TOTAL, (
+                f"{path.stem}: coefficients give {predicted_total:.0f} cycles in total, measured {inside}")

@@ -8,12 +8,14 @@ on an emulator, see docs/power.md); read here. Shape of a file:
     method: {tflm_commit: ..., cmsis_nn_commit: ..., compiler: ..., flags: ..., emulator: ..., timing: ...}
     ops:
       FULLY_CONNECTED: {dtype: int8, coefficients: {const: 1200, macs: 1.9, rows: 60}, fit: {...}}
-    models: [{model_sha256: ..., cycles_by_op: {...}, total_cycles: ...}]
+    models: [{model_sha256: ..., in_fit: true, cycles_by_op: {...}, total_cycles: ...}]
 
 cycles(op) = sum(coefficients[f] x feature[f]) over the features const (1), macs, out_elements,
 in_elements, rows (out_elements / last output dim) and channels (last output dim), with the op's
 key chosen by the README's variant rules (edge.power.op_keys); an op whose variant the file lacks
-uses the plain op's figures when there are some.
+uses the plain op's figures when there are some. A whole-model measurement says whether its op
+shapes were in the fit (`in_fit: true`: the grid was built around them) or it is an out-of-sample
+check of the coefficients (`in_fit: false`).
 """
 
 from __future__ import annotations
@@ -100,5 +102,10 @@ def _load(path: str, mtime_ns: int) -> KernelFile:
                                   f"(known: {', '.join(FEATURES)})", where=path)
             check(value, f"ops.{op}.coefficients.{feat}", path, Range(0.0, low_ok=True))
         coefficients[op] = {k: float(v) for k, v in coef.items()}
+    models = list(data.get("models") or [])
+    for i, model in enumerate(models):
+        if not isinstance((model or {}).get("in_fit"), bool):
+            raise ConfigError(f"field 'models[{i}].in_fit': must be true (its ops were in the fit) or false "
+                              f"(an out-of-sample check), got {(model or {}).get('in_fit')!r}", where=path)
     return KernelFile(Path(path).name, str(data.get("kernel_set", "")), str(data.get("core", "")),
-                      dict(data.get("method") or {}), coefficients, list(data.get("models") or []))
+                      dict(data.get("method") or {}), coefficients, models)

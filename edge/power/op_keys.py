@@ -1,8 +1,9 @@
 """Op keys and features of the instruction-level figures (power_profiles/kernels/README.md), from the graph.
 
-A key is the TFLite op name plus a variant suffix when the kernels take another code path:
-FULLY_CONNECTED_keepdims (output rank > 2 and input depth % 4 == 0), CONV_2D_depth1 (filter input
-depth 1), ADD/SUB/MUL_broadcast_samesize (input shapes differ, same element count > 1) and
+A key is the TFLite op name plus a variant suffix when the kernels take another code path or pay
+a per-tap overhead the linear features cannot express: FULLY_CONNECTED_keepdims (output rank > 2
+and input depth % 4 == 0), CONV_2D_depth1 (filter input depth 1), CONV_2D_deep (filter input
+depth >= 8), ADD/SUB/MUL_broadcast_samesize (input shapes differ, same element count > 1) and
 ADD/SUB/MUL_broadcast (any other shape difference). Input shapes come from the guarded reader
 (edge.export.tflite_inspect), the rest from edge.power.tflite_graph.
 """
@@ -17,6 +18,7 @@ from edge.errors import ConfigError
 from edge.power.tflite_graph import GraphOp
 
 Shape = tuple[int, ...]
+DEEP_DEPTH = 8  # CONV_2D_deep from this filter input depth on (grid: depths 1, 3, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ def op_key(op: GraphOp, inputs: OpInputs | None) -> str:
         return "FULLY_CONNECTED_keepdims"
     if op.op == "CONV_2D" and len(ins) >= 2 and ins[1] and ins[1][-1] == 1:
         return "CONV_2D_depth1"
+    if op.op == "CONV_2D" and len(ins) >= 2 and ins[1] and ins[1][-1] >= DEEP_DEPTH:
+        return "CONV_2D_deep"
     if op.op in ("ADD", "SUB", "MUL") and len(ins) >= 2 and ins[0] != ins[1]:
         same = math.prod(ins[0]) == math.prod(ins[1]) > 1
         return f"{op.op}_broadcast_samesize" if same else f"{op.op}_broadcast"
