@@ -94,6 +94,13 @@ class VitSpec(BaseModel):
         return self
 
     @property
+    def centred_input_map(self) -> tuple[float, float]:
+        """(gain, offset) with model input = gain * x_in + offset, where x_in = (pixel - 128) / 127.5 is the
+        graph input the export builds: folded into the first conv, and `offset` is what a zero x_in
+        (the int8 graph's zero padding) stands for."""
+        return 0.5 / self.input_std, (128.0 / 255.0 - self.input_mean) / self.input_std
+
+    @property
     def stride(self) -> int:
         """Input pixels per token side: the patch size times 2 per stride-2 stem layer."""
         return self.patch_size * 2 ** len(self.stem_channels)

@@ -190,8 +190,7 @@ def _prepare_weights(spec: VitSpec, weights: dict[str, np.ndarray]) -> dict[str,
             out[name] = value
     first = first_conv(spec)
     conv = weights[f"{first}.weight"].astype(np.float64)  # [O, C, k, k]
-    gain = 0.5 / spec.input_std  # x = gain * x_in + offset (module doc)
-    offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
+    gain, offset = spec.centred_input_map  # x = gain * x_in + offset (module doc)
     out[f"{first}.weight"] = np.transpose(conv * gain, (2, 3, 1, 0)).astype(np.float32)
     out[f"{first}.bias"] = (weights[f"{first}.bias"] + offset * conv.sum(axis=(1, 2, 3))).astype(np.float32)
     for i, block in enumerate(spec.blocks):

@@ -96,11 +96,6 @@ class StemConv(nn.Module):
         return F.relu(self.conv(F.pad(x, (0, 1, 0, 1), value=self.pad_value)))
 
 
-def input_pad_value(spec: VitSpec) -> float:
-    """The model-input value of a centred pixel 0 (pixel 128), what the int8 graph pads the image with."""
-    return (128.0 / 255.0 - spec.input_mean) / spec.input_std
-
-
 class ConvTokenizer(PatchEmbed):
     """Stride-2 conv stem (`stem_channels`) then timm's patch embedding on the stem's output."""
 
@@ -136,15 +131,14 @@ class VitLite(VisionTransformer):
     def __init__(self, *args: Any, pool: str = "token", **kwargs: Any) -> None:
         super().__init__(*args, class_token=pool == "token", global_pool="token" if pool == "token" else "avg",
                          **kwargs)
-        self.pool = pool
         self.seq_pool = SeqPool(self.embed_dim) if pool == "seq" else None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the model input."""
-        embed = self.patch_embed
-        side = embed.img_size[0] * 2 ** len(getattr(embed, "stem", ()))
-        first = embed.stem[0].conv if getattr(embed, "stem", None) else embed.proj
+        embed = self.patch_embed  # a ConvTokenizer (build_model), its stem possibly empty
+        first = embed.stem[0].conv if len(embed.stem) else embed.proj
+        side = embed.img_size[0] * 2 ** len(embed.stem)
         return first.in_channels, side, side
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -173,7 +167,7 @@ def build_model(spec: VitSpec) -> VitLite:
         norm_layer=functools.partial(nn.LayerNorm, eps=spec.norm_eps),
         attn_layer=LiteAttention,
         embed_layer=functools.partial(ConvTokenizer, stem_channels=spec.stem_channels,
-                                      pad_value=input_pad_value(spec)),
+                                      pad_value=spec.centred_input_map[1]),
     )
     for block, block_spec in zip(model.blocks, spec.blocks, strict=True):
         _resize_block(block, spec.embed_dim, block_spec)

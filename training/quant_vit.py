@@ -187,9 +187,7 @@ class QuantVit(nn.Module):
         row and column after), padded with the int8 zero point (real value 0), as TFLite pads."""
         weight, bias = conv.weight, conv.bias
         if in_point == "input":
-            spec = self.spec
-            gain = 0.5 / spec.input_std  # model input = gain * x_in + offset (export/tf_vit.py)
-            offset = (128.0 / 255.0 - spec.input_mean) / spec.input_std
+            gain, offset = self.spec.centred_input_map  # model input = gain * x_in + offset
             weight, bias = weight * gain, bias + offset * weight.sum(dim=(1, 2, 3))
 
         def conv_op(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
