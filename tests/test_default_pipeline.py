@@ -35,3 +35,9 @@ def test_default_pipeline_meets_the_acceptance_numbers(tmp_path):
         assert (tmp_path / "build/cortex-m" / name).stat().st_size > 0
     assert stages["battery"]["gate_passed"] is True  # issue 5
     assert stages["battery"]["lifetime_p5_days"] >= 365
+    # issue 10: QAT's int8 codes against LiteRT's reference kernels, tensor by tensor, on every test image
+    from edge.training.quant_compare import compare_run_dir, format_table
+
+    diffs = compare_run_dir(tmp_path / "runs/default", tmp_path / "build/cortex-m/model_int8.tflite")
+    print(format_table(diffs))
+    assert {name: d.within_one for name, d in diffs.items() if d.within_one < 0.999} == {}

@@ -1,9 +1,8 @@
-"""QAT that is the integer graph: QuantVit's int8 codes equal the int8 TFLite model's, tensor by tensor.
+"""QAT that is the integer graph: QuantVit's int8 codes equal TFLite Micro's, tensor by tensor.
 
 A tiny ReLU ViT-lite is trained briefly, QAT fine-tuned with `QuantVit`, exported with its ranges
-(TensorFlow runs in the export's child process) and run in LiteRT with its reference kernels (every
-intermediate tensor) and in TFLite Micro (the output); torch and LiteRT share this process,
-TensorFlow never does.
+(TensorFlow runs in the export's child process) and run in TFLite Micro's Python interpreter (every
+intermediate tensor preserved); torch and TFLite Micro share this process, TensorFlow never does.
 """
 
 from __future__ import annotations
@@ -93,14 +92,16 @@ def test_every_tensor_tflite_quantises_has_a_qat_range(exported: dict) -> None:
     assert all(set(w.zero_point) == {0} for w in weights)
 
 
-def test_qat_integers_equal_litert_tensor_by_tensor(exported: dict) -> None:
+def test_qat_integers_equal_tflm_tensor_by_tensor(exported: dict) -> None:
     diffs = compare_run(exported["qvit"], exported["out"] / "model_int8.tflite", exported["probe"])
     print("\n" + format_table(diffs))
     assert set(diffs) == set(exported["qvit"].points)  # every quantised tensor found, input and softmax included
     worst = {name: d.within_one for name, d in diffs.items() if d.within_one < 0.999}
     assert not worst, f"tensors more than 1 int8 step apart on > 0.1 % of elements: {worst}"
-    # QuantVit reproduces the reference kernels' integer arithmetic: the codes are the same, not just close
-    assert min(d.exact for d in diffs.values()) >= 0.999
+    # QuantVit reproduces the reference kernels' integer arithmetic (the converter's float32 scales, the
+    # fixed-point SOFTMAX): every code of every tensor is the same, not just close
+    inexact = {name: d.exact for name, d in diffs.items() if d.max_steps}
+    assert not inexact, f"tensors whose codes differ from TFLite Micro's: {inexact}"
 
 
 def test_tflm_output_equals_qat_output(exported: dict) -> None:

@@ -33,3 +33,9 @@ def test_digits_with_the_defaults_meet_the_real_data_targets(tmp_path):
     report = json.loads((tmp_path / "build/cortex-m/report.json").read_text())
     agreement = report["agreement"]
     assert agreement["images"] == 269 and agreement["agreement_ci95"][0] < agreement["tflm_vs_qat_top1"]
+    # issue 10: QAT's int8 codes against LiteRT's reference kernels, tensor by tensor, on every test image
+    from edge.training.quant_compare import compare_run_dir, format_table
+
+    diffs = compare_run_dir(tmp_path / "runs/digits", tmp_path / "build/cortex-m/model_int8.tflite")
+    print(format_table(diffs))
+    assert {name: d.within_one for name, d in diffs.items() if d.within_one < 0.999} == {}

@@ -1,10 +1,11 @@
 """Fake quantisers that round the way TFLite's int8 kernels do (straight-through gradients).
 
 * `ActQuant`: one asymmetric int8 activation tensor. Its range (`lo`, `hi`) is observed (min/max,
-  like the TFLite converter's calibration), then learned: the forward pass uses TensorFlow's
-  FakeQuant nudging (scale = (hi - lo) / 255, integer zero point), so the range written to
-  `quant_ranges.json` becomes exactly the same scale and zero point in the int8 model. A fixed
-  quantiser (the int8 SOFTMAX output: scale 1/256, zero point -128) has no parameters.
+  like the TFLite converter's calibration), then learned; the range itself is written to
+  `quant_ranges.json` and the forward pass uses the scale and zero point that the converter derives
+  from it (`converter_scale_zero_point`: to the last bit, or a requantisation multiplier would differ
+  and a few elements round the other way). A fixed quantiser (the int8 SOFTMAX output: scale 1/256,
+  zero point -128) has no parameters.
 * `weight_fake_quant`: symmetric per-output-channel int8 with scale max|w| / 127, as the converter
   quantises CONV_2D / FULLY_CONNECTED weights; `bias_fake_quant`: the int32 grid of scale
   in_scale * w_scale; `const_fake_quant`: a constant operand (pos_embed) over its own min/max.
@@ -20,6 +21,7 @@ import math
 import threading
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,13 +42,34 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
     return x + (rounded - x).detach()
 
 
+def widened(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The quantised range of [lo, hi]: widened to contain 0 and at least MIN_WIDTH wide."""
+    lo = lo.clamp(max=0.0)
+    return lo, torch.maximum(hi.clamp(min=0.0), lo + MIN_WIDTH)
+
+
 def scale_zero_point(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """TensorFlow FakeQuant nudging of [lo, hi] (widened to contain 0): (scale, int8 zero point)."""
-    lo = lo.clamp(max=0.0)
-    hi = torch.maximum(hi.clamp(min=0.0), lo + MIN_WIDTH)
+    lo, hi = widened(lo, hi)
     scale = (hi - lo) / (QMAX - QMIN)
     zero = round_half_away(QMIN - lo / scale).clamp(QMIN, QMAX)
     return scale, zero
+
+
+def converter_scale_zero_point(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, zero point) the TFLite converter gives a FakeQuant of the float32 range [lo, hi] (widened to
+    contain 0): (hi - lo) / 255 computed in double and stored as float32, which is one float32 step away
+    from the float32 quotient on some ranges; the zero point from whichever end of the range has the
+    smaller rounding error, rounded half away (MLIR's fakeQuantAttrsToType). The values are the
+    converter's, the gradients those of `scale_zero_point`."""
+    scale, zero = scale_zero_point(lo, hi)
+    with torch.no_grad():
+        lo64, hi64 = (t.double() for t in widened(lo, hi))
+        wide = (hi64 - lo64) / (QMAX - QMIN)
+        use_min = QMAX + (hi64 / wide).abs() > -QMIN + (lo64 / wide).abs()
+        exact = torch.where(use_min, QMIN - lo64 / wide, QMAX - hi64 / wide)
+        exact = (torch.sign(exact) * torch.floor(exact.abs() + 0.5)).clamp(QMIN, QMAX)
+    return scale + (wide.float() - scale).detach(), zero + (exact.float() - zero).detach()
 
 
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int = QMIN,
@@ -78,13 +101,14 @@ class ActQuant(nn.Module):
         """(scale, zero point) as the int8 model will have them."""
         if self.fixed is not None:
             return torch.tensor(self.fixed[0]), torch.tensor(float(self.fixed[1]))
-        return scale_zero_point(self.lo, self.hi)
+        return converter_scale_zero_point(self.lo, self.hi)
 
-    def nudged_range(self) -> tuple[float, float]:
-        """The range that TensorFlow's FakeQuant turns back into exactly this scale and zero point."""
+    def learned_range(self) -> tuple[float, float]:
+        """The range to write for TensorFlow's FakeQuant (float32 values, exact in JSON): the converter
+        turns it into exactly `scale_zero_point()`, and loading it back gives the same quantiser."""
         with torch.no_grad():
-            scale, zero = (float(t) for t in self.scale_zero_point())
-        return (QMIN - zero) * scale, (QMAX - zero) * scale
+            lo, hi = widened(self.lo, self.hi)
+        return float(lo), float(hi)
 
     def observe(self, x: torch.Tensor) -> None:
         """Widen the range to cover `x` (calibration)."""
@@ -111,19 +135,30 @@ class ActQuant(nn.Module):
 
 def weight_fake_quant(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-output-channel (axis 0) int8 weights, scale max|w| / 127: (weights, scales)."""
-    scale = (w.detach().abs().amax(dim=tuple(range(1, w.ndim))) / 127.0).clamp(min=1e-12)
+    wide = (w.detach().abs().amax(dim=tuple(range(1, w.ndim))).double() / 127.0).clamp(min=1e-12)
+    scale = wide.float()  # stored as float32; the converter rounds w / the double scale
     if EXPORT.onnx:
         zero = torch.zeros_like(scale, dtype=torch.int32)
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, QMIN, QMAX), scale
     shape = (-1,) + (1,) * (w.ndim - 1)
-    q = round_half_away(w / scale.reshape(shape)).clamp(-127, 127)
-    return q * scale.reshape(shape), scale
+    return _exact_round(w / scale.reshape(shape), w.detach().double() / wide.reshape(shape)).clamp(-127, 127) \
+        * scale.reshape(shape), scale
+
+
+def _exact_round(ratio: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """`ratio` rounded half away from zero, the rounding done on `exact` (the same ratio in double, as the
+    converter computes it: in float32 a ratio a hair from .5 rounds the other way), gradient straight
+    through."""
+    with torch.no_grad():
+        rounded = (torch.sign(exact) * torch.floor(exact.abs() + 0.5)).to(ratio.dtype)
+    return ratio + (rounded - ratio).detach()
 
 
 def bias_fake_quant(b: torch.Tensor, in_scale: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
     """Bias on the int32 grid of scale in_scale * w_scale (per output channel)."""
     step = (in_scale.detach() * w_scale).clamp(min=1e-20)
-    return round_half_away(b / step) * step
+    wide = (in_scale.detach().double() * w_scale.double()).clamp(min=1e-20)
+    return _exact_round(b / step, b.detach().double() / wide) * step
 
 
 def const_fake_quant(t: torch.Tensor) -> torch.Tensor:
@@ -137,7 +172,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if real == 0.0:
         return 0, 0
     fraction, shift = math.frexp(real)
-    multiplier = round(fraction * (1 << 31))
+    multiplier = int(math.copysign(math.floor(abs(fraction) * (1 << 31) + 0.5), fraction))  # TfLiteRound: ties away
     if multiplier == 1 << 31:
         multiplier, shift = multiplier // 2, shift + 1
     return multiplier, shift
@@ -174,7 +209,9 @@ def product_codes(a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float]
     (sa, _), (sb, _), (so, zo) = a_quant, b_quant, out_quant
     ia, ib = _steps(a, sa).double(), _steps(b, sb).double()
     acc = torch.round(torch.matmul(ia, ib) if matmul else ia * ib).long()  # exact in float64 at these sizes
-    return (multiply_by_quantized_multiplier(acc, sa * sb / so) + int(zo)).clamp(QMIN, QMAX)
+    # BATCH_MATMUL multiplies the two scales in float32 (GetQuantizedConvolutionMultipler), MUL in double
+    product = float(np.float32(sa) * np.float32(sb)) if matmul else sa * sb
+    return (multiply_by_quantized_multiplier(acc, product / so) + int(zo)).clamp(QMIN, QMAX)
 
 
 def mean_codes(x: torch.Tensor, in_quant: tuple[float, float], out_quant: tuple[float, float]) -> torch.Tensor:
@@ -191,19 +228,16 @@ def mean_codes(x: torch.Tensor, in_quant: tuple[float, float], out_quant: tuple[
 
 
 def linear_codes(acc: torch.Tensor, in_scale: float, w_scales: torch.Tensor, out_quant: tuple[float, float],
-                 relu: bool = False, single_rounding: bool = False) -> torch.Tensor:
+                 relu: bool = False) -> torch.Tensor:
     """int8 codes of a CONV_2D / FULLY_CONNECTED from its int32 accumulator `acc` (channels last):
-    per-channel Q31 multipliers of in_scale * w_scale / out_scale, applied with two roundings (the
-    reference CONV_2D) or one (the reference FULLY_CONNECTED); a fused ReLU clamps at the zero point."""
+    per-channel Q31 multipliers of in_scale * w_scale / out_scale, applied with two roundings (TFLite
+    Micro's reference kernels; LiteRT's reference FULLY_CONNECTED rounds once); a fused ReLU clamps at
+    the zero point."""
     s_out, z_out = out_quant
     pairs = [quantize_multiplier(in_scale * float(w) / s_out) for w in w_scales]
     multipliers = torch.tensor([m for m, _ in pairs], dtype=torch.long)
     shifts = torch.tensor([e for _, e in pairs], dtype=torch.long)
-    if single_rounding:
-        total = 31 - shifts
-        out = (acc * multipliers + (torch.ones_like(total) << (total - 1))) >> total
-    else:
-        out = _multiply(acc, multipliers, shifts)
+    out = _multiply(acc, multipliers, shifts)
     return (out + int(z_out)).clamp(int(z_out) if relu else QMIN, QMAX)
 
 

@@ -1,16 +1,15 @@
 """QAT's simulated integers against the int8 TFLite model's, tensor by tensor (docs/compression.md, "QAT").
 
-`QuantVit(x, record=...)` gives the int8 codes of every activation point; LiteRT with
-`experimental_preserve_all_tensors` gives every tensor of the int8 model, by default with its
-reference kernels: the integer arithmetic of TFLite Micro, which `QuantVit` reproduces
-(`kernels="default"`: LiteRT's optimised kernels, which round MUL and MEAN once). A point is found in the
+`QuantVit(x, record=...)` gives the int8 codes of every activation point; TFLite Micro's Python
+interpreter with `kPreserveAllTensors` gives every tensor of the int8 model as the device computes
+it, which `QuantVit` reproduces (`runtime="litert-reference"` / `"litert"`: LiteRT with its reference
+or optimised kernels, which round FULLY_CONNECTED, and MUL and MEAN, once). A point is found in the
 flatbuffer by its quantisation (the scale and zero point QAT gave it, which the converter keeps)
 and its element count, taking the earliest producing op among equals (a RESHAPE after it carries
 the same values). Stripped models work too: no tensor names are needed.
 
-    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16] [--kernels default]
+    python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16] [--runtime tflm]
 """
-
 from __future__ import annotations
 
 import argparse
@@ -27,6 +26,9 @@ from edge.export.tflite_inspect import TfliteModel, read_tflite
 
 if TYPE_CHECKING:
     from edge.training.quant_vit import QuantVit
+
+
+RUNTIMES = ("tflm", "litert-reference", "litert")  # TFLite Micro; LiteRT's reference or optimised kernels
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,23 @@ def litert_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, te
     return {name: np.stack(values) for name, values in out.items()}
 
 
+def tflm_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, tensors: dict[str, int]
+                 ) -> dict[str, np.ndarray]:
+    """Point -> int8 codes [N, size] of those tensors in TFLite Micro's Python interpreter (its reference
+    kernels, every tensor preserved), one image at a time."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_file(str(model_path),
+                                           intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
+    for image in images_u8:
+        interp.set_input(int8_pixels(image[None]), 0)
+        interp.invoke()
+        for name, tensor in tensors.items():
+            out[name].append(np.asarray(interp.GetTensor(tensor, 0)["tensor_data"]).astype(np.int32).reshape(-1))
+    return {name: np.stack(values) for name, values in out.items()}
+
+
 def step_differences(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> dict[str, StepDiff]:
     """Per point (in `theirs`' order): max |difference| in int8 steps and the share within 1 step."""
     diffs = {}
@@ -94,7 +113,7 @@ def step_differences(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray])
 
 
 def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: np.ndarray,
-                kernels: str = "reference") -> dict[str, StepDiff]:
+                runtime: str = "tflm") -> dict[str, StepDiff]:
     """Compare a `QuantVit` (torch) with its exported int8 model on `images_u8` (uint8 NHWC)."""
     import torch
 
@@ -114,6 +133,9 @@ def compare_run(qvit: QuantVit, model_path: str | os.PathLike[str], images_u8: n
     missing = sorted(set(points) - set(tensors))
     if missing:
         raise LookupError(f"no tensor of {model_path} has the quantisation of {missing}")
+    if runtime == "tflm":
+        return step_differences(ours, tflm_tensors(model_path, images_u8, tensors))
+    kernels = {"litert-reference": "reference", "litert": "default"}[runtime]
     return step_differences(ours, litert_tensors(model_path, images_u8, tensors, kernels))
 
 
@@ -125,24 +147,31 @@ def format_table(diffs: dict[str, StepDiff]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compare a run's QAT model (qat/ of RUN_DIR with its quant_ranges.json) with an int8 .tflite."""
+def compare_run_dir(run_dir: Path, tflite: Path, images: int | None = None,
+                    runtime: str = "tflm") -> dict[str, StepDiff]:
+    """Compare a run's QAT model (qat/ of `run_dir` with its quant_ranges.json) with an int8 .tflite on
+    the first `images` test images (all when None)."""
     from edge.quant_ranges import read_ranges
     from edge.training.dataset import load_dataset
     from edge.training.models import load_model
     from edge.training.quant_vit import QuantVit
 
+    model, spec = load_model(run_dir / "qat" / "model.safetensors", run_dir / "qat" / "model_spec.json")
+    qvit = QuantVit(model.eval(), spec)
+    qvit.load_ranges(read_ranges(run_dir / "qat" / "quant_ranges.json"))
+    test = load_dataset(run_dir / "data" / "dataset.npz").split("test").x
+    return compare_run(qvit, tflite, test if images is None else test[:images], runtime)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the per-tensor table of a run's QAT model against an int8 .tflite."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("tflite", type=Path)
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--kernels", choices=("reference", "default"), default="reference")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="tflm")
     args = parser.parse_args(argv)
-    model, spec = load_model(args.run_dir / "qat" / "model.safetensors", args.run_dir / "qat" / "model_spec.json")
-    qvit = QuantVit(model.eval(), spec)
-    qvit.load_ranges(read_ranges(args.run_dir / "qat" / "quant_ranges.json"))
-    images = load_dataset(args.run_dir / "data" / "dataset.npz").split("test").x[: args.images]
-    print(format_table(compare_run(qvit, args.tflite, images, args.kernels)))
+    print(format_table(compare_run_dir(args.run_dir, args.tflite, args.images, args.runtime)))
     return 0
 
 

@@ -37,6 +37,7 @@ from edge.training.fake_quant import (
     bias_fake_quant,
     const_fake_quant,
     const_quant,
+    int_codes,
     integer_accumulator,
     linear_codes,
     mean_codes,
@@ -44,6 +45,7 @@ from edge.training.fake_quant import (
     scalar_quant,
     weight_fake_quant,
 )
+from edge.training.int_kernels import rsqrt_codes, softmax_codes
 from edge.training.models import VitLite
 from edge.vit_spec import VitSpec
 
@@ -94,14 +96,14 @@ class QuantVit(nn.Module):
         return [p for p in self.points if self.quantiser(p).fixed is None]
 
     def ranges_file(self) -> QuantRangesFile:
-        """quant_ranges.json (format 2): the nudged range of every learned point.
+        """quant_ranges.json (format 2): the learned range of every learned point.
 
         Weights carry no ranges: they are quantised per channel by max|w| in QAT exactly as the
         converter quantises them, so there is nothing to clip.
         """
         activations = {}
         for point in self.learned_points():
-            lo, hi = self.quantiser(point).nudged_range()
+            lo, hi = self.quantiser(point).learned_range()
             activations[point] = ActivationRange(min=lo, max=hi)
         return QuantRangesFile(format=FORMAT, activation_bits=8, activations=activations)
 
@@ -155,15 +157,25 @@ class QuantVit(nn.Module):
         """MEAN over the last axis (the reference kernel's integer arithmetic)."""
         return self._exact(point, x.mean(dim=-1, keepdim=True), lambda: mean_codes(x, *self._quants(in_point, point)))
 
+    def _softmax(self, point: str, x: torch.Tensor, in_point: str) -> torch.Tensor:
+        """SOFTMAX over the last axis at the kernel's fixed output scale (the reference kernel's fixed-point
+        arithmetic, `int_kernels`)."""
+        return self._exact(point, x.softmax(dim=-1),
+                           lambda: softmax_codes(self._codes(in_point, x), self._quants(in_point)[0][0]))
+
+    def _codes(self, point: str, x: torch.Tensor) -> torch.Tensor:
+        """The int8 codes of `x`, already fake-quantised at `point`."""
+        with torch.no_grad():
+            return int_codes(x, *self.quantiser(point).scale_zero_point())
+
     def _linear(self, x: torch.Tensor, in_point: str, out_point: str, layer: nn.Linear,
                 norm: nn.LayerNorm | None = None, scale: float = 1.0, relu: bool = False) -> torch.Tensor:
         """FULLY_CONNECTED (+ fused ReLU) with the preceding LayerNorm's gain/shift (and `scale`) folded
         in, its output quantised at `out_point`."""
-        weight, bias = layer.weight, layer.bias
+        weight, bias = layer.weight * scale, layer.bias * scale  # first, in float32, as export/tf_vit.py folds it
         if norm is not None:
             bias = bias + weight @ norm.bias
             weight = weight * norm.weight[None, :]
-        weight, bias = weight * scale, bias * scale
         if self.observing:
             y = F.linear(x, weight, bias)
             return self._q(out_point, F.relu(y) if relu else y)
@@ -174,7 +186,7 @@ class QuantVit(nn.Module):
 
         def codes() -> torch.Tensor:
             acc = integer_accumulator(x, float(in_scale), weight_q, w_scale, bias_q, lambda a, w: a @ w.T)
-            return linear_codes(acc, float(in_scale), w_scale, self._quants(out_point)[0], relu, single_rounding=True)
+            return linear_codes(acc, float(in_scale), w_scale, self._quants(out_point)[0], relu)
 
         return self._exact(out_point, F.relu(y) if relu else y, codes)
 
@@ -227,7 +239,6 @@ class QuantVit(nn.Module):
 
     def _norm(self, x: torch.Tensor, name: str, in_point: str) -> torch.Tensor:
         """LayerNorm without its gain and shift (folded into the next layers), every tensor quantised."""
-        q = self._q
         mean = self._mean(f"{name}.mean", x, in_point)
         centred = self._add(f"{name}.centred", x, mean, *self._quants(in_point, f"{name}.mean"), subtract=True)
         square = self._mul(f"{name}.square", centred, centred, f"{name}.centred", f"{name}.centred")
@@ -235,7 +246,9 @@ class QuantVit(nn.Module):
         eps = self.spec.norm_eps
         var_eps = self._add(f"{name}.var_eps", var, torch.full_like(var, eps), self._quants(f"{name}.var")[0],
                             scalar_quant(eps))
-        rstd = q(f"{name}.rstd", torch.rsqrt(var_eps.clamp(min=1e-30)))  # int8 RSQRT of 0 saturates
+        rstd = self._exact(f"{name}.rstd", torch.rsqrt(var_eps.clamp(min=1e-30)),  # int8 RSQRT of 0 saturates
+                           lambda: rsqrt_codes(self._codes(f"{name}.var_eps", var_eps),
+                                               *self._quants(f"{name}.var_eps", f"{name}.rstd")))
         return self._mul(name, centred, rstd, f"{name}.centred", f"{name}.rstd")
 
     def _block(self, x: torch.Tensor, i: int) -> torch.Tensor:
@@ -247,7 +260,6 @@ class QuantVit(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:  # [B, N, H*D] -> [B, H, N, D]
             return t.reshape(batch, tokens, heads, width).transpose(1, 2)
 
-        q = self._q
         in_point = f"blocks.{i - 1}.add2" if i else "tokens"
         n1 = self._norm(x, f"{b}.norm1", in_point)
         qh = self._linear(n1, f"{b}.norm1", f"{b}.attn.q", attn.q, block.norm1, scale=width**-0.5)
@@ -255,7 +267,7 @@ class QuantVit(nn.Module):
         vh = self._linear(n1, f"{b}.norm1", f"{b}.attn.v", attn.v, block.norm1)
         scores = self._mul(f"{b}.attn.scores", split(qh), split(kh).transpose(-2, -1), f"{b}.attn.q",
                            f"{b}.attn.k", matmul=True)
-        probs = q(f"{b}.attn.softmax", scores.softmax(dim=-1))
+        probs = self._softmax(f"{b}.attn.softmax", scores, f"{b}.attn.scores")
         context = self._mul(f"{b}.attn.context", probs, split(vh), f"{b}.attn.softmax", f"{b}.attn.v", matmul=True)
         context = context.transpose(1, 2).reshape(batch, tokens, heads * width)
         proj = self._linear(context, f"{b}.attn.context", f"{b}.attn.proj", attn.proj)
@@ -269,7 +281,7 @@ class QuantVit(nn.Module):
         """Sequence pooling: a softmax over the tokens of one FC score each, then the tokens' weighted mean
         by BATCH_MATMUL: [B, N, E] -> [B, E] (the `pool.context` point)."""
         score = self._linear(x, in_point, "pool.score", self.model.seq_pool.score)  # [B, N, 1]
-        weights = self._q("pool.softmax", score.transpose(1, 2).softmax(dim=-1))  # [B, 1, N]
+        weights = self._softmax("pool.softmax", score.transpose(1, 2), "pool.score")  # [B, 1, N]
         return self._mul("pool.context", weights, x, "pool.softmax", in_point, matmul=True).flatten(1)
 
     # -- the whole model ---------------------------------------------------------------------
