@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 QMIN, QMAX = -128, 127
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 MIN_WIDTH = 1e-8  # the narrowest range (TfVit uses the same)
 
 
@@ -62,13 +63,13 @@ def converter_scale_zero_point(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torc
     from the float32 quotient on some ranges; the zero point from whichever end of the range has the
     smaller rounding error, rounded half away (MLIR's fakeQuantAttrsToType). The values are the
     converter's, the gradients those of `scale_zero_point`."""
+    lo, hi = widened(lo, hi)
     scale, zero = scale_zero_point(lo, hi)
     with torch.no_grad():
-        lo64, hi64 = (t.double() for t in widened(lo, hi))
+        lo64, hi64 = lo.double(), hi.double()
         wide = (hi64 - lo64) / (QMAX - QMIN)
         use_min = QMAX + (hi64 / wide).abs() > -QMIN + (lo64 / wide).abs()
-        exact = torch.where(use_min, QMIN - lo64 / wide, QMAX - hi64 / wide)
-        exact = (torch.sign(exact) * torch.floor(exact.abs() + 0.5)).clamp(QMIN, QMAX)
+        exact = round_half_away(torch.where(use_min, QMIN - lo64 / wide, QMAX - hi64 / wide)).clamp(QMIN, QMAX)
     return scale + (wide.float() - scale).detach(), zero + (exact.float() - zero).detach()
 
 
@@ -150,7 +151,7 @@ def _exact_round(ratio: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     converter computes it: in float32 a ratio a hair from .5 rounds the other way), gradient straight
     through."""
     with torch.no_grad():
-        rounded = (torch.sign(exact) * torch.floor(exact.abs() + 0.5)).to(ratio.dtype)
+        rounded = round_half_away(exact).to(ratio.dtype)
     return ratio + (rounded - ratio).detach()
 
 
@@ -180,21 +181,33 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 def multiply_by_quantized_multiplier(x: torch.Tensor, real: float) -> torch.Tensor:
     """TFLite's MultiplyByQuantizedMultiplier on int64 `x` by the real multiplier `real`."""
-    return _multiply(x, *quantize_multiplier(real))
+    return multiply_q31(x, *quantize_multiplier(real))
 
 
-def _multiply(x: torch.Tensor, multiplier: int | torch.Tensor, shift: int | torch.Tensor) -> torch.Tensor:
-    """x * multiplier * 2^(shift - 31): a rounding doubling high multiply by the Q31 multiplier, then a
-    rounding right shift (two roundings, as TFLite's reference kernels do). Multipliers and shifts may
-    be per channel (tensors broadcasting against `x`)."""
-    multiplier, shift = torch.as_tensor(multiplier), torch.as_tensor(shift)
-    product = (x << shift.clamp(min=0)) * multiplier
+def high_mul(a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
+    """gemmlowp SaturatingRoundingDoublingHighMul of int32 values held in int64: a * b * 2^-31, rounded."""
+    a, b = torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long)
+    product = a * b
     nudge = torch.where(product >= 0, 1 << 30, 1 - (1 << 30))
     high = torch.div(product + nudge, 1 << 31, rounding_mode="trunc")
-    right = (-shift).clamp(min=0)
-    mask = (torch.ones_like(right) << right) - 1
-    threshold = (mask >> 1) + (high < 0).long()
-    return (high >> right) + ((high & mask) > threshold).long()
+    return torch.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
+
+
+def divide_by_pot(x: torch.Tensor, exponent: int | torch.Tensor) -> torch.Tensor:
+    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero (per element
+    when `exponent` is a tensor)."""
+    mask = (torch.ones_like(torch.as_tensor(exponent)) << exponent) - 1
+    threshold = (mask >> 1) + (x < 0).long()
+    return (x >> exponent) + ((x & mask) > threshold).long()
+
+
+def multiply_q31(x: torch.Tensor, multiplier: int | torch.Tensor, shift: int | torch.Tensor) -> torch.Tensor:
+    """TFLite's MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31) as a rounding doubling high
+    multiply by the Q31 multiplier, then a rounding right shift (two roundings, as TFLite Micro's
+    reference kernels do). Multipliers and shifts may be per channel or per element (tensors
+    broadcasting against `x`)."""
+    shift = torch.as_tensor(shift, dtype=torch.long)
+    return divide_by_pot(high_mul(x << shift.clamp(min=0), multiplier), (-shift).clamp(min=0))
 
 
 def _steps(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -223,7 +236,7 @@ def mean_codes(x: torch.Tensor, in_quant: tuple[float, float], out_quant: tuple[
     multiplier, shift = quantize_multiplier(s_in / s_out)
     extra = min(count.bit_length() - 1, 32, 31 + shift)
     total = _steps(x, s_in).sum(dim=-1, keepdim=True)
-    out = _multiply(total, (multiplier << extra) // count, shift - extra) + int(z_out)
+    out = multiply_q31(total, (multiplier << extra) // count, shift - extra) + int(z_out)
     return out.clamp(QMIN, QMAX)
 
 
@@ -237,7 +250,7 @@ def linear_codes(acc: torch.Tensor, in_scale: float, w_scales: torch.Tensor, out
     pairs = [quantize_multiplier(in_scale * float(w) / s_out) for w in w_scales]
     multipliers = torch.tensor([m for m, _ in pairs], dtype=torch.long)
     shifts = torch.tensor([e for _, e in pairs], dtype=torch.long)
-    out = _multiply(acc, multipliers, shifts)
+    out = multiply_q31(acc, multipliers, shifts)
     return (out + int(z_out)).clamp(int(z_out) if relu else QMIN, QMAX)
 
 
@@ -258,10 +271,10 @@ def add_codes(a: torch.Tensor, b: torch.Tensor, a_quant: tuple[float, float], b_
     rescaled to the output (each rescale a MultiplyByQuantizedMultiplier)."""
     (sa, _), (sb, _), (so, zo) = a_quant, b_quant, out_quant
     twice = 2.0 * max(sa, sb)
-    scaled_a = _multiply(_steps(a, sa) << 20, *quantize_multiplier(sa / twice))
-    scaled_b = _multiply(_steps(b, sb) << 20, *quantize_multiplier(sb / twice))
+    scaled_a = multiply_q31(_steps(a, sa) << 20, *quantize_multiplier(sa / twice))
+    scaled_b = multiply_q31(_steps(b, sb) << 20, *quantize_multiplier(sb / twice))
     total = scaled_a - scaled_b if subtract else scaled_a + scaled_b
-    return (_multiply(total, *quantize_multiplier(twice / ((1 << 20) * so))) + int(zo)).clamp(QMIN, QMAX)
+    return (multiply_q31(total, *quantize_multiplier(twice / ((1 << 20) * so))) + int(zo)).clamp(QMIN, QMAX)
 
 
 def const_quant(t: torch.Tensor) -> tuple[float, float]:

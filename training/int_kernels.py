@@ -18,9 +18,8 @@ import math
 import numpy as np
 import torch
 
-from edge.training.fake_quant import quantize_multiplier
+from edge.training.fake_quant import INT32_MAX, INT32_MIN, divide_by_pot, high_mul, multiply_q31, quantize_multiplier
 
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 SCALED_DIFF_INTEGER_BITS = 5  # Q5.26 input of exp()
 ACCUMULATION_INTEGER_BITS = 12  # Q12.19 sum of the exps
 # gemmlowp's exp(-2^k) multipliers in Q0.31, k = -2 .. 4 (exp_on_negative_values' barrel shifter)
@@ -28,29 +27,18 @@ EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308)
               (4, 242))
 
 
-def _high_mul(a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
-    """gemmlowp SaturatingRoundingDoublingHighMul of int32 values held in int64."""
-    a, b = torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long)
-    product = a * b
-    nudge = torch.where(product >= 0, torch.tensor(1 << 30), torch.tensor(1 - (1 << 30)))
-    high = torch.div(product + nudge, 1 << 31, rounding_mode="trunc")
-    return torch.where((a == INT32_MIN) & (b == INT32_MIN), torch.tensor(INT32_MAX), high)
-
-
-def _divide_by_pot(x: torch.Tensor, exponent: int | torch.Tensor) -> torch.Tensor:
-    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero."""
-    mask = (torch.ones_like(torch.as_tensor(exponent)) << exponent) - 1
-    threshold = (mask >> 1) + (x < 0).long()
-    return (x >> exponent) + ((x & mask) > threshold).long()
-
-
 def _multiply_by_pot(x: torch.Tensor, exponent: int) -> torch.Tensor:
     """gemmlowp SaturatingRoundingMultiplyByPOT: x * 2^exponent, saturating (up) or rounding (down)."""
     if exponent <= 0:
-        return _divide_by_pot(x, -exponent)
+        return divide_by_pot(x, -exponent)
     threshold = (1 << (31 - exponent)) - 1
     shifted = x << exponent
     return torch.where(x > threshold, INT32_MAX, torch.where(x < -threshold, INT32_MIN, shifted))
+
+
+def _bit_length(x: torch.Tensor) -> torch.Tensor:
+    """Bits of non-negative int32 values (32 - CountLeadingZeros)."""
+    return (x.unsqueeze(-1) >= (1 << torch.arange(32))).sum(dim=-1)
 
 
 def _wrap(x: torch.Tensor) -> torch.Tensor:
@@ -62,12 +50,12 @@ def _exp_quarter(a: torch.Tensor) -> torch.Tensor:
     """exp(a) for Q0.31 `a` in [-1/4, 0): Taylor expansion around -1/8 (Q0.31 result)."""
     constant_term, one_third = 1895147668, 715827883  # exp(-1/8), 1/3 in Q0.31
     x = _wrap(a + (1 << 28))
-    x2 = _high_mul(x, x)
-    x3 = _high_mul(x2, x)
-    x4 = _high_mul(x2, x2)
-    x4_over_4 = _divide_by_pot(x4, 2)
-    poly = _divide_by_pot(_wrap(_high_mul(_wrap(x4_over_4 + x3), one_third) + x2), 1)
-    return _wrap(constant_term + _high_mul(constant_term, _wrap(x + poly)))
+    x2 = high_mul(x, x)
+    x3 = high_mul(x2, x)
+    x4 = high_mul(x2, x2)
+    x4_over_4 = divide_by_pot(x4, 2)
+    poly = divide_by_pot(_wrap(high_mul(_wrap(x4_over_4 + x3), one_third) + x2), 1)
+    return _wrap(constant_term + high_mul(constant_term, _wrap(x + poly)))
 
 
 def exp_on_negative_values(a: torch.Tensor) -> torch.Tensor:
@@ -79,7 +67,7 @@ def exp_on_negative_values(a: torch.Tensor) -> torch.Tensor:
     remainder = _wrap(mod_quarter - a)
     for exponent, multiplier in EXP_BARREL:
         bit = 1 << (fractional + exponent)
-        result = torch.where((remainder & bit) != 0, _high_mul(result, multiplier), result)
+        result = torch.where((remainder & bit) != 0, high_mul(result, multiplier), result)
     return torch.where(a == 0, torch.tensor(INT32_MAX), result)
 
 
@@ -87,16 +75,16 @@ def _one_over_one_plus_x(a: torch.Tensor) -> torch.Tensor:
     """gemmlowp one_over_one_plus_x_for_x_in_0_1 of Q0.31 `a` (Newton-Raphson), as Q0.31."""
     half_denominator = torch.div(a + INT32_MAX + torch.where(a + INT32_MAX >= 0, 1, -1), 2, rounding_mode="trunc")
     one_q2 = 1 << 29
-    x = _wrap(1515870810 + _high_mul(half_denominator, -1010580540))  # 48/17 - 32/17 d, Q2.29
+    x = _wrap(1515870810 + high_mul(half_denominator, -1010580540))  # 48/17 - 32/17 d, Q2.29
     for _ in range(3):
-        error = _wrap(one_q2 - _high_mul(half_denominator, x))
-        x = _wrap(x + _multiply_by_pot(_high_mul(x, error), 2))
+        error = _wrap(one_q2 - high_mul(half_denominator, x))
+        x = _wrap(x + _multiply_by_pot(high_mul(x, error), 2))
     return _multiply_by_pot(x, 1)  # ExactMulByPot<-1> (Q2.29 -> Q1.30, same raw), then Rescale<0>
 
 
 def _reciprocal(total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """TFLite GetReciprocal of a Q12.19 sum: (Q0.31 scale, num_bits_over_unit)."""
-    leading = 32 - (total.unsqueeze(-1) >= (1 << torch.arange(32))).sum(dim=-1)  # CountLeadingZeros
+    leading = 32 - _bit_length(total)  # CountLeadingZeros
     bits_over_unit = ACCUMULATION_INTEGER_BITS - leading
     shifted_minus_one = _wrap(((total << leading) & 0xFFFFFFFF) - (1 << 31))
     return _one_over_one_plus_x(shifted_minus_one), bits_over_unit
@@ -116,19 +104,12 @@ def softmax_codes(codes: torch.Tensor, input_scale: float) -> torch.Tensor:
     multiplier, left_shift, diff_min = softmax_params(input_scale)
     diff = codes.long() - codes.long().amax(dim=-1, keepdim=True)
     used = diff >= diff_min
-    exps = exp_on_negative_values(_high_mul(diff * (1 << left_shift), multiplier))
-    total = torch.where(used, _divide_by_pot(exps, ACCUMULATION_INTEGER_BITS), 0).sum(dim=-1, keepdim=True)
+    exps = exp_on_negative_values(high_mul(diff * (1 << left_shift), multiplier))
+    total = torch.where(used, divide_by_pot(exps, ACCUMULATION_INTEGER_BITS), 0).sum(dim=-1, keepdim=True)
     scale, bits_over_unit = _reciprocal(total)
-    out = _high_mul(scale, exps)
-    out = _divide_by_pot(out, bits_over_unit + 31 - 8) - 128
+    out = high_mul(scale, exps)
+    out = divide_by_pot(out, bits_over_unit + 31 - 8) - 128
     return torch.where(used, out.clamp(-128, 127), -128)
-
-
-def _multiply_by_quantized_multiplier(x: torch.Tensor, multiplier: int | torch.Tensor,
-                                      shift: int | torch.Tensor) -> torch.Tensor:
-    """TFLite MultiplyByQuantizedMultiplier (two roundings) with per-element shifts."""
-    shift = torch.as_tensor(shift, dtype=torch.long)
-    return _divide_by_pot(_high_mul(x << shift.clamp(min=0), multiplier), (-shift).clamp(min=0))
 
 
 def _inv_sqrt(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,17 +117,16 @@ def _inv_sqrt(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (Q0.31 multiplier, shift)."""
     small = value <= 1  # 0 and 1: INT32_MAX, shift 0
     value = torch.where(small, torch.tensor(4), value)
-    bits = (value.unsqueeze(-1) >= (1 << torch.arange(32))).sum(dim=-1)
-    pairs = ((32 - bits) - 1) // 2 - 1  # (CountLeadingZeros - 1) / 2 - 1
+    pairs = (31 - _bit_length(value)) // 2 - 1  # (CountLeadingZeros - 1) / 2 - 1
     shift = 11 - pairs
     fixed = (value << (2 * pairs)) >> 1  # Q3.28
-    half = _divide_by_pot(fixed, 1)
+    half = divide_by_pot(fixed, 1)
     half_three = (1 << 28) + (1 << 27)
     x = torch.full_like(value, 1 << 28)
     for _ in range(5):
-        x3 = _multiply_by_pot(_high_mul(_high_mul(x, x), x), 6)
-        x = _multiply_by_pot(_wrap(_high_mul(half_three, x) - _high_mul(half, x3)), 3)
-    x = _high_mul(x, 1518500250)  # x sqrt(2) / 2
+        x3 = _multiply_by_pot(high_mul(high_mul(x, x), x), 6)
+        x = _multiply_by_pot(_wrap(high_mul(half_three, x) - high_mul(half, x3)), 3)
+    x = high_mul(x, 1518500250)  # x sqrt(2) / 2
     x = torch.where(shift < 0, x << (-shift).clamp(min=0), x)
     shift = torch.where(shift < 0, 0, shift)
     return torch.where(small, INT32_MAX, x), torch.where(small, 0, -shift)
@@ -161,7 +141,7 @@ def rsqrt_codes(codes: torch.Tensor, in_quant: tuple[float, float], out_quant: t
     table_in = torch.arange(-128, 128, dtype=torch.long)
     value = table_in - int(z_in)
     inv, inv_shift = _inv_sqrt(value.clamp(min=0))
-    data = _multiply_by_quantized_multiplier(torch.ones_like(value), inv, inv_shift + 20)
-    out = _multiply_by_quantized_multiplier(data, multiplier, shift - 20) + int(z_out)
+    data = multiply_q31(torch.ones_like(value), inv, inv_shift + 20)
+    out = multiply_q31(data, multiplier, shift - 20) + int(z_out)
     table = torch.where(value == 0, 127, out.clamp(-128, 127))
     return table[codes.long() + 128]

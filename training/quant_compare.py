@@ -10,11 +10,13 @@ the same values). Stripped models work too: no tensor names are needed.
 
     python -m edge.training.quant_compare RUN_DIR MODEL_INT8.tflite [--images 16] [--runtime tflm]
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,13 +79,12 @@ def litert_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, te
                          experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
     index = interp.get_input_details()[0]["index"]
-    out: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
-    for image in images_u8:
-        interp.set_tensor(index, int8_pixels(image[None]))
+
+    def invoke(pixels: np.ndarray) -> None:
+        interp.set_tensor(index, pixels)
         interp.invoke()
-        for name, tensor in tensors.items():
-            out[name].append(interp.get_tensor(tensor).astype(np.int32).reshape(-1))
-    return {name: np.stack(values) for name, values in out.items()}
+
+    return _per_image(images_u8, tensors, invoke, interp.get_tensor)
 
 
 def tflm_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, tensors: dict[str, int]
@@ -94,12 +95,22 @@ def tflm_tensors(model_path: str | os.PathLike[str], images_u8: np.ndarray, tens
 
     interp = runtime.Interpreter.from_file(str(model_path),
                                            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+
+    def invoke(pixels: np.ndarray) -> None:
+        interp.set_input(pixels, 0)
+        interp.invoke()
+
+    return _per_image(images_u8, tensors, invoke, lambda tensor: interp.GetTensor(tensor, 0)["tensor_data"])
+
+
+def _per_image(images_u8: np.ndarray, tensors: dict[str, int], invoke: Callable[[np.ndarray], None],
+               read: Callable[[int], np.ndarray]) -> dict[str, np.ndarray]:
+    """Point -> int8 codes [N, size]: `invoke` each image's int8 pixels, then `read` each tensor."""
     out: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
     for image in images_u8:
-        interp.set_input(int8_pixels(image[None]), 0)
-        interp.invoke()
+        invoke(int8_pixels(image[None]))
         for name, tensor in tensors.items():
-            out[name].append(np.asarray(interp.GetTensor(tensor, 0)["tensor_data"]).astype(np.int32).reshape(-1))
+            out[name].append(np.asarray(read(tensor)).astype(np.int32).reshape(-1))
     return {name: np.stack(values) for name, values in out.items()}
 
 
